@@ -1,0 +1,305 @@
+//! `clonekeeper demo`: the seed failure and its cure, on one machine, with nothing but git.
+//!
+//! Generates bare git repositories, an embedded SQLite repo DB (late-2020 shape) that wants
+//! them, and dev gitserver shards; runs the real sidecar against them with a live progress
+//! bar. Midway it kills one shard and restarts it with an empty queue, as the original
+//! gitserver lost its queue on restart, and shows every repo cloned all the same.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use futures::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::logging;
+use crate::config::{Config, LogFormat};
+use crate::db::Database;
+use crate::schedule::{BuiltinOrder, BuiltinRetry};
+use crate::sidecar::{self, Parts};
+use crate::sources::gitserver::{ClientConfig, GitserverClient};
+use crate::sources::repo_db::{RepoDb, SQLITE_SCHEMA_2020_10};
+use crate::state::StateStore;
+use crate::status::Status;
+
+/// What `clonekeeper demo` was asked for.
+pub struct Options {
+    pub repos: usize,
+    pub shards: usize,
+    pub clone_delay: Duration,
+    pub dir: Option<PathBuf>,
+    pub plain: bool,
+}
+
+/// How long the demo waits for every repo before it declares failure.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+pub async fn main(options: Options) -> ExitCode {
+    // The progress bar tells the story; RUST_LOG=info shows every dispatch.
+    logging::init(LogFormat::Human, "off");
+    match run(options).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("clonekeeper demo: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(options: Options) -> anyhow::Result<bool> {
+    anyhow::ensure!(options.repos > 0 && options.shards > 0, "--repos and --shards must be at least 1");
+    let tempdir;
+    let dir = match &options.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            tempdir = tempfile::Builder::new()
+                .prefix("clonekeeper-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            tempdir.path().to_path_buf()
+        }
+    };
+    println!("clonekeeper demo in {}", dir.display());
+
+    let started = Instant::now();
+    let sources = generate_repos(&dir.join("sources"), options.repos).await?;
+    println!("  generated {} git repositories in {:.1}s", sources.len(), started.elapsed().as_secs_f64());
+
+    let db_path = dir.join("repos.db");
+    let db_url = format!("sqlite://{}", db_path.display());
+    write_repo_db(&db_url, &sources).await?;
+    println!("  wrote the repo DB {} (late-2020 schema, {} repos)", db_path.display(), sources.len());
+
+    let mut shards = Vec::new();
+    for idx in 0..options.shards {
+        let config = gitserver_dev::Config {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            repos_dir: dir.join(format!("gitserver-{idx}")),
+            max_concurrent_clones: 4,
+            clone_delay: options.clone_delay,
+        };
+        let server = gitserver_dev::Server::start(config.clone()).context("starting a dev gitserver")?;
+        println!("  dev gitserver shard {idx} on {}", server.addr());
+        shards.push((config, Some(server)));
+    }
+    let addrs: Vec<String> = shards.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.addr().to_string()).collect();
+
+    let vars = [
+        ("CLONEKEEPER_REPO_DB_URL", db_url.clone()),
+        ("CLONEKEEPER_GITSERVER_ADDRS", addrs.join(",")),
+        ("CLONEKEEPER_SYNC_INTERVAL", "500ms".to_string()),
+        ("CLONEKEEPER_DISPATCH_BACKOFF_BASE", "1s".to_string()),
+        ("CLONEKEEPER_DISPATCH_BACKOFF_MAX", "5s".to_string()),
+        ("CLONEKEEPER_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+    ];
+    let config = Config::load_from(None, vars.map(|(k, v)| (k.to_string(), v))).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(crate::admin::serve(config.admin_listen, Arc::clone(&status), bound_tx, stopped(stop_rx.clone())));
+    let admin = bound_rx.await.context("starting the admin API")?;
+    println!("  sidecar admin API on http://{admin}  (try: clonekeeper status --admin {admin})");
+
+    let parts = Parts {
+        repo_db: RepoDb::open(Database::connect(&db_url).await?).await?,
+        state: StateStore::open(Database::connect(&db_url).await?).await?,
+        client: GitserverClient::new(ClientConfig::default())?,
+        prioritizer: Arc::new(BuiltinOrder),
+        retry: Arc::new(BuiltinRetry { backoff: config.backoff, max_attempts: None }),
+        config,
+    };
+    let sidecar = tokio::spawn(sidecar::run(parts, Arc::clone(&status), stopped(stop_rx.clone())));
+
+    let total = sources.len() as u64;
+    let bar = progress_bar(total, options.plain);
+    let victim = shards.len() - 1;
+    let mut killed_at: Option<Instant> = None;
+    let mut restarted = false;
+    let mut last_plain = Instant::now();
+    let done = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = status.load_full();
+        bar.set_position(now.totals.cloned);
+        bar.set_message(progress_message(&now));
+        if options.plain && last_plain.elapsed() >= Duration::from_secs(1) {
+            println!("  {} / {} cloned  {}", now.totals.cloned, total, progress_message(&now));
+            last_plain = Instant::now();
+        }
+        if killed_at.is_none() && now.totals.cloned * 5 >= total * 2 {
+            if let Some(server) = shards[victim].1.take() {
+                server.kill();
+            }
+            bar.println(format!(
+                "  killed gitserver shard {victim} mid-clone at {} / {total} cloned: its in-memory queue is gone",
+                now.totals.cloned
+            ));
+            killed_at = Some(Instant::now());
+        }
+        if !restarted && killed_at.is_some_and(|at| at.elapsed() >= Duration::from_secs(2)) {
+            let mut config = shards[victim].0.clone();
+            config.listen = addrs[victim].parse().context("shard address")?;
+            shards[victim].1 = Some(gitserver_dev::Server::start(config).context("restarting the killed shard")?);
+            bar.println(format!(
+                "  restarted gitserver shard {victim} with an empty queue; clonekeeper re-dispatches what it lost"
+            ));
+            restarted = true;
+        }
+        if restarted && now.totals.cloned == total && now.totals.desired == total {
+            break true;
+        }
+        if started.elapsed() > DEADLINE {
+            break false;
+        }
+    };
+    bar.finish_and_clear();
+    let last = status.load_full();
+    let _ = stop_tx.send(true);
+    let _ = sidecar.await;
+    for (_, server) in shards {
+        if let Some(server) = server {
+            server.kill();
+        }
+    }
+
+    println!();
+    println!(
+        "{}",
+        if done { "Every repository is cloned." } else { "Gave up waiting: not every repository is cloned." }
+    );
+    println!("  repos:          {total}");
+    println!("  cloned:         {}", last.totals.cloned);
+    println!("  elapsed:        {:.1}s", started.elapsed().as_secs_f64());
+    println!("  dispatches:     {}", last.dispatches.started);
+    println!("  re-dispatches:  {}", last.dispatches.redispatched);
+    println!("  errors:         {} (dispatches that failed, e.g. to the killed shard)", last.dispatches.failed);
+    for shard in &last.shards {
+        println!("  shard {}: {} of {} cloned", shard.addr, shard.counts.cloned, shard.counts.desired);
+    }
+    Ok(done)
+}
+
+fn progress_bar(total: u64, plain: bool) -> ProgressBar {
+    if plain {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("  [{elapsed_precise}] {bar:40.green/white} {pos:>4}/{len} cloned  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn progress_message(status: &Status) -> String {
+    let shards: Vec<String> = status
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(idx, s)| {
+            let mark = if s.reachable { "" } else { " DOWN" };
+            format!("s{idx} {}/{}{mark}", s.counts.cloned, s.counts.desired)
+        })
+        .collect();
+    format!(
+        "{} | in flight {} | retries {} | errors {}",
+        shards.join(" "),
+        status.totals.in_flight,
+        status.dispatches.redispatched,
+        status.dispatches.failed
+    )
+}
+
+/// A generated repository: its name in the repo DB and the path it clones from.
+struct Source {
+    name: String,
+    path: PathBuf,
+}
+
+/// Creates `count` bare repositories with one commit each, a few at a time.
+async fn generate_repos(dir: &Path, count: usize) -> anyhow::Result<Vec<Source>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sources: Vec<Source> = (0..count)
+        .map(|i| {
+            let org = ["acme", "globex", "initech", "umbrella"][i % 4];
+            let name = format!("github.com/{org}/service-{i:04}");
+            Source { path: dir.join(format!("{org}-service-{i:04}.git")), name }
+        })
+        .collect();
+    let results: Vec<anyhow::Result<()>> =
+        futures::stream::iter(sources.iter().map(|s| make_repo(&s.path, &s.name))).buffer_unordered(8).collect().await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(sources)
+}
+
+async fn make_repo(path: &Path, name: &str) -> anyhow::Result<()> {
+    if path.join("HEAD").exists() {
+        return Ok(());
+    }
+    let git = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("git");
+        command.args(args).env("GIT_TERMINAL_PROMPT", "0").stdout(std::process::Stdio::null());
+        command
+    };
+    let path_text = path.to_str().context("non-UTF-8 path")?;
+    let status =
+        git(&["init", "--bare", "--quiet", path_text]).status().await.context("running git (is it installed?)")?;
+    anyhow::ensure!(status.success(), "git init {path_text} failed");
+    let readme = format!("# {name}\n\nGenerated by clonekeeper demo.\n");
+    let script = format!(
+        "commit refs/heads/main\ncommitter Demo <demo@example.com> 1700000000 +0000\ndata 15\ninitial commit\nM 644 inline README.md\ndata {}\n{readme}\n",
+        readme.len()
+    );
+    let mut child = git(&["--git-dir", path_text, "fast-import", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running git fast-import")?;
+    let mut stdin = child.stdin.take().context("git fast-import stdin")?;
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, script.as_bytes()).await?;
+    drop(stdin);
+    anyhow::ensure!(child.wait().await?.success(), "git fast-import into {path_text} failed");
+    let status = git(&["--git-dir", path_text, "symbolic-ref", "HEAD", "refs/heads/main"]).status().await?;
+    anyhow::ensure!(status.success(), "setting HEAD of {path_text} failed");
+    Ok(())
+}
+
+/// Creates the embedded repo DB and fills it with the generated repos.
+async fn write_repo_db(url: &str, sources: &[Source]) -> anyhow::Result<()> {
+    let Database::Sqlite(pool) = Database::connect(url).await? else {
+        anyhow::bail!("the demo's repo DB must be SQLite");
+    };
+    sqlx::raw_sql(SQLITE_SCHEMA_2020_10).execute(&pool).await.context("creating the repo DB schema")?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT OR IGNORE INTO external_services (id, kind, display_name, config) VALUES (1, 'GITHUB', 'Demo GitHub', '{}')")
+        .execute(&mut *tx)
+        .await?;
+    for (idx, source) in sources.iter().enumerate() {
+        let id = idx as i64 + 1;
+        sqlx::query("INSERT OR IGNORE INTO repo (id, name, external_service_type, external_service_id, external_id, created_at) VALUES (?, ?, 'github', '1', ?, ?)")
+            .bind(id)
+            .bind(&source.name)
+            .bind(format!("R_{id}"))
+            .bind(1_600_000_000_000i64 + id * 60_000)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO external_service_repos (external_service_id, repo_id, clone_url) VALUES (1, ?, ?)",
+        )
+        .bind(id)
+        .bind(source.path.to_string_lossy().as_ref())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The `clonekeeper` command line.
+//!
+//! Exit status: 0 on a clean stop, 1 when running failed, 2 for a bad configuration or bad
+//! arguments.
+
+mod demo;
+mod logging;
+mod run;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps a code-search deployment's git mirrors complete: every tick it compares the repos
+/// the repo DB wants with what every gitserver shard holds, and dispatches the missing clones,
+/// in order, under limits, with retries.
+#[derive(Debug, Parser)]
+#[command(name = "clonekeeper", version, about, long_about = None)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar next to a real deployment.
+    ///
+    /// Every key of the file can be overridden by an environment variable named
+    /// CLONEKEEPER_<SECTION>_<KEY>, e.g. CLONEKEEPER_REPO_DB_URL or CLONEKEEPER_GITSERVER_ADDRS
+    /// (comma-separated). See the README for the full reference.
+    Run {
+        /// The TOML config file. Without it, the environment alone must configure clonekeeper.
+        #[arg(long, short, env = "CLONEKEEPER_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show the whole thing working on this machine: ~200 generated git repositories, an
+    /// embedded SQLite repo DB, two dev gitserver shards, one of which is killed midway and
+    /// restarted with an empty queue. Needs only `git`.
+    Demo {
+        /// How many repositories to generate.
+        #[arg(long, default_value_t = 200)]
+        repos: usize,
+        /// How many gitserver shards to run.
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+        /// Artificial time each clone takes on the dev shards, so the kill lands mid-clone.
+        #[arg(long, default_value = "150ms", value_parser = humantime::parse_duration)]
+        clone_delay: std::time::Duration,
+        /// Keep the generated files in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// No progress bar; one line per second instead (for logs and CI).
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Print a running sidecar's status, one line per shard.
+    Status {
+        /// The sidecar's admin address.
+        #[arg(long, default_value = "127.0.0.1:9187", env = "CLONEKEEPER_ADMIN_LISTEN")]
+        admin: String,
+        /// Print the raw JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("clonekeeper: starting the async runtime failed: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match args.command {
+            Command::Run { config } => run::main(config.as_deref()).await,
+            Command::Demo { repos, shards, clone_delay, dir, plain } => {
+                demo::main(demo::Options { repos, shards, clone_delay, dir, plain }).await
+            }
+            Command::Status { admin, json } => status::main(&admin, json).await,
+        }
+    })
+}

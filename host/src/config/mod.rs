@@ -1,0 +1,394 @@
+//! Configuration: one TOML file plus `CLONEKEEPER_<SECTION>_<KEY>` environment overrides,
+//! parsed once at startup; every problem is reported, each naming its key and source.
+//!
+//! Policies are watched data, not config, and are not read here.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::routing::{Routing, ShardMap};
+use crate::schedule::{Backoff, Limits};
+
+/// The sections of the file; also how environment variables find their section.
+const SECTIONS: &[&str] = &["repo_db", "state", "gitserver", "sync", "dispatch", "writeback", "admin", "log"];
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub repo_db_url: String,
+    /// Where attempts and backoff are stored; the repo DB unless configured.
+    pub state_url: String,
+    pub shards: ShardMap,
+    pub list_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub interval: Duration,
+    pub limits: Limits,
+    pub target: DispatchTarget,
+    pub dispatch_timeout: Duration,
+    pub backoff: Backoff,
+    pub max_attempts: Option<u32>,
+    pub writeback: bool,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// Where clones are requested.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DispatchTarget {
+    /// `POST /repo-update` on the owning shard.
+    Gitserver,
+    /// `POST /enqueue-repo-update` on repo-updater at this address.
+    RepoUpdater(String),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A configuration that cannot be used; lists every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+// === The file as written ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    repo_db: RepoDbSection,
+    #[serde(default)]
+    state: StateSection,
+    gitserver: GitserverSection,
+    #[serde(default)]
+    sync: SyncSection,
+    #[serde(default)]
+    dispatch: DispatchSection,
+    #[serde(default)]
+    writeback: WritebackSection,
+    #[serde(default)]
+    admin: AdminSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepoDbSection {
+    url: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitserverSection {
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    addrs: Vec<String>,
+    #[serde(default)]
+    routing: RoutingName,
+    #[serde(default = "defaults::list_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "defaults::max_response_mb")]
+    max_response_mb: u32,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RoutingName {
+    #[default]
+    Md5,
+    Rendezvous,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncSection {
+    #[serde(default = "defaults::interval", with = "humantime_serde")]
+    interval: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispatchSection {
+    #[serde(default = "defaults::per_shard")]
+    max_in_flight_per_shard: u32,
+    #[serde(default = "defaults::global")]
+    max_in_flight: u32,
+    #[serde(default)]
+    target: TargetName,
+    repo_updater_addr: Option<String>,
+    #[serde(default = "defaults::dispatch_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default = "defaults::backoff_base", with = "humantime_serde")]
+    backoff_base: Duration,
+    #[serde(default = "defaults::backoff_max", with = "humantime_serde")]
+    backoff_max: Duration,
+    /// 0 means never give up.
+    #[serde(default)]
+    max_attempts: u32,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum TargetName {
+    #[default]
+    Gitserver,
+    RepoUpdater,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WritebackSection {
+    #[serde(default)]
+    enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSection {
+    #[serde(default = "defaults::admin_listen")]
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    #[serde(default = "defaults::log_format")]
+    format: LogFormat,
+    #[serde(default = "defaults::log_level")]
+    level: String,
+}
+
+/// Defaults, in one place so the README's reference can be checked against them.
+mod defaults {
+    use std::time::Duration;
+
+    use super::LogFormat;
+
+    pub fn list_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_response_mb() -> u32 {
+        512
+    }
+    pub fn interval() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn per_shard() -> u32 {
+        5
+    }
+    pub fn global() -> u32 {
+        40
+    }
+    pub fn dispatch_timeout() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn backoff_base() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn backoff_max() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+    pub fn admin_listen() -> String {
+        "127.0.0.1:9187".to_string()
+    }
+    pub fn log_format() -> LogFormat {
+        LogFormat::Human
+    }
+    pub fn log_level() -> String {
+        "info".to_string()
+    }
+}
+
+macro_rules! section_defaults {
+    ($($ty:ident),*) => {$(
+        impl Default for $ty {
+            fn default() -> $ty {
+                Figment::new().extract::<$ty>().expect("every field of this section has a default")
+            }
+        }
+    )*};
+}
+section_defaults!(SyncSection, DispatchSection, AdminSection, LogSection);
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+    })
+}
+
+// === Loading ===
+
+impl Config {
+    /// Reads `path` (if given) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_from(path, std::env::vars())
+    }
+
+    /// Reads `path` and the given environment; tests pass their own variables.
+    pub fn load_from(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError { problems: vec![format!("{}: no such config file", path.display())] });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("CLONEKEEPER_").and_then(env_key) else {
+                continue;
+            };
+            figment = figment.merge(EnvVar { name, key, value });
+        }
+        let file: File = figment
+            .extract()
+            .map_err(|error| ConfigError { problems: error.into_iter().map(|e| e.to_string()).collect() })?;
+        Config::validate(file)
+    }
+
+    fn validate(file: File) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        let scheme_ok = |url: &str| ["postgres://", "postgresql://", "sqlite:"].iter().any(|s| url.starts_with(s));
+        check(scheme_ok(&file.repo_db.url), "repo_db.url: expected a postgres:// or sqlite: URL".to_string());
+        if let Some(url) = &file.state.url {
+            check(scheme_ok(url), "state.url: expected a postgres:// or sqlite: URL".to_string());
+        }
+        check(!file.gitserver.addrs.is_empty(), "gitserver.addrs: at least one shard address is needed".to_string());
+        for addr in &file.gitserver.addrs {
+            check(valid_host_port(addr), format!("gitserver.addrs: {addr:?} is not host:port"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for addr in &file.gitserver.addrs {
+            check(seen.insert(addr), format!("gitserver.addrs: {addr:?} is listed twice"));
+        }
+        check(file.sync.interval >= Duration::from_millis(100), "sync.interval: must be at least 100ms".to_string());
+        check(
+            file.dispatch.max_in_flight_per_shard >= 1,
+            "dispatch.max_in_flight_per_shard: must be at least 1".to_string(),
+        );
+        check(file.dispatch.max_in_flight >= 1, "dispatch.max_in_flight: must be at least 1".to_string());
+        check(
+            file.dispatch.backoff_base <= file.dispatch.backoff_max && !file.dispatch.backoff_base.is_zero(),
+            "dispatch.backoff_base: must be above zero and at most dispatch.backoff_max".to_string(),
+        );
+        check(file.gitserver.max_response_mb >= 1, "gitserver.max_response_mb: must be at least 1".to_string());
+        let target = match (file.dispatch.target, &file.dispatch.repo_updater_addr) {
+            (TargetName::Gitserver, _) => Some(DispatchTarget::Gitserver),
+            (TargetName::RepoUpdater, Some(addr)) if valid_host_port(addr) => {
+                Some(DispatchTarget::RepoUpdater(addr.clone()))
+            }
+            (TargetName::RepoUpdater, _) => {
+                problems.push("dispatch.repo_updater_addr: target \"repo-updater\" needs a host:port".to_string());
+                None
+            }
+        };
+        let admin_listen = file
+            .admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("admin.listen: {:?} is not an ip:port address ({e})", file.admin.listen));
+        if let Err(problem) = &admin_listen {
+            problems.push(problem.clone());
+        }
+        let routing = match file.gitserver.routing {
+            RoutingName::Md5 => Routing::Md5,
+            RoutingName::Rendezvous => Routing::Rendezvous,
+        };
+        let shards = ShardMap::new(file.gitserver.addrs.clone(), routing);
+        let (Some(shards), Some(target), Ok(admin_listen), true) = (shards, target, admin_listen, problems.is_empty())
+        else {
+            return Err(ConfigError { problems });
+        };
+        Ok(Config {
+            state_url: file.state.url.unwrap_or_else(|| file.repo_db.url.clone()),
+            repo_db_url: file.repo_db.url,
+            shards,
+            list_timeout: file.gitserver.timeout,
+            max_response_bytes: (file.gitserver.max_response_mb as usize) << 20,
+            interval: file.sync.interval,
+            limits: Limits {
+                max_in_flight_per_shard: file.dispatch.max_in_flight_per_shard,
+                max_in_flight: file.dispatch.max_in_flight,
+            },
+            target,
+            dispatch_timeout: file.dispatch.timeout,
+            backoff: Backoff { base: file.dispatch.backoff_base, max: file.dispatch.backoff_max },
+            max_attempts: (file.dispatch.max_attempts > 0).then_some(file.dispatch.max_attempts),
+            writeback: file.writeback.enabled,
+            admin_listen,
+            log_format: file.log.format,
+            log_level: file.log.level,
+        })
+    }
+}
+
+/// `REPO_DB_URL` → `repo_db.url`; variables of unknown sections are not ours and are ignored.
+fn env_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    SECTIONS.iter().find_map(|section| {
+        let rest = key.strip_prefix(section)?.strip_prefix('_')?;
+        (!rest.is_empty()).then(|| format!("{section}.{rest}"))
+    })
+}
+
+fn valid_host_port(addr: &str) -> bool {
+    let addr = addr.strip_prefix("http://").or_else(|| addr.strip_prefix("https://")).unwrap_or(addr);
+    match addr.trim_end_matches('/').rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+/// One `CLONEKEEPER_…` variable as a figment provider, so an error names the variable.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let value: figment::value::Value = self.value.parse().unwrap_or_else(|_| self.value.clone().into());
+        match figment::util::nest(&self.key, value) {
+            figment::value::Value::Dict(_, dict) => Ok(figment::Profile::Default.collect(dict)),
+            _ => Err(figment::Error::from(format!("{}: not a section key", self.name))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

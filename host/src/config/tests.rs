@@ -1,0 +1,167 @@
+//! Config tests: files and variables in, a `Config` or every problem out.
+
+use std::io::Write;
+
+use super::*;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+const MINIMAL: &str = r#"
+[repo_db]
+url = "postgres://postgres@127.0.0.1:5432/sourcegraph"
+
+[gitserver]
+addrs = ["gitserver-0:3178", "gitserver-1:3178"]
+"#;
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let f = file(text);
+    Config::load_from(Some(f.path()), vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.shards.addrs(), ["gitserver-0:3178", "gitserver-1:3178"]);
+    assert_eq!(c.shards.routing(), Routing::Md5);
+    assert_eq!(c.state_url, c.repo_db_url, "state defaults to the repo DB");
+    assert_eq!(c.interval, Duration::from_secs(10));
+    assert_eq!(c.limits, Limits { max_in_flight_per_shard: 5, max_in_flight: 40 });
+    assert_eq!(c.target, DispatchTarget::Gitserver);
+    assert_eq!(c.admin_listen, "127.0.0.1:9187".parse().unwrap());
+    assert!(!c.writeback);
+    assert_eq!(c.max_attempts, None);
+}
+
+#[test]
+fn full_file_is_read() {
+    let c = load(
+        r#"
+[repo_db]
+url = "sqlite:///var/lib/ck/repos.db"
+[state]
+url = "postgres://ck@db/state"
+[gitserver]
+addrs = ["a:1", "b:2", "c:3"]
+routing = "rendezvous"
+timeout = "5s"
+[sync]
+interval = "2s"
+[dispatch]
+max_in_flight_per_shard = 2
+max_in_flight = 4
+target = "repo-updater"
+repo_updater_addr = "repo-updater:3182"
+backoff_base = "1s"
+backoff_max = "1m"
+max_attempts = 7
+[writeback]
+enabled = true
+[admin]
+listen = "0.0.0.0:9000"
+[log]
+format = "json"
+"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.shards.routing(), Routing::Rendezvous);
+    assert_eq!(c.state_url, "postgres://ck@db/state");
+    assert_eq!(c.interval, Duration::from_secs(2));
+    assert_eq!(c.target, DispatchTarget::RepoUpdater("repo-updater:3182".into()));
+    assert_eq!(c.backoff, Backoff { base: Duration::from_secs(1), max: Duration::from_secs(60) });
+    assert_eq!(c.max_attempts, Some(7));
+    assert!(c.writeback);
+    assert_eq!(c.log_format, LogFormat::Json);
+}
+
+#[test]
+fn environment_overrides_every_key() {
+    let c = load(
+        MINIMAL,
+        &[
+            ("CLONEKEEPER_GITSERVER_ADDRS", "x:1, y:2"),
+            ("CLONEKEEPER_DISPATCH_MAX_IN_FLIGHT_PER_SHARD", "9"),
+            ("CLONEKEEPER_SYNC_INTERVAL", "250ms"),
+            ("CLONEKEEPER_REPO_DB_URL", "sqlite:repos.db"),
+            ("CLONEKEEPER_WRITEBACK_ENABLED", "true"),
+            ("CLONEKEEPER_TEST_SOMETHING", "ignored: not a section"),
+            ("PATH", "/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.shards.addrs(), ["x:1", "y:2"]);
+    assert_eq!(c.limits.max_in_flight_per_shard, 9);
+    assert_eq!(c.interval, Duration::from_millis(250));
+    assert_eq!(c.repo_db_url, "sqlite:repos.db");
+    assert!(c.writeback);
+}
+
+#[test]
+fn environment_alone_is_enough() {
+    let vars = [
+        ("CLONEKEEPER_REPO_DB_URL".to_string(), "postgres://p@h/db".to_string()),
+        ("CLONEKEEPER_GITSERVER_ADDRS".to_string(), "g:3178".to_string()),
+    ];
+    let c = Config::load_from(None, vars).unwrap();
+    assert_eq!(c.shards.len(), 1);
+}
+
+fn problems(text: &str, vars: &[(&str, &str)]) -> String {
+    load(text, vars).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_values_name_their_key_and_source() {
+    let p = problems(&MINIMAL.replace("[gitserver]", "[gitserver]\nrouting = \"round-robin\""), &[]);
+    assert!(p.contains("routing") && p.contains("round-robin"), "{p}");
+
+    let p = problems(MINIMAL, &[("CLONEKEEPER_DISPATCH_MAX_IN_FLIGHT", "lots")]);
+    assert!(p.contains("max_in_flight") && p.contains("CLONEKEEPER_DISPATCH_MAX_IN_FLIGHT"), "{p}");
+
+    let p = problems(&format!("{MINIMAL}\n[sync]\ninterval = \"soon\"\n"), &[]);
+    assert!(p.contains("interval"), "{p}");
+
+    let p = problems(&format!("{MINIMAL}\n[dispatch]\nmax_inflight = 3\n"), &[]);
+    assert!(p.contains("max_inflight"), "typos are refused: {p}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let p = problems(
+        r#"
+[repo_db]
+url = "mysql://x"
+[gitserver]
+addrs = ["nohost", "a:1", "a:1"]
+[dispatch]
+max_in_flight = 0
+target = "repo-updater"
+[admin]
+listen = "localhost"
+"#,
+        &[],
+    );
+    for needle in [
+        "repo_db.url",
+        "\"nohost\" is not host:port",
+        "listed twice",
+        "dispatch.max_in_flight: must be at least 1",
+        "repo_updater_addr",
+        "admin.listen",
+    ] {
+        assert!(p.contains(needle), "missing {needle:?} in {p}");
+    }
+}
+
+#[test]
+fn missing_file_and_missing_keys_are_clear() {
+    let p = Config::load_from(Some(Path::new("/nonexistent/ck.toml")), Vec::new()).unwrap_err().to_string();
+    assert!(p.contains("/nonexistent/ck.toml"), "{p}");
+    let p = problems("[gitserver]\naddrs = [\"a:1\"]\n", &[]);
+    assert!(p.contains("repo_db"), "{p}");
+}

@@ -1,0 +1,176 @@
+//! Plain data shared by every part of clonekeeper: the desired repos read from the repo DB,
+//! what the shards report, and the durable attempt record of each repo.
+//!
+//! These types carry no I/O and derive neither `Serialize` nor `FromRow`: adapters convert at
+//! the edge, so the core never learns about SQL, HTTP or JSON.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitserver_api::normalize_repo_name;
+
+/// Milliseconds since the Unix epoch.
+///
+/// The core takes time as a parameter and never reads a clock; wall-clock time (not a
+/// monotonic instant) because backoff deadlines are stored and must survive a restart.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const fn from_millis(millis: i64) -> Timestamp {
+        Timestamp(millis)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// The current wall-clock time. Only the edges (tick loop, adapters) call this.
+    pub fn now() -> Timestamp {
+        Timestamp(chrono::Utc::now().timestamp_millis())
+    }
+
+    pub fn saturating_add(self, duration: Duration) -> Timestamp {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(millis))
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// RFC 3339 form for status output and logs.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| format!("@{}ms", self.0))
+    }
+}
+
+/// A repository name in gitserver's normal form: the key for comparing, routing and storing.
+///
+/// Invariant: the text is the output of [`normalize_repo_name`], so two spellings of one repo
+/// always compare equal.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RepoName(Box<str>);
+
+impl RepoName {
+    /// Normalises `raw` as gitserver would. Returns `None` for a name that normalises to
+    /// nothing (e.g. `/` or `..`), which no shard could store.
+    pub fn normalize(raw: &str) -> Option<RepoName> {
+        let normal = normalize_repo_name(raw);
+        (!normal.is_empty()).then(|| RepoName(normal.into_boxed_str()))
+    }
+
+    /// Wraps a name that a gitserver returned, which is normal already. Re-normalising
+    /// would be cheap, but a shard's list of a million names is the hot path.
+    pub fn from_normalized(name: impl Into<Box<str>>) -> RepoName {
+        RepoName(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for RepoName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// Index of a shard in the configured address list. The order of that list is part of the
+/// routing scheme, so an index is stable for the life of a configuration.
+pub type ShardIdx = u16;
+
+/// What the repo DB itself records about a repo's clone state, read so that write-back only
+/// touches rows whose recorded state is wrong.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RecordedState {
+    /// The schema has no clone-state column (mid-2020 shape).
+    NotTracked,
+    /// `repo.cloned` (late-2020 shape).
+    ClonedFlag(bool),
+    /// `gitserver_repos.clone_status` (2021 shape); `None` when the repo has no row yet.
+    Status(Option<CloneStatus>),
+}
+
+/// gitserver's own clone-status vocabulary (`gitserver_repos.clone_status`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CloneStatus {
+    NotCloned,
+    Cloning,
+    Cloned,
+}
+
+impl CloneStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloneStatus::NotCloned => "not_cloned",
+            CloneStatus::Cloning => "cloning",
+            CloneStatus::Cloned => "cloned",
+        }
+    }
+}
+
+/// One repo that should exist on some shard (`deleted_at IS NULL`), with what a policy may
+/// want to know about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredRepo {
+    /// `repo.id`.
+    pub id: i64,
+    pub name: RepoName,
+    /// `None` when the row has no usable clone URL; reconcile reports it as a problem.
+    pub clone_url: Option<Box<str>>,
+    /// `repo.external_service_type` (`github`, `gitlab`, …), interned by the reader.
+    pub service_type: Option<Arc<str>>,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    /// `repo.stars` where the schema has it, else `metadata->>'stargazerCount'` when present.
+    pub stars: Option<u32>,
+    pub fork: bool,
+    pub archived: bool,
+    pub private: bool,
+    pub recorded: RecordedState,
+}
+
+impl DesiredRepo {
+    /// The host part of the clone URL's authority, or of the name, for per-code-host limits.
+    pub fn code_host(&self) -> &str {
+        let name = self.name.as_str();
+        name.split('/').next().unwrap_or(name)
+    }
+}
+
+/// The durable record of clonekeeper's dispatches of one repo: everything that cannot be
+/// re-derived from the repo DB and the shards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Dispatches started so far (an interrupted dispatch counts).
+    pub attempts: u32,
+    /// git's or the transport's message from the last failed dispatch.
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<Timestamp>,
+    /// Not dispatched again before this time (backoff).
+    pub next_attempt_at: Option<Timestamp>,
+    /// A dispatch was started and its outcome not yet recorded. Seen after a restart, it means
+    /// the previous process died mid-dispatch.
+    pub in_flight: bool,
+    /// Set when a retry policy gave up on the repo, with its reason.
+    pub gave_up: Option<String>,
+}

@@ -1,0 +1,216 @@
+//! Reconcile: desired (repo DB) against actual (the shards' lists) → the state of every
+//! repo, per-shard counts, and the repos due for a dispatch now.
+//!
+//! **Architecture invariant:** this module does no I/O, reads no clock, spawns nothing and
+//! never fails. Time is the `now` parameter; a bad row is a [`Problem`], not an error. A
+//! tidy test fails if this directory mentions an I/O crate.
+//!
+//! **Invariant:** a shard that has never been listed is unknown, never empty: an empty list
+//! would make every repo it owns look uncloned and re-dispatch all of them.
+
+mod counts;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+pub use counts::Counts;
+
+use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
+
+/// What one shard reported this tick (or last reported, if it is unreachable now).
+#[derive(Clone, Debug, Default)]
+pub struct ShardActual {
+    /// Whether this tick's list call succeeded.
+    pub reachable: bool,
+    /// `GET /list?cloned`: the last successful list, `None` if the shard has never answered.
+    pub cloned: Option<Vec<RepoName>>,
+    /// Names the shard reports as cloning (`CloneInProgress`).
+    pub cloning: Vec<RepoName>,
+}
+
+/// The actual state of every shard, in configured address order.
+#[derive(Clone, Debug, Default)]
+pub struct Actual {
+    pub shards: Vec<ShardActual>,
+}
+
+/// The state of one desired repo, as an operator would name it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RepoState {
+    /// Listed by the shard that owns it.
+    Cloned,
+    /// The owning shard reports a clone in progress, or clonekeeper has a dispatch in flight.
+    Cloning,
+    /// Not cloned, never failed.
+    Uncloned,
+    /// Not cloned and the last dispatch failed, the retry policy gave up, or the row has no
+    /// clone URL.
+    Failed,
+    /// The owning shard has never answered a list call: nothing is known, nothing dispatched.
+    Unknown,
+}
+
+impl RepoState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoState::Cloned => "cloned",
+            RepoState::Cloning => "cloning",
+            RepoState::Uncloned => "uncloned",
+            RepoState::Failed => "failed",
+            RepoState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A finding that does not stop the tick but that an operator should see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The row has no usable clone URL, so it cannot be dispatched.
+    NoCloneUrl { name: RepoName },
+}
+
+/// A repo cloned on some shard that the repo DB does not (or no longer) want. Reported, never
+/// deleted: deleting is a decision for a human.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    pub shard: ShardIdx,
+    pub name: RepoName,
+}
+
+/// How many orphans the plan keeps by name; the rest are only counted.
+pub const ORPHAN_SAMPLE: usize = 100;
+
+/// The outcome of one reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The state of each desired repo, index-aligned with the `desired` slice.
+    pub states: Vec<RepoState>,
+    /// Indices into `desired` of the repos to dispatch now, in `desired` order (the scheduler
+    /// orders them).
+    pub due: Vec<u32>,
+    /// Counts per shard, in address order.
+    pub shards: Vec<Counts>,
+    /// The sum over all shards.
+    pub totals: Counts,
+    /// Up to [`ORPHAN_SAMPLE`] orphans by name.
+    pub orphans: Vec<Orphan>,
+    pub problems: Vec<Problem>,
+    /// The earliest future backoff deadline: when a repo becomes due without anything else
+    /// changing.
+    pub next_due_at: Option<Timestamp>,
+}
+
+/// Inputs to [`reconcile`] besides the two sets.
+pub struct Context<'a> {
+    /// Durable dispatch history by repo.
+    pub attempts: &'a HashMap<RepoName, AttemptRecord>,
+    /// Repos with a dispatch in flight from this process.
+    pub in_flight: &'a HashSet<RepoName>,
+    pub now: Timestamp,
+}
+
+/// Compares desired with actual. `routes[i]` is the owning shard of `desired[i]`.
+///
+/// A name listed on a shard counts as cloned only on the shard that owns it: a clone left on
+/// another shard after the address list changed is *misplaced* (counted on the shard that
+/// holds it) and its repo still needs cloning on its owner, as gitserver's Go client decided.
+pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, ctx: &Context<'_>) -> Plan {
+    debug_assert_eq!(desired.len(), routes.len());
+    let n_shards = actual.shards.len();
+    let mut plan = Plan {
+        states: Vec::with_capacity(desired.len()),
+        shards: vec![Counts::default(); n_shards],
+        ..Plan::default()
+    };
+
+    // Index the desired set once; every listed name is looked up in it.
+    let mut index: HashMap<&str, u32> = HashMap::with_capacity(desired.len());
+    for (idx, repo) in desired.iter().enumerate() {
+        let idx = u32::try_from(idx).expect("fewer than 4 billion desired repos");
+        index.entry(repo.name.as_str()).or_insert(idx);
+    }
+
+    let mut cloned = vec![false; desired.len()];
+    let mut cloning = vec![false; desired.len()];
+    for (shard_idx, listing) in actual.shards.iter().enumerate() {
+        let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
+        for name in listing.cloned.iter().flatten() {
+            match index.get(name.as_str()) {
+                Some(&idx) if routes[idx as usize] == shard => cloned[idx as usize] = true,
+                Some(_) => plan.shards[shard_idx].misplaced += 1,
+                None => {
+                    plan.shards[shard_idx].orphaned += 1;
+                    if plan.orphans.len() < ORPHAN_SAMPLE {
+                        plan.orphans.push(Orphan { shard, name: name.clone() });
+                    }
+                }
+            }
+        }
+        for name in &listing.cloning {
+            if let Some(&idx) = index.get(name.as_str()) {
+                if routes[idx as usize] == shard {
+                    cloning[idx as usize] = true;
+                }
+            }
+        }
+    }
+    drop(index);
+
+    for (idx, repo) in desired.iter().enumerate() {
+        let shard = usize::from(routes[idx]);
+        let record = ctx.attempts.get(&repo.name);
+        let listed = actual.shards.get(shard).is_some_and(|s| s.cloned.is_some());
+        let state = if cloned[idx] {
+            RepoState::Cloned
+        } else if !listed {
+            RepoState::Unknown
+        } else if cloning[idx] || ctx.in_flight.contains(&repo.name) {
+            RepoState::Cloning
+        } else if repo.clone_url.is_none() {
+            plan.problems.push(Problem::NoCloneUrl { name: repo.name.clone() });
+            RepoState::Failed
+        } else if record.is_some_and(|r| r.gave_up.is_some() || r.last_error.is_some()) {
+            RepoState::Failed
+        } else {
+            RepoState::Uncloned
+        };
+
+        let counts = &mut plan.shards[shard];
+        counts.desired += 1;
+        match state {
+            RepoState::Cloned => counts.cloned += 1,
+            RepoState::Cloning => counts.cloning += 1,
+            RepoState::Uncloned => counts.uncloned += 1,
+            RepoState::Failed => counts.failed += 1,
+            RepoState::Unknown => counts.unknown += 1,
+        }
+        if matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Unknown) {
+            if let Some(created) = repo.created_at {
+                counts.oldest_uncloned_created_at =
+                    Some(counts.oldest_uncloned_created_at.map_or(created, |t| t.min(created)));
+            }
+        }
+
+        let dispatchable = repo.clone_url.is_some()
+            && matches!(state, RepoState::Uncloned | RepoState::Failed)
+            && record.is_none_or(|r| r.gave_up.is_none());
+        if dispatchable {
+            match record.and_then(|r| r.next_attempt_at) {
+                Some(at) if at > ctx.now => {
+                    counts.backing_off += 1;
+                    plan.next_due_at = Some(plan.next_due_at.map_or(at, |t| t.min(at)));
+                }
+                _ => plan.due.push(u32::try_from(idx).expect("checked above")),
+            }
+        }
+        plan.states.push(state);
+    }
+
+    for (counts, shard) in plan.shards.iter_mut().zip(&actual.shards) {
+        counts.reachable = shard.reachable;
+    }
+    plan.totals = Counts::sum(&plan.shards);
+    plan
+}

@@ -1,0 +1,188 @@
+//! Reconcile tests: plain values in, plain values out; no network, DB or clock.
+
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+use crate::model::RecordedState;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_millis(secs * 1000)
+}
+
+fn name(s: &str) -> RepoName {
+    RepoName::normalize(s).unwrap()
+}
+
+fn repo(id: i64, n: &str) -> DesiredRepo {
+    DesiredRepo {
+        id,
+        name: name(n),
+        clone_url: Some(format!("https://{n}").into()),
+        service_type: None,
+        created_at: Some(t(id)),
+        updated_at: None,
+        stars: None,
+        fork: false,
+        archived: false,
+        private: false,
+        recorded: RecordedState::NotTracked,
+    }
+}
+
+/// Desired is `"a@0 b@1"` (name@owning shard); actual is one line per shard:
+/// `"a b ~c"` lists a and b as cloned and c as cloning, `"?"` means never listed.
+struct Fixture {
+    desired: Vec<DesiredRepo>,
+    routes: Vec<ShardIdx>,
+    actual: Actual,
+    attempts: HashMap<RepoName, AttemptRecord>,
+    in_flight: HashSet<RepoName>,
+}
+
+fn fixture(desired: &str, actual: &[&str]) -> Fixture {
+    let mut repos = Vec::new();
+    let mut routes = Vec::new();
+    for (i, item) in desired.split_whitespace().enumerate() {
+        let (n, shard) = item.split_once('@').unwrap();
+        repos.push(repo(i as i64 + 1, n));
+        routes.push(shard.parse().unwrap());
+    }
+    let shards = actual
+        .iter()
+        .map(|line| {
+            if line.trim() == "?" {
+                return ShardActual::default();
+            }
+            let mut shard = ShardActual { reachable: true, cloned: Some(Vec::new()), ..Default::default() };
+            for item in line.split_whitespace() {
+                match item.strip_prefix('~') {
+                    Some(n) => shard.cloning.push(name(n)),
+                    None => shard.cloned.as_mut().unwrap().push(name(item)),
+                }
+            }
+            shard
+        })
+        .collect();
+    Fixture { desired: repos, routes, actual: Actual { shards }, attempts: HashMap::new(), in_flight: HashSet::new() }
+}
+
+impl Fixture {
+    fn run(&self, now: Timestamp) -> Plan {
+        let ctx = Context { attempts: &self.attempts, in_flight: &self.in_flight, now };
+        reconcile(&self.desired, &self.routes, &self.actual, &ctx)
+    }
+
+    fn states(&self, plan: &Plan) -> String {
+        self.desired
+            .iter()
+            .zip(&plan.states)
+            .map(|(r, s)| format!("{}={}", r.name, s.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn due(&self, plan: &Plan) -> String {
+        plan.due.iter().map(|&i| self.desired[i as usize].name.to_string()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[test]
+fn classifies_cloned_cloning_and_uncloned() {
+    let f = fixture("x/a@0 x/b@0 x/c@1 x/d@1", &["x/a ~x/b", "x/c"]);
+    let plan = f.run(t(100));
+    assert_eq!(f.states(&plan), "x/a=cloned x/b=cloning x/c=cloned x/d=uncloned");
+    assert_eq!(f.due(&plan), "x/d");
+    assert_eq!((plan.totals.desired, plan.totals.cloned, plan.totals.cloning, plan.totals.uncloned), (4, 2, 1, 1));
+    assert_eq!((plan.shards[0].cloned, plan.shards[1].uncloned), (1, 1));
+}
+
+#[test]
+fn unlisted_shard_is_unknown_not_empty() {
+    let f = fixture("x/a@0 x/b@1", &["", "?"]);
+    let plan = f.run(t(0));
+    assert_eq!(f.states(&plan), "x/a=uncloned x/b=unknown");
+    assert_eq!(f.due(&plan), "x/a", "nothing is dispatched to a shard never listed");
+    assert!(!plan.shards[1].reachable && !plan.totals.reachable);
+    assert_eq!(plan.shards[1].unknown, 1);
+}
+
+#[test]
+fn unreachable_shard_keeps_its_last_list() {
+    let mut f = fixture("x/a@0 x/b@0", &["x/a"]);
+    f.actual.shards[0].reachable = false;
+    let plan = f.run(t(0));
+    assert_eq!(f.states(&plan), "x/a=cloned x/b=uncloned");
+    assert_eq!(f.due(&plan), "x/b");
+    assert!(!plan.shards[0].reachable);
+}
+
+#[test]
+fn misplaced_clone_does_not_count_and_orphans_are_reported() {
+    let f = fixture("x/a@0 x/b@1", &["x/b gone/z", ""]);
+    let plan = f.run(t(0));
+    assert_eq!(f.states(&plan), "x/a=uncloned x/b=uncloned");
+    assert_eq!((plan.shards[0].misplaced, plan.shards[0].orphaned), (1, 1));
+    assert_eq!(plan.orphans, vec![Orphan { shard: 0, name: name("gone/z") }]);
+    assert_eq!(f.due(&plan), "x/a x/b");
+}
+
+#[test]
+fn compares_normalised_names() {
+    // The repo DB spelling differs from the shard's listing; both normalise alike.
+    let f = fixture("GitHub.com/Org/Repo.git@0", &["github.com/org/repo"]);
+    let plan = f.run(t(0));
+    assert_eq!(plan.states, vec![RepoState::Cloned]);
+}
+
+#[test]
+fn failed_repo_backs_off_until_its_deadline() {
+    let mut f = fixture("x/a@0 x/b@0", &[""]);
+    f.attempts.insert(
+        name("x/a"),
+        AttemptRecord {
+            attempts: 2,
+            last_error: Some("fatal: repository not found".into()),
+            next_attempt_at: Some(t(60)),
+            ..Default::default()
+        },
+    );
+    let plan = f.run(t(59));
+    assert_eq!(f.states(&plan), "x/a=failed x/b=uncloned");
+    assert_eq!(f.due(&plan), "x/b");
+    assert_eq!(plan.totals.backing_off, 1);
+    assert_eq!(plan.next_due_at, Some(t(60)));
+
+    let plan = f.run(t(60));
+    assert_eq!(f.due(&plan), "x/a x/b");
+    assert_eq!(plan.next_due_at, None);
+}
+
+#[test]
+fn in_flight_and_given_up_repos_are_not_due() {
+    let mut f = fixture("x/a@0 x/b@0", &[""]);
+    f.in_flight.insert(name("x/a"));
+    f.attempts
+        .insert(name("x/b"), AttemptRecord { attempts: 9, gave_up: Some("too many".into()), ..Default::default() });
+    let plan = f.run(t(0));
+    assert_eq!(f.states(&plan), "x/a=cloning x/b=failed");
+    assert_eq!(f.due(&plan), "");
+}
+
+#[test]
+fn row_without_clone_url_is_failed_and_reported() {
+    let mut f = fixture("x/a@0", &[""]);
+    f.desired[0].clone_url = None;
+    let plan = f.run(t(0));
+    assert_eq!(plan.states, vec![RepoState::Failed]);
+    assert_eq!(plan.problems, vec![Problem::NoCloneUrl { name: name("x/a") }]);
+    assert!(plan.due.is_empty());
+}
+
+#[test]
+fn oldest_uncloned_is_tracked_per_shard_and_in_total() {
+    let f = fixture("x/a@0 x/b@0 x/c@1", &["x/a", ""]);
+    let plan = f.run(t(0));
+    assert_eq!(plan.shards[0].oldest_uncloned_created_at, Some(t(2)));
+    assert_eq!(plan.shards[1].oldest_uncloned_created_at, Some(t(3)));
+    assert_eq!(plan.totals.oldest_uncloned_created_at, Some(t(2)));
+}

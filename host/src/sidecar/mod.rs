@@ -1,0 +1,462 @@
+//! The tick loop: observe → reconcile → order → dispatch, and the handling of outcomes.
+//!
+//! This is the only place that reads the clock and the only owner of the mutable state
+//! (scheduler, attempt records, last good observations). The I/O half of a tick runs in
+//! its own task ([`observe`]) so outcomes keep flowing while a big repo DB is read; the
+//! decisions are made here, by the pure core.
+//!
+//! **Invariants.**
+//! - A failed read keeps the last good state: a repo DB error reuses the last desired set, an
+//!   unreachable shard its last list. Nothing is ever treated as empty because it failed.
+//! - A repo is dispatched only by [`Scheduler::poll_dispatch`], so never twice at once.
+//! - Every attempt is stored before its call is made; every outcome after.
+
+mod observe;
+mod persist;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use observe::{Observation, Snapshot};
+pub use persist::Persister;
+
+use crate::config::{Config, DispatchTarget};
+use crate::dispatch::{self, Dispatch, Outcome};
+use crate::error_chain::error_chain;
+use crate::model::{AttemptRecord, CloneStatus, RecordedState, RepoName, Timestamp};
+use crate::reconcile::{self, Actual, Context, Plan, Problem, RepoState, ShardActual};
+use crate::schedule::{self, Failure, Prioritizer, RetryDecision, RetryPolicy, Scheduler};
+use crate::sources::gitserver::GitserverClient;
+use crate::sources::repo_db::{RepoDb, WriteBack};
+use crate::state::StateStore;
+use crate::status::{DispatchTotals, ShardStatus, StateCounts, Status};
+
+/// How many problems and orphans the status lists by name.
+const STATUS_SAMPLE: usize = 20;
+/// Repos per prioritizer call.
+const PRIORITIZE_BATCH: usize = 10_000;
+
+/// Everything the loop needs, built by `clonekeeper run` or the demo.
+pub struct Parts {
+    pub config: Config,
+    pub repo_db: RepoDb,
+    pub state: StateStore,
+    pub client: GitserverClient,
+    pub prioritizer: Arc<dyn Prioritizer>,
+    pub retry: Arc<dyn RetryPolicy>,
+}
+
+/// The live status, swapped atomically after every change; readers never block the loop.
+pub type StatusCell = Arc<ArcSwap<Status>>;
+
+/// Runs until `shutdown` resolves. Errors only if the attempt state cannot be loaded at start.
+pub async fn run(
+    parts: Parts,
+    status: StatusCell,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), crate::state::StateError> {
+    let mut attempts = parts.state.load().await?;
+    let (persister, writer) = Persister::start(parts.state.clone());
+    // A record still marked in flight was interrupted by a stop; the next observation decides
+    // whether gitserver finished it. The attempt itself still counts.
+    for (name, record) in attempts.iter_mut().filter(|(_, r)| r.in_flight) {
+        record.in_flight = false;
+        persister.save(name.clone(), record.clone());
+    }
+    tracing::info!(records = attempts.len(), "Loaded attempt state.");
+
+    let parts = Arc::new(parts);
+    let mut sidecar = Sidecar {
+        scheduler: Scheduler::new(parts.config.shards.len(), parts.config.limits),
+        attempts,
+        snapshot: Arc::new(Snapshot::default()),
+        last_lists: vec![None; parts.config.shards.len()],
+        shard_errors: vec![None; parts.config.shards.len()],
+        plan: Plan::default(),
+        persister,
+        status,
+        totals: DispatchTotals::default(),
+        ticks: 0,
+        last_tick_at: None,
+        repo_db_error: None,
+        writeback_error: Arc::new(ArcSwap::from_pointee(None)),
+        writeback: None,
+        dispatched_before: HashSet::new(),
+        parts: Arc::clone(&parts),
+    };
+    sidecar.publish();
+
+    let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<Outcome>();
+    let mut observing: Option<JoinHandle<Observation>> = None;
+    let mut next_tick = tokio::time::Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep_until(next_tick), if observing.is_none() => {
+                let parts = Arc::clone(&parts);
+                let previous = Arc::clone(&sidecar.snapshot);
+                observing = Some(tokio::spawn(async move {
+                    observe::observe(&parts.repo_db, &parts.client, &parts.config.shards, previous).await
+                }));
+            }
+            joined = async { observing.as_mut().expect("guarded by the branch condition").await }, if observing.is_some() => {
+                observing = None;
+                match joined {
+                    Ok(observation) => sidecar.handle_observation(observation, Timestamp::now()),
+                    Err(error) => tracing::error!(%error, "The observation task failed; the next tick retries."),
+                }
+                next_tick = tokio::time::Instant::now() + parts.config.interval;
+                sidecar.fill(&outcome_tx);
+                sidecar.publish();
+            }
+            () = sleep_until_timestamp(sidecar.scheduler.poll_timeout()) => {
+                sidecar.fill(&outcome_tx);
+                sidecar.publish();
+            }
+            Some(outcome) = outcome_rx.recv() => {
+                sidecar.handle_outcome(outcome);
+                while let Ok(outcome) = outcome_rx.try_recv() {
+                    sidecar.handle_outcome(outcome);
+                }
+                sidecar.fill(&outcome_tx);
+                sidecar.publish();
+            }
+        }
+    }
+    tracing::info!("Stopping: no new dispatches; clones in flight continue on gitserver.");
+    if let Some(task) = observing {
+        task.abort();
+    }
+    drop(sidecar);
+    if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
+        tracing::warn!("The state DB did not take the last attempt records within 10s.");
+    }
+    Ok(())
+}
+
+struct Sidecar {
+    parts: Arc<Parts>,
+    scheduler: Scheduler,
+    attempts: HashMap<RepoName, AttemptRecord>,
+    snapshot: Arc<Snapshot>,
+    /// Each shard's last successful list (`None`: never listed).
+    last_lists: Vec<Option<Arc<ShardActual>>>,
+    shard_errors: Vec<Option<String>>,
+    plan: Plan,
+    persister: Persister,
+    status: StatusCell,
+    totals: DispatchTotals,
+    ticks: u64,
+    last_tick_at: Option<Timestamp>,
+    repo_db_error: Option<String>,
+    writeback_error: Arc<ArcSwap<Option<String>>>,
+    writeback: Option<JoinHandle<()>>,
+    /// Repos dispatched at least once by this process, to count re-dispatches.
+    dispatched_before: HashSet<RepoName>,
+}
+
+impl Sidecar {
+    /// Applies one observation: keep what failed at its last good value, reconcile, order,
+    /// and replace the queue.
+    fn handle_observation(&mut self, observation: Observation, now: Timestamp) {
+        match observation.snapshot {
+            Ok(snapshot) => {
+                self.snapshot = snapshot;
+                self.repo_db_error = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Reading the repo DB failed; using the last good desired set.");
+                self.repo_db_error = Some(error);
+            }
+        }
+        for (idx, answer) in observation.shards.into_iter().enumerate() {
+            let addr = self.parts.config.shards.addr(idx as u16).to_string();
+            match answer {
+                Ok(answer) => {
+                    self.scheduler.handle_shard_up(idx as u16);
+                    if self.shard_errors[idx].take().is_some() {
+                        tracing::info!(shard = %addr, "Shard reachable again.");
+                    }
+                    self.last_lists[idx] = Some(Arc::new(ShardActual {
+                        reachable: true,
+                        cloned: Some(answer.cloned),
+                        cloning: answer.cloning,
+                    }));
+                }
+                Err(error) => {
+                    self.scheduler.handle_shard_down(idx as u16, now);
+                    if self.shard_errors[idx].is_none() {
+                        tracing::warn!(shard = %addr, %error, "Shard unreachable; keeping its last list.");
+                    }
+                    self.shard_errors[idx] = Some(error);
+                }
+            }
+        }
+        let actual = Actual {
+            shards: self
+                .last_lists
+                .iter()
+                .zip(&self.shard_errors)
+                .map(|(list, error)| match list {
+                    Some(list) => ShardActual {
+                        reachable: error.is_none(),
+                        cloned: list.cloned.clone(),
+                        // A clone in progress on an unreachable shard is not known to continue.
+                        cloning: if error.is_none() { list.cloning.clone() } else { Vec::new() },
+                    },
+                    None => ShardActual::default(),
+                })
+                .collect(),
+        };
+
+        let in_flight: HashSet<RepoName> = self.scheduler.in_flight().cloned().collect();
+        let snapshot = Arc::clone(&self.snapshot);
+        let desired = &snapshot.desired.repos;
+        let ctx = Context { attempts: &self.attempts, in_flight: &in_flight, now };
+        let plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
+        drop(actual);
+
+        // Records of repos confirmed cloned are no longer needed.
+        for (repo, state) in desired.iter().zip(&plan.states) {
+            if *state == RepoState::Cloned && self.attempts.remove(&repo.name).is_some() {
+                self.persister.forget(repo.name.clone());
+            }
+        }
+
+        let ordered = schedule::order(
+            desired,
+            &snapshot.routes,
+            &plan,
+            &self.attempts,
+            self.parts.prioritizer.as_ref(),
+            PRIORITIZE_BATCH,
+            now,
+        );
+        if ordered.fallbacks > 0 {
+            tracing::warn!(
+                batches = ordered.fallbacks,
+                "The prioritizer gave unusable answers; used the built-in order for them."
+            );
+        }
+        self.scheduler.handle_plan(&ordered.jobs);
+        self.start_writeback(&plan);
+        self.plan = plan;
+        self.ticks += 1;
+        self.last_tick_at = Some(now);
+        tracing::debug!(
+            desired = self.plan.totals.desired,
+            cloned = self.plan.totals.cloned,
+            due = ordered.jobs.len(),
+            deferred = ordered.deferred,
+            "Tick done."
+        );
+    }
+
+    /// Starts as many dispatches as the caps allow.
+    fn fill(&mut self, outcome_tx: &mpsc::UnboundedSender<Outcome>) {
+        let snapshot = Arc::clone(&self.snapshot);
+        let repos = &snapshot.desired.repos;
+        while let Some((job, name)) = self.scheduler.poll_dispatch(Timestamp::now(), |idx| &repos[idx as usize].name) {
+            let repo = &repos[job.repo as usize];
+            let Some(clone_url) = repo.clone_url.as_deref() else {
+                // Reconcile never makes a repo without URL due; stay defensive.
+                self.scheduler.handle_finished(&name);
+                continue;
+            };
+            let now = Timestamp::now();
+            let record = self.attempts.entry(name.clone()).or_default();
+            record.attempts += 1;
+            record.last_attempt_at = Some(now);
+            record.in_flight = true;
+            let dispatch = Dispatch {
+                name: name.clone(),
+                clone_url: clone_url.to_string(),
+                shard: job.shard,
+                shard_addr: self.parts.config.shards.addr(job.shard).to_string(),
+                record: record.clone(),
+            };
+            self.totals.started += 1;
+            if !self.dispatched_before.insert(name.clone()) || record.attempts > 1 {
+                self.totals.redispatched += 1;
+            }
+            tracing::debug!(repo = %name, shard = %dispatch.shard_addr, attempt = record.attempts, "Dispatching.");
+            let parts = Arc::clone(&self.parts);
+            let tx = outcome_tx.clone();
+            tokio::spawn(async move {
+                let outcome = dispatch::run(dispatch, &parts.config.target, &parts.client, &parts.state).await;
+                let _ = tx.send(outcome);
+            });
+        }
+    }
+
+    /// Records how a dispatch ended and decides the retry.
+    fn handle_outcome(&mut self, outcome: Outcome) {
+        self.scheduler.handle_finished(&outcome.name);
+        let now = outcome.finished_at;
+        let shard = self.parts.config.shards.addr(outcome.shard).to_string();
+        let took = outcome.finished_at.since(outcome.started_at);
+        let confirm_grace = self.confirm_grace();
+        match &outcome.result {
+            Err(failure) if failure.shard_down => self.scheduler.handle_shard_down(outcome.shard, now),
+            _ => self.scheduler.handle_shard_up(outcome.shard),
+        }
+        let record = self.attempts.entry(outcome.name.clone()).or_default();
+        record.in_flight = false;
+        match outcome.result {
+            Ok(()) => {
+                self.totals.succeeded += 1;
+                record.last_error = None;
+                // Only the next list confirms a clone; until then do not dispatch it again.
+                record.next_attempt_at = Some(now.saturating_add(confirm_grace));
+                tracing::info!(repo = %outcome.name, %shard, took_ms = took.as_millis() as u64, "Dispatch succeeded.");
+            }
+            Err(failure) => {
+                self.totals.failed += 1;
+                let error = failure.message;
+                record.last_error = Some(error.clone());
+                let decision =
+                    self.parts.retry.on_failures(&[Failure { name: &outcome.name, record }], now).into_iter().next();
+                match decision {
+                    Some(RetryDecision::GiveUp { reason }) => {
+                        tracing::warn!(repo = %outcome.name, %shard, %error, %reason, "Dispatch failed; giving up.");
+                        record.gave_up = Some(reason);
+                        record.next_attempt_at = None;
+                    }
+                    Some(RetryDecision::RetryAt(at)) => {
+                        tracing::warn!(repo = %outcome.name, %shard, %error, retry_at = %at.to_rfc3339(), "Dispatch failed; will retry.");
+                        record.next_attempt_at = Some(at);
+                    }
+                    None => {
+                        let at = now.saturating_add(self.parts.config.backoff.delay(record.attempts, &outcome.name));
+                        tracing::warn!(repo = %outcome.name, %shard, %error, "Dispatch failed; the retry policy gave no answer, using built-in backoff.");
+                        record.next_attempt_at = Some(at);
+                    }
+                }
+            }
+        }
+        self.persister.save(outcome.name, record.clone());
+    }
+
+    fn confirm_grace(&self) -> Duration {
+        (self.parts.config.interval * 2).max(Duration::from_secs(1))
+    }
+
+    /// Writes observed clone state back into the repo DB, if enabled, off the loop; skipped
+    /// while the previous write is still running.
+    fn start_writeback(&mut self, plan: &Plan) {
+        if !self.parts.config.writeback || self.writeback.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let snapshot = Arc::clone(&self.snapshot);
+        let mut changes = Vec::new();
+        for ((repo, state), shard) in snapshot.desired.repos.iter().zip(&plan.states).zip(&snapshot.routes) {
+            let status = match state {
+                RepoState::Cloned => CloneStatus::Cloned,
+                RepoState::Cloning => CloneStatus::Cloning,
+                RepoState::Uncloned | RepoState::Failed => CloneStatus::NotCloned,
+                RepoState::Unknown => continue,
+            };
+            let stale = match repo.recorded {
+                RecordedState::NotTracked => false,
+                RecordedState::ClonedFlag(cloned) => cloned != (status == CloneStatus::Cloned),
+                RecordedState::Status(recorded) => recorded != Some(status) || *state == RepoState::Failed,
+            };
+            if stale {
+                changes.push(WriteBack {
+                    repo_id: repo.id,
+                    status,
+                    shard: self.parts.config.shards.addr(*shard).to_string(),
+                    last_error: self.attempts.get(&repo.name).and_then(|r| r.last_error.clone()),
+                });
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let parts = Arc::clone(&self.parts);
+        let error_cell = Arc::clone(&self.writeback_error);
+        self.writeback = Some(tokio::spawn(async move {
+            match parts.repo_db.write_back(&changes).await {
+                Ok(rows) => {
+                    tracing::info!(rows, "Wrote clone state back to the repo DB.");
+                    error_cell.store(Arc::new(None));
+                }
+                Err(error) => {
+                    let error = error_chain(&error);
+                    tracing::warn!(%error, "Writing clone state back failed; the next tick retries.");
+                    error_cell.store(Arc::new(Some(error)));
+                }
+            }
+        }));
+    }
+
+    /// Swaps in a fresh status document.
+    fn publish(&self) {
+        let queued = self.scheduler.queued_per_shard();
+        let in_flight = self.scheduler.in_flight_per_shard();
+        let mut shard_counts = self.plan.shards.clone();
+        shard_counts.resize(self.parts.config.shards.len(), Default::default());
+        for (idx, counts) in shard_counts.iter_mut().enumerate() {
+            counts.queued = queued[idx];
+            counts.in_flight = in_flight[idx];
+        }
+        let totals = reconcile::Counts::sum(&shard_counts);
+        let shards = shard_counts
+            .iter()
+            .enumerate()
+            .map(|(idx, counts)| ShardStatus {
+                addr: self.parts.config.shards.addr(idx as u16).to_string(),
+                reachable: self.shard_errors[idx].is_none() && self.last_lists[idx].is_some(),
+                error: self.shard_errors[idx].clone(),
+                counts: StateCounts::from(counts),
+            })
+            .collect();
+        let mut problems: Vec<String> =
+            self.snapshot.desired.problems.iter().take(STATUS_SAMPLE).map(|p| p.to_string()).collect();
+        problems.extend(self.plan.problems.iter().take(STATUS_SAMPLE).map(|p| match p {
+            Problem::NoCloneUrl { name } => format!("{name}: no clone URL in the repo DB"),
+        }));
+        problems.truncate(STATUS_SAMPLE);
+        let status = Status {
+            totals: StateCounts::from(&totals),
+            shards,
+            ticks: self.ticks,
+            last_tick_at: self.last_tick_at.map(Timestamp::to_rfc3339),
+            repo_db_shape: Some(self.parts.repo_db.shape().to_string()),
+            repo_db_error: self.repo_db_error.clone(),
+            writeback_error: (**self.writeback_error.load()).clone(),
+            dispatches: self.totals.clone(),
+            problems,
+            orphans: self
+                .plan
+                .orphans
+                .iter()
+                .take(STATUS_SAMPLE)
+                .map(|o| format!("{}: {}", self.parts.config.shards.addr(o.shard), o.name))
+                .collect(),
+        };
+        self.status.store(Arc::new(status));
+    }
+}
+
+/// Sleeps until a wall-clock deadline, forever for `None`.
+async fn sleep_until_timestamp(deadline: Option<Timestamp>) {
+    match deadline {
+        Some(at) => tokio::time::sleep(at.since(Timestamp::now()) + Duration::from_millis(1)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A dispatch target's name for logs.
+pub fn describe_target(target: &DispatchTarget) -> String {
+    match target {
+        DispatchTarget::Gitserver => "gitserver /repo-update".to_string(),
+        DispatchTarget::RepoUpdater(addr) => format!("repo-updater {addr} /enqueue-repo-update"),
+    }
+}

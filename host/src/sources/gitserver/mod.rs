@@ -1,0 +1,172 @@
+//! The gitserver client: listing clones, asking about clones in progress, and dispatching.
+//!
+//! Only this module speaks gitserver's HTTP. Every call has a timeout and a cap on the size
+//! of the answer, and every error names the shard and the call.
+
+mod error;
+
+pub use error::{CallError, GitserverError};
+
+use std::time::Duration;
+
+use gitserver_api::{
+    CloneProgressResponse, EnqueueRepoUpdateRequest, EnqueueRepoUpdateResponse, RepoUpdateRequest, RepoUpdateResponse,
+    ReposRequest,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::model::RepoName;
+
+/// Timeouts and limits of the client, from `[gitserver]` and `[dispatch]` in config.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// For list and progress calls.
+    pub request_timeout: Duration,
+    /// For `/repo-update`, which blocks while the shard clones (up to an hour for big repos).
+    pub dispatch_timeout: Duration,
+    /// Answers larger than this are refused rather than buffered.
+    pub max_response_bytes: usize,
+    /// Names per `/repo-clone-progress` call.
+    pub progress_batch: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            dispatch_timeout: Duration::from_secs(3600),
+            max_response_bytes: 512 << 20,
+            progress_batch: 5_000,
+        }
+    }
+}
+
+/// An HTTP client for any number of shards (and repo-updater).
+#[derive(Clone, Debug)]
+pub struct GitserverClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl GitserverClient {
+    pub fn new(config: ClientConfig) -> Result<GitserverClient, GitserverError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| GitserverError::new("-", "building the HTTP client", CallError::Transport(e.to_string())))?;
+        Ok(GitserverClient { http, config })
+    }
+
+    /// `GET /list?cloned`: the names cloned on the shard, as the shard spells them (normal form).
+    pub async fn list_cloned(&self, addr: &str) -> Result<Vec<RepoName>, GitserverError> {
+        let call = "GET /list?cloned";
+        let request = self.http.get(url(addr, "/list?cloned")).timeout(self.config.request_timeout);
+        let names: Vec<String> = self.send(addr, call, request).await?;
+        Ok(names.into_iter().map(RepoName::from_normalized).collect())
+    }
+
+    /// `POST /repo-clone-progress` in batches: which of `names` the shard is cloning now.
+    pub async fn cloning(&self, addr: &str, names: &[&RepoName]) -> Result<Vec<RepoName>, GitserverError> {
+        let mut cloning = Vec::new();
+        for batch in names.chunks(self.config.progress_batch.max(1)) {
+            let body = ReposRequest { repos: batch.iter().map(|n| n.to_string()).collect() };
+            let request =
+                self.http.post(url(addr, "/repo-clone-progress")).json(&body).timeout(self.config.request_timeout);
+            let answer: CloneProgressResponse = self.send(addr, "POST /repo-clone-progress", request).await?;
+            cloning.extend(
+                answer
+                    .results
+                    .into_iter()
+                    .filter(|(_, progress)| progress.clone_in_progress && !progress.cloned)
+                    .filter_map(|(name, _)| RepoName::normalize(&name)),
+            );
+        }
+        Ok(cloning)
+    }
+
+    /// `POST /repo-update` on the owning shard. Blocks while the shard clones; `Ok` carries
+    /// the shard's answer, whose `Error` holds git's message when the clone failed.
+    pub async fn repo_update(
+        &self,
+        addr: &str,
+        name: &RepoName,
+        clone_url: &str,
+    ) -> Result<RepoUpdateResponse, GitserverError> {
+        let body = RepoUpdateRequest { repo: name.to_string(), url: clone_url.to_string(), since: 0 };
+        self.post(addr, "/repo-update", "POST /repo-update", &body, self.config.dispatch_timeout).await
+    }
+
+    /// repo-updater's `POST /enqueue-repo-update`: returns at once; the clone shows up as
+    /// cloning on the owning shard.
+    pub async fn enqueue_repo_update(
+        &self,
+        addr: &str,
+        name: &RepoName,
+        clone_url: &str,
+    ) -> Result<EnqueueRepoUpdateResponse, GitserverError> {
+        let body = EnqueueRepoUpdateRequest { repo: name.to_string(), url: clone_url.to_string() };
+        self.post(addr, "/enqueue-repo-update", "POST /enqueue-repo-update", &body, self.config.request_timeout).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        call: &'static str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, GitserverError> {
+        let request = self.http.post(url(addr, path)).json(body).timeout(timeout);
+        self.send(addr, call, request).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        call: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, GitserverError> {
+        let fail = |kind| GitserverError::new(addr, call, kind);
+        let mut response = request.send().await.map_err(|e| fail(CallError::transport(&e)))?;
+        let status = response.status();
+        let limit = self.config.max_response_bytes;
+        if response.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(fail(CallError::TooLarge { limit }));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(CallError::transport(&e)))? {
+            if body.len() + chunk.len() > limit {
+                return Err(fail(CallError::TooLarge { limit }));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
+            return Err(fail(CallError::Status { status: status.as_u16(), body: text }));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(CallError::Decode(e.to_string())))
+    }
+}
+
+/// `host:port` becomes `http://host:port`; an address with a scheme is used as it is.
+fn url(addr: &str, path: &str) -> String {
+    let base = addr.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        format!("{base}{path}")
+    } else {
+        format!("http://{base}{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url;
+
+    #[test]
+    fn addresses_become_urls() {
+        assert_eq!(url("gitserver-0:3178", "/list?cloned"), "http://gitserver-0:3178/list?cloned");
+        assert_eq!(url("https://gs.example/", "/repos"), "https://gs.example/repos");
+    }
+}

@@ -1,0 +1,223 @@
+//! Turns rows of the desired-repos query into [`DesiredRepo`]s as they stream in, collecting a
+//! [`RowProblem`] for every value that cannot be used as it is.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::model::{CloneStatus, DesiredRepo, RecordedState, RepoName, Timestamp};
+
+use super::{DesiredSet, RowProblem, SchemaShape};
+
+// Column indices of the desired-repos query (see the `query` module).
+const ID: usize = 0;
+const NAME: usize = 1;
+const CLONE_URL: usize = 2;
+const SERVICE_TYPE: usize = 3;
+const CREATED_AT: usize = 4;
+const UPDATED_AT: usize = 5;
+const FORK: usize = 6;
+const ARCHIVED: usize = 7;
+const PRIVATE: usize = 8;
+const STARS: usize = 9;
+const RECORDED: usize = 10;
+
+/// Typed access to one row of the desired-repos query, whatever the backend. Values borrow
+/// from the row, so decoding allocates only what a [`DesiredRepo`] keeps.
+pub(super) trait DesiredRow {
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error>;
+    fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error>;
+    /// A timestamp as milliseconds since the Unix epoch.
+    fn millis(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
+}
+
+impl DesiredRow for PgRow {
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn millis(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        let time: Option<DateTime<Utc>> = self.try_get(index)?;
+        Ok(time.map(|time| time.timestamp_millis()))
+    }
+}
+
+impl DesiredRow for SqliteRow {
+    fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error> {
+        self.try_get(index)
+    }
+
+    fn millis(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        // The query converts every representation to integer milliseconds.
+        self.try_get(index)
+    }
+}
+
+/// Accumulates one load.
+pub(super) struct Builder {
+    shape: SchemaShape,
+    repos: Vec<DesiredRepo>,
+    problems: Vec<RowProblem>,
+    /// Interned `external_service_type` values: a handful per load, shared by every repo.
+    service_types: HashSet<Arc<str>>,
+}
+
+impl Builder {
+    pub(super) fn new(shape: SchemaShape) -> Builder {
+        Builder { shape, repos: Vec::new(), problems: Vec::new(), service_types: HashSet::new() }
+    }
+
+    /// Adds one row. Fails only when the row has no readable id, which means the query and
+    /// the schema disagree (a bug, not bad data); every other bad value becomes a problem.
+    pub(super) fn accept(&mut self, row: &impl DesiredRow) -> Result<(), sqlx::Error> {
+        let id = row.int(ID)?.ok_or_else(|| sqlx::Error::Decode("repo.id is NULL".into()))?;
+        let raw_name = match row.text(NAME) {
+            Ok(Some(name)) => name,
+            Ok(None) => {
+                self.problem(id, "", "name is NULL; skipped".to_owned());
+                return Ok(());
+            }
+            Err(error) => {
+                self.problem(id, "", format!("name is unreadable ({error}); skipped"));
+                return Ok(());
+            }
+        };
+        let Some(name) = RepoName::normalize(raw_name) else {
+            self.problem(id, raw_name, "name normalises to nothing, so no shard could hold it; skipped".to_owned());
+            return Ok(());
+        };
+
+        let clone_url = match self.field(id, raw_name, "clone URL", row.text(CLONE_URL)) {
+            Some(url) if !url.trim().is_empty() => Some(Box::from(url)),
+            Some(_) => {
+                self.problem(id, raw_name, "clone URL is empty".to_owned());
+                None
+            }
+            None => {
+                self.problem(id, raw_name, "no clone URL".to_owned());
+                None
+            }
+        };
+        let service_type =
+            self.field(id, raw_name, "external_service_type", row.text(SERVICE_TYPE)).map(|kind| self.intern(kind));
+        let created_at = self.field(id, raw_name, "created_at", row.millis(CREATED_AT)).map(Timestamp::from_millis);
+        let updated_at = self.field(id, raw_name, "updated_at", row.millis(UPDATED_AT)).map(Timestamp::from_millis);
+        let fork = self.field(id, raw_name, "fork", row.flag(FORK));
+        let archived = self.field(id, raw_name, "archived", row.flag(ARCHIVED));
+        let private = self.field(id, raw_name, "private", row.flag(PRIVATE));
+        let stars = match self.field(id, raw_name, "stars", row.int(STARS)) {
+            Some(stars) => match u32::try_from(stars) {
+                Ok(stars) => Some(stars),
+                Err(_) => {
+                    self.problem(id, raw_name, format!("stars {stars} out of range; ignored"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let recorded = self.recorded(id, raw_name, row);
+
+        self.repos.push(DesiredRepo {
+            id,
+            name,
+            clone_url,
+            service_type,
+            created_at,
+            updated_at,
+            stars,
+            fork: fork.unwrap_or(false),
+            archived: archived.unwrap_or(false),
+            private: private.unwrap_or(false),
+            recorded,
+        });
+        Ok(())
+    }
+
+    /// Sorts by name and keeps the lowest id of each name, reporting the others.
+    pub(super) fn finish(self) -> DesiredSet {
+        let Builder { mut repos, mut problems, .. } = self;
+        repos.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        repos.dedup_by(|later, kept| {
+            if later.name != kept.name {
+                return false;
+            }
+            problems.push(RowProblem {
+                repo_id: later.id,
+                name: later.name.to_string(),
+                message: format!(
+                    "name normalises to the same name as repo row {}; skipped in favour of the \
+                     lower id",
+                    kept.id
+                ),
+            });
+            true
+        });
+        repos.shrink_to_fit();
+        problems.sort_by_key(|problem| problem.repo_id);
+        DesiredSet { repos, problems }
+    }
+
+    fn recorded(&mut self, id: i64, raw_name: &str, row: &impl DesiredRow) -> RecordedState {
+        match self.shape {
+            SchemaShape::Sources2020_06 => RecordedState::NotTracked,
+            SchemaShape::ClonedFlag2020_10 => {
+                RecordedState::ClonedFlag(self.field(id, raw_name, "cloned", row.flag(RECORDED)).unwrap_or(false))
+            }
+            SchemaShape::GitserverRepos2021 => {
+                let status = match self.field(id, raw_name, "clone_status", row.text(RECORDED)) {
+                    None => None,
+                    Some("not_cloned") => Some(CloneStatus::NotCloned),
+                    Some("cloning") => Some(CloneStatus::Cloning),
+                    Some("cloned") => Some(CloneStatus::Cloned),
+                    Some(other) => {
+                        self.problem(id, raw_name, format!("gitserver_repos.clone_status `{other}` unknown; ignored"));
+                        None
+                    }
+                };
+                RecordedState::Status(status)
+            }
+        }
+    }
+
+    /// The value of a column, or `None` with a problem recorded when it cannot be decoded.
+    fn field<T>(&mut self, id: i64, raw_name: &str, what: &str, value: Result<Option<T>, sqlx::Error>) -> Option<T> {
+        value.unwrap_or_else(|error| {
+            self.problem(id, raw_name, format!("{what} is unreadable ({error}); ignored"));
+            None
+        })
+    }
+
+    fn problem(&mut self, repo_id: i64, name: &str, message: String) {
+        self.problems.push(RowProblem { repo_id, name: name.to_owned(), message });
+    }
+
+    fn intern(&mut self, kind: &str) -> Arc<str> {
+        if let Some(interned) = self.service_types.get(kind) {
+            return Arc::clone(interned);
+        }
+        let interned: Arc<str> = Arc::from(kind);
+        self.service_types.insert(Arc::clone(&interned));
+        interned
+    }
+}

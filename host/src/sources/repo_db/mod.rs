@@ -1,0 +1,223 @@
+//! The repo DB adapter: reads the desired repos (`repo` rows with `deleted_at IS NULL`) from a
+//! Sourcegraph frontend database, Postgres or SQLite, and optionally writes the clone state
+//! clonekeeper observed back into it.
+//!
+//! Three schema shapes are in the field (see [`SchemaShape`]); [`RepoDb::open`] detects which
+//! one a database has from its catalog, so one binary serves every deployment.
+//!
+//! **Invariants.**
+//! - One load is one streaming query: no per-repo round trip, no intermediate `Vec` of rows.
+//! - A bad row never fails a load: it becomes a [`RowProblem`] and the rest is still read.
+//! - Only this module knows the repo DB's SQL; the rest of clonekeeper sees [`DesiredRepo`].
+
+use std::fmt;
+use std::time::Instant;
+
+use futures::TryStreamExt;
+
+use crate::db::Database;
+use crate::model::{CloneStatus, DesiredRepo};
+
+mod desired;
+mod query;
+mod schema;
+mod write_back;
+
+#[cfg(test)]
+mod tests;
+
+pub use schema::{
+    POSTGRES_SCHEMA_2020_06, POSTGRES_SCHEMA_2020_10, POSTGRES_SCHEMA_2021, SQLITE_SCHEMA_2020_06,
+    SQLITE_SCHEMA_2020_10, SQLITE_SCHEMA_2021,
+};
+
+/// Why the repo DB could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoDbError {
+    #[error("repo DB {db}: reading the catalog to detect the schema failed")]
+    Catalog {
+        db: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("repo DB {db}: {what}")]
+    UnknownSchema { db: String, what: String },
+    #[error("repo DB {db}: reading the desired repos ({shape} schema) failed")]
+    Load {
+        db: String,
+        shape: SchemaShape,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("repo DB {db}: writing clone state back ({shape} schema) failed")]
+    WriteBack {
+        db: String,
+        shape: SchemaShape,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("repo DB {db}: ping failed")]
+    Ping {
+        db: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// The shape of the repo DB, which decides where clone URLs and clone state live.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SchemaShape {
+    /// Mid-2020: clone URLs in the `repo.sources` JSON, no clone state.
+    Sources2020_06,
+    /// Late 2020: clone URLs in `external_service_repos`, clone state in `repo.cloned`.
+    ClonedFlag2020_10,
+    /// 2021 on: clone URLs in `external_service_repos`, clone state in `gitserver_repos`.
+    GitserverRepos2021,
+}
+
+impl fmt::Display for SchemaShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SchemaShape::Sources2020_06 => "2020-06 (repo.sources)",
+            SchemaShape::ClonedFlag2020_10 => "2020-10 (repo.cloned)",
+            SchemaShape::GitserverRepos2021 => "2021 (gitserver_repos)",
+        })
+    }
+}
+
+/// The desired repos of one load, and the rows that could not be used as they are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredSet {
+    /// Sorted by name, names unique (the lowest `repo.id` wins a clash), so callers can
+    /// binary-search and diff against sorted shard lists without another sort.
+    pub repos: Vec<DesiredRepo>,
+    /// Sorted by `repo_id`. A row here may still be in `repos` (e.g. without a clone URL).
+    pub problems: Vec<RowProblem>,
+}
+
+/// A `repo` row that could not be used as it is. Reported, never fatal: operators fix the row,
+/// clonekeeper carries on with the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    /// `repo.id`.
+    pub repo_id: i64,
+    /// The name as the row has it (normalised where the raw spelling is no longer at hand).
+    pub name: String,
+    pub message: String,
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "repo row {} ({}): {}", self.repo_id, self.name, self.message)
+    }
+}
+
+/// A clone state to record in the repo DB for one repo, so that other Sourcegraph components
+/// (and operators querying the DB) see what clonekeeper observed on the shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteBack {
+    /// `repo.id`.
+    pub repo_id: i64,
+    pub status: CloneStatus,
+    /// The shard's address as gitserver names it (`gitserver_repos.shard_id`).
+    pub shard: String,
+    pub last_error: Option<String>,
+}
+
+/// Largest number of repos written by one statement (Postgres) or one transaction (SQLite):
+/// bounds statement size and lock time on a write-back of a million repos.
+const WRITE_BATCH: usize = 10_000;
+
+/// A repo DB whose schema shape has been detected. Cloning is cheap and shares the pool.
+#[derive(Clone, Debug)]
+pub struct RepoDb {
+    db: Database,
+    shape: SchemaShape,
+    /// The one statement of [`RepoDb::load_desired`], built once for this shape and backend.
+    desired_sql: String,
+}
+
+impl RepoDb {
+    /// Detects the schema shape of `db` and prepares the load statement for it.
+    ///
+    /// Fails when `db` has no `repo` table, no shape clonekeeper knows, or lacks a column the
+    /// shape needs: better to refuse at startup than to report every repo as a problem.
+    pub async fn open(db: Database) -> Result<RepoDb, RepoDbError> {
+        let detected = schema::detect(&db).await?;
+        let desired_sql = query::desired(&db, detected.shape, detected.stars_column);
+        tracing::info!(
+            db = %db,
+            shape = %detected.shape,
+            "Detected the repo DB schema."
+        );
+        Ok(RepoDb { db, shape: detected.shape, desired_sql })
+    }
+
+    /// The detected shape; decides what write-back can record.
+    pub fn shape(&self) -> SchemaShape {
+        self.shape
+    }
+
+    /// The database this reader uses, e.g. to share its pool with the state store.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Reads every desired repo with one streaming query.
+    ///
+    /// Rows are decoded as they arrive and only the resulting [`DesiredRepo`]s are kept, so a
+    /// million repos cost a few hundred MB at most. Names are normalised; rows that cannot be
+    /// used as they are become [`RowProblem`]s instead of failing the load.
+    pub async fn load_desired(&self) -> Result<DesiredSet, RepoDbError> {
+        let started = Instant::now();
+        let mut builder = desired::Builder::new(self.shape);
+        let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut rows = sqlx::query(&self.desired_sql).fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(load_error)? {
+                    builder.accept(&row).map_err(load_error)?;
+                }
+            }
+            Database::Sqlite(pool) => {
+                let mut rows = sqlx::query(&self.desired_sql).fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(load_error)? {
+                    builder.accept(&row).map_err(load_error)?;
+                }
+            }
+        }
+        let set = builder.finish();
+        tracing::debug!(
+            repos = set.repos.len(),
+            problems = set.problems.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Loaded the desired repos."
+        );
+        Ok(set)
+    }
+
+    /// Records `changes` in the repo DB and returns how many rows actually changed (rows
+    /// already holding the given state are left alone).
+    ///
+    /// Opt-in: the caller decides whether clonekeeper may write to the repo DB at all.
+    /// 2020-10 records `repo.cloned` (`Cloning` counts as not cloned); 2021 upserts
+    /// `gitserver_repos`; 2020-06 has nowhere to record anything and returns `Ok(0)`.
+    /// Repos that no longer exist are skipped. When one repo appears more than once, its last
+    /// entry wins.
+    pub async fn write_back(&self, changes: &[WriteBack]) -> Result<usize, RepoDbError> {
+        write_back::write(&self.db, self.shape, changes).await.map_err(|source| RepoDbError::WriteBack {
+            db: self.db.describe(),
+            shape: self.shape,
+            source,
+        })
+    }
+
+    /// Checks that the repo DB answers, for readiness.
+    pub async fn ping(&self) -> Result<(), RepoDbError> {
+        let result = match &self.db {
+            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        };
+        result.map_err(|source| RepoDbError::Ping { db: self.db.describe(), source })
+    }
+}

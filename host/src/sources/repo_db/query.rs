@@ -1,0 +1,127 @@
+//! The text of the desired-repos query for each backend and schema shape.
+//!
+//! Every variant returns the same columns in the same order (see the `desired` module's column
+//! indices), with the backend's values already reduced to what the reader decodes: clone URLs
+//! and stars are extracted from JSON server-side, SQLite timestamps become milliseconds.
+
+use crate::db::Database;
+
+use super::SchemaShape;
+
+/// The one statement of a load for this backend and shape.
+///
+/// Postgres picks one clone URL per repo (the lowest `external_service_id`) with a
+/// `DISTINCT ON` subquery joined by hash rather than a correlated subquery: the
+/// `(external_service_id, repo_id)` unique index cannot serve lookups by `repo_id`, so a
+/// correlated subquery would scan once per repo.
+pub(super) fn desired(db: &Database, shape: SchemaShape, stars_column: bool) -> String {
+    match db {
+        Database::Postgres(_) => postgres(shape, stars_column),
+        Database::Sqlite(_) => sqlite(shape, stars_column),
+    }
+}
+
+fn postgres(shape: SchemaShape, stars_column: bool) -> String {
+    let clone_url = match shape {
+        SchemaShape::Sources2020_06 => {
+            "(SELECT s.value ->> 'CloneURL' \
+               FROM jsonb_each(CASE WHEN jsonb_typeof(repo.sources) = 'object' \
+                                    THEN repo.sources END) AS s \
+               ORDER BY s.key LIMIT 1)"
+        }
+        SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
+    };
+    // Only non-negative JSON integers of at most ten digits count as stars; the cast sits
+    // behind the CASE so an odd value never fails the query.
+    let stars = if stars_column {
+        "repo.stars::bigint"
+    } else {
+        "CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
+               AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
+              THEN (repo.metadata ->> 'stargazerCount')::bigint END"
+    };
+    let recorded = match shape {
+        SchemaShape::Sources2020_06 => "NULL::boolean",
+        SchemaShape::ClonedFlag2020_10 => "repo.cloned",
+        SchemaShape::GitserverRepos2021 => "gr.clone_status",
+    };
+    let mut joins = String::new();
+    if shape != SchemaShape::Sources2020_06 {
+        joins.push_str(
+            " LEFT JOIN (SELECT DISTINCT ON (repo_id) repo_id, clone_url \
+                           FROM external_service_repos \
+                           ORDER BY repo_id, external_service_id) AS esr \
+                     ON esr.repo_id = repo.id",
+        );
+    }
+    if shape == SchemaShape::GitserverRepos2021 {
+        joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
+    }
+    format!(
+        "SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.external_service_type, \
+                repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private, \
+                {stars}, {recorded} \
+         FROM repo{joins} \
+         WHERE repo.deleted_at IS NULL"
+    )
+}
+
+fn sqlite(shape: SchemaShape, stars_column: bool) -> String {
+    // Malformed JSON would make SQLite's JSON functions fail the whole query, so each use is
+    // guarded by json_valid inside a CASE (which SQLite evaluates lazily).
+    let clone_url = match shape {
+        SchemaShape::Sources2020_06 => {
+            "(SELECT CASE WHEN s.type = 'object' THEN s.value ->> '$.CloneURL' END \
+               FROM json_each(CASE WHEN json_valid(repo.sources) \
+                                   THEN CASE WHEN json_type(repo.sources) = 'object' \
+                                             THEN repo.sources END END) AS s \
+               ORDER BY s.key LIMIT 1)"
+        }
+        SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
+    };
+    let stars = if stars_column {
+        "repo.stars"
+    } else {
+        "CASE WHEN json_valid(repo.metadata) \
+              THEN CASE WHEN json_type(repo.metadata, '$.stargazerCount') = 'integer' \
+                         AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
+                        THEN json_extract(repo.metadata, '$.stargazerCount') END END"
+    };
+    let recorded = match shape {
+        SchemaShape::Sources2020_06 => "NULL",
+        SchemaShape::ClonedFlag2020_10 => "repo.cloned",
+        SchemaShape::GitserverRepos2021 => "gr.clone_status",
+    };
+    let mut joins = String::new();
+    if shape != SchemaShape::Sources2020_06 {
+        // SQLite takes the bare column `clone_url` from the row holding the min().
+        joins.push_str(
+            " LEFT JOIN (SELECT repo_id, clone_url, min(external_service_id) \
+                           FROM external_service_repos GROUP BY repo_id) AS esr \
+                     ON esr.repo_id = repo.id",
+        );
+    }
+    if shape == SchemaShape::GitserverRepos2021 {
+        joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
+    }
+    let created_at = sqlite_millis("repo.created_at");
+    let updated_at = sqlite_millis("repo.updated_at");
+    format!(
+        "SELECT repo.id, repo.name, {clone_url}, repo.external_service_type, \
+                {created_at}, {updated_at}, repo.fork, repo.archived, repo.private, \
+                {stars}, {recorded} \
+         FROM repo{joins} \
+         WHERE repo.deleted_at IS NULL"
+    )
+}
+
+/// A SQLite timestamp column as milliseconds since the epoch: integers are milliseconds
+/// already, text is parsed as ISO-8601 (NULL when unparsable).
+fn sqlite_millis(column: &str) -> String {
+    format!(
+        "CASE typeof({column}) \
+           WHEN 'integer' THEN {column} \
+           WHEN 'real' THEN CAST({column} AS INTEGER) \
+           WHEN 'text' THEN CAST(unixepoch({column}, 'subsec') * 1000 AS INTEGER) END"
+    )
+}

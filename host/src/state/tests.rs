@@ -1,0 +1,179 @@
+//! Tests of the state store against real Postgres (a fresh database per test) and real
+//! SQLite files: round trip, overwrite, forget, restart, idempotent and concurrent migration,
+//! and skipping of invalid rows.
+
+use super::*;
+use crate::db::test_support::{PgTestDb, SqliteTestDb};
+
+fn name(raw: &str) -> RepoName {
+    RepoName::normalize(raw).expect("a valid repo name")
+}
+
+fn failed_twice() -> AttemptRecord {
+    AttemptRecord {
+        attempts: 2,
+        last_error: Some("fatal: could not read Username".to_owned()),
+        last_attempt_at: Some(Timestamp::from_millis(1_600_000_000_000)),
+        next_attempt_at: Some(Timestamp::from_millis(1_600_000_060_000)),
+        in_flight: false,
+        gave_up: None,
+    }
+}
+
+async fn execute(db: &Database, sql: &str) {
+    let result = match db {
+        Database::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        Database::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    };
+    result.unwrap_or_else(|error| panic!("running test SQL failed: {error}\n{sql}"));
+}
+
+async fn versions(db: &Database) -> Vec<i64> {
+    let sql = "SELECT CAST(version AS BIGINT) FROM clonekeeper_schema_version ORDER BY version";
+    match db {
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+    }
+    .expect("reading the schema versions")
+}
+
+/// The whole life of a store on one backend. `first` and `restarted` are two pools on the
+/// same database, the second standing for a new process.
+async fn check_life_cycle(first: Database, restarted: Database) {
+    let store = StateStore::open(first.clone()).await.expect("migrating");
+    let store_again = StateStore::open(first.clone()).await.expect("migrating twice is harmless");
+    assert_eq!(versions(&first).await, [1]);
+    assert!(store.load().await.expect("loading").is_empty());
+
+    let in_flight = AttemptRecord {
+        attempts: 1,
+        in_flight: true,
+        last_attempt_at: Some(Timestamp::from_millis(1_600_000_000_000)),
+        ..AttemptRecord::default()
+    };
+    store
+        .save(&[
+            (name("github.com/a/failed"), failed_twice()),
+            (name("github.com/a/in-flight"), in_flight.clone()),
+            (name("github.com/a/fresh"), AttemptRecord::default()),
+        ])
+        .await
+        .expect("saving");
+    let expected = HashMap::from([
+        (name("github.com/a/failed"), failed_twice()),
+        (name("github.com/a/in-flight"), in_flight.clone()),
+        (name("github.com/a/fresh"), AttemptRecord::default()),
+    ]);
+    assert_eq!(store.load().await.expect("loading"), expected);
+    assert_eq!(store_again.load().await.expect("loading"), expected);
+
+    // Upsert overwrites, and the last record of a name given twice wins.
+    let gave_up =
+        AttemptRecord { attempts: 9, gave_up: Some("policy: repository is gone".to_owned()), ..failed_twice() };
+    store
+        .save(&[
+            (name("github.com/a/failed"), AttemptRecord::default()),
+            (name("github.com/a/failed"), gave_up.clone()),
+        ])
+        .await
+        .expect("overwriting");
+    let loaded = store.load().await.expect("loading");
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded[&name("github.com/a/failed")], gave_up);
+    assert_eq!(loaded[&name("github.com/a/in-flight")], in_flight);
+
+    let forgotten =
+        store.forget(&[name("github.com/a/fresh"), name("github.com/a/never-saved")]).await.expect("forgetting");
+    assert_eq!(forgotten, 1);
+    let loaded = store.load().await.expect("loading");
+    assert_eq!(loaded.len(), 2);
+    assert!(!loaded.contains_key(&name("github.com/a/fresh")));
+
+    // A new process on the same database sees everything.
+    drop(store);
+    drop(store_again);
+    first.close().await;
+    let store = StateStore::open(restarted.clone()).await.expect("reopening");
+    let loaded = store.load().await.expect("loading after restart");
+    assert_eq!(loaded[&name("github.com/a/failed")], gave_up);
+    assert_eq!(loaded[&name("github.com/a/in-flight")], in_flight);
+    assert_eq!(versions(&restarted).await, [1]);
+}
+
+/// Invalid rows are skipped; more than one batch is saved and forgotten correctly.
+async fn check_invalid_rows_and_batches(db: Database) {
+    let store = StateStore::open(db.clone()).await.expect("migrating");
+    execute(
+        &db,
+        "INSERT INTO clonekeeper_attempts (repo_name, attempts, in_flight, updated_at) \
+         VALUES ('github.com/bad/negative', -1, false, 0), ('..', 1, false, 0), \
+                ('GitHub.com/Good/Spelling.git', 3, true, 0)",
+    )
+    .await;
+    let loaded = store.load().await.expect("loading skips bad rows");
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(loaded[&name("github.com/good/spelling")].attempts, 3);
+
+    let count = BATCH + 345;
+    let records: Vec<(RepoName, AttemptRecord)> = (0..count)
+        .map(|i| {
+            let record = AttemptRecord { attempts: u32::try_from(i).expect("small"), ..AttemptRecord::default() };
+            (name(&format!("github.com/gen/repo-{i}")), record)
+        })
+        .collect();
+    store.save(&records).await.expect("saving two batches");
+    let loaded = store.load().await.expect("loading");
+    assert_eq!(loaded.len(), count + 1);
+    assert_eq!(loaded[&name("github.com/gen/repo-10100")].attempts, 10_100);
+
+    let names: Vec<RepoName> = records.into_iter().map(|(name, _)| name).collect();
+    let forgotten = store.forget(&names).await.expect("forgetting two batches");
+    assert_eq!(forgotten, u64::try_from(count).expect("small"));
+    assert_eq!(store.load().await.expect("loading").len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_state_survives_a_restart() {
+    let test_db = PgTestDb::create().await;
+    check_life_cycle(test_db.connect().await, test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_state_survives_a_restart() {
+    let test_db = SqliteTestDb::create();
+    check_life_cycle(test_db.connect().await, test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn postgres_skips_invalid_rows_and_batches_writes() {
+    let test_db = PgTestDb::create().await;
+    check_invalid_rows_and_batches(test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_skips_invalid_rows_and_batches_writes() {
+    let test_db = SqliteTestDb::create();
+    check_invalid_rows_and_batches(test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_migrations_both_succeed() {
+    let test_db = PgTestDb::create().await;
+    let pools = [test_db.connect().await, test_db.connect().await, test_db.connect().await];
+    let opened = futures::future::join_all(pools.iter().cloned().map(StateStore::open)).await;
+    for result in opened {
+        result.expect("every concurrent migration succeeds");
+    }
+    assert_eq!(versions(&pools[0]).await, [1]);
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_migrations_both_succeed() {
+    let test_db = SqliteTestDb::create();
+    let pools = [test_db.connect().await, test_db.connect().await];
+    let opened = futures::future::join_all(pools.iter().cloned().map(StateStore::open)).await;
+    for result in opened {
+        result.expect("every concurrent migration succeeds");
+    }
+    assert_eq!(versions(&pools[0]).await, [1]);
+}

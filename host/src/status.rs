@@ -1,0 +1,92 @@
+//! The status document: what `/v1/status` serves and `clonekeeper status` prints.
+//!
+//! This is a serialisable boundary type; the core's [`Counts`] is converted into it here, so
+//! the core never derives `Serialize`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::reconcile::Counts;
+
+/// Counts of repos by state, for one shard or in total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub desired: u64,
+    pub cloned: u64,
+    pub cloning: u64,
+    pub uncloned: u64,
+    pub failed: u64,
+    pub orphaned: u64,
+    pub queued: u64,
+    pub in_flight: u64,
+    /// Not cloned and waiting for a backoff deadline (part of `uncloned` or `failed`).
+    pub backing_off: u64,
+    /// Owned by a shard that has never answered a list call.
+    pub unknown: u64,
+    /// Cloned on a shard that does not own them (after the address list changed).
+    pub misplaced: u64,
+    /// RFC 3339 `created_at` of the oldest desired repo that is not cloned.
+    pub oldest_uncloned_created_at: Option<String>,
+}
+
+impl From<&Counts> for StateCounts {
+    fn from(c: &Counts) -> StateCounts {
+        StateCounts {
+            desired: c.desired,
+            cloned: c.cloned,
+            cloning: c.cloning,
+            uncloned: c.uncloned,
+            failed: c.failed,
+            orphaned: c.orphaned,
+            queued: c.queued,
+            in_flight: c.in_flight,
+            backing_off: c.backing_off,
+            unknown: c.unknown,
+            misplaced: c.misplaced,
+            oldest_uncloned_created_at: c.oldest_uncloned_created_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// One shard's line in the status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    pub addr: String,
+    /// Whether the last list call succeeded.
+    pub reachable: bool,
+    /// Why the last list call failed.
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub counts: StateCounts,
+}
+
+/// Dispatch outcomes since this process started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchTotals {
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Dispatches of a repo that had been dispatched before (retries, lost clones).
+    pub redispatched: u64,
+}
+
+/// The whole status document.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub totals: StateCounts,
+    pub shards: Vec<ShardStatus>,
+    /// Completed ticks since start; tests and tools wait on it.
+    pub ticks: u64,
+    pub last_tick_at: Option<String>,
+    /// The repo DB's schema shape, once detected.
+    pub repo_db_shape: Option<String>,
+    /// Why the last read of the repo DB failed (the tick used the last good read).
+    pub repo_db_error: Option<String>,
+    /// Why the last write-back failed, if enabled.
+    pub writeback_error: Option<String>,
+    pub dispatches: DispatchTotals,
+    /// A sample of problems found in the last tick (rows without clone URL, …).
+    pub problems: Vec<String>,
+    /// A sample of orphans: `shard addr: name`.
+    pub orphans: Vec<String>,
+}

@@ -1,0 +1,3 @@
+fn main() {
+    gitserver_dev::cli_main()
+}
