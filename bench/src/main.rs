@@ -1,1 +1,69 @@
-fn main() {}
+//! clonekeeper's benchmark harness. Every figure is measured beside a baseline in the same
+//! run and reported as a ratio in BENCHMARKS.md; tests never time anything.
+//!
+//! `cargo run --release -p clonekeeper-bench -- --out BENCHMARKS.md`
+
+mod alloc;
+mod reconcile;
+mod repo_db;
+mod report;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Repos per benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    repos: usize,
+    /// Runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Postgres admin URL for the repo DB benchmark.
+    #[arg(long, env = "CLONEKEEPER_TEST_PG", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pg: String,
+    /// Skip the Postgres benchmark.
+    #[arg(long)]
+    no_pg: bool,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut sections = vec![reconcile::run(args.repos, args.runs)];
+    if !args.no_pg {
+        sections.push(repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?);
+    }
+    let mut out = String::from("# Benchmarks\n\n");
+    out.push_str(&format!(
+        "Measured by `cargo run --release -p clonekeeper-bench` on {} ({} cores), {}.\n\
+         Each figure is the median of its runs; every ratio compares against a baseline measured in the same run.\n\n",
+        std::env::consts::ARCH,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        chrono_free_date(),
+    ));
+    for section in &sections {
+        section.render(&mut out);
+    }
+    std::fs::write(&args.out, &out)?;
+    print!("{out}");
+    Ok(())
+}
+
+fn chrono_free_date() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

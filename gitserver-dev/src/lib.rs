@@ -27,6 +27,7 @@ mod cli;
 mod clones;
 mod config;
 mod debug;
+pub mod fixture;
 mod git;
 mod json_body;
 mod layout;

@@ -122,12 +122,21 @@ impl Scheduler {
     /// When [`Scheduler::poll_dispatch`] may return a job without any other input: the end of
     /// the earliest pause of a shard that has queued work.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.paused_until.iter().zip(&self.queues).filter(|(_, queue)| !queue.is_empty()).filter_map(|(until, _)| *until).min()
+        self.paused_until
+            .iter()
+            .zip(&self.queues)
+            .filter(|(_, queue)| !queue.is_empty())
+            .filter_map(|(until, _)| *until)
+            .min()
     }
 
     /// The next job allowed by the caps and shard pauses at `now`, marked in flight; `None`
     /// when nothing may go now. `name_of` resolves a queued index to its name.
-    pub fn poll_dispatch<'a>(&mut self, now: Timestamp, name_of: impl Fn(u32) -> &'a RepoName) -> Option<(Job, RepoName)> {
+    pub fn poll_dispatch<'a>(
+        &mut self,
+        now: Timestamp,
+        name_of: impl Fn(u32) -> &'a RepoName,
+    ) -> Option<(Job, RepoName)> {
         loop {
             if self.in_flight.len() >= self.limits.max_in_flight as usize {
                 return None;

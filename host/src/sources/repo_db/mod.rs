@@ -158,6 +158,11 @@ impl RepoDb {
         self.shape
     }
 
+    /// The text of the one load statement, e.g. for the benchmark's `COPY` baseline.
+    pub fn desired_sql(&self) -> &str {
+        &self.desired_sql
+    }
+
     /// The database this reader uses, e.g. to share its pool with the state store.
     pub fn database(&self) -> &Database {
         &self.db
