@@ -5,6 +5,7 @@
 
 mod demo;
 mod logging;
+mod policy;
 mod run;
 mod status;
 
@@ -55,6 +56,9 @@ pub enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Write, check and test policy modules locally, without a running sidecar.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Print a running sidecar's status, one line per shard.
     Status {
         /// The sidecar's admin address.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
                 demo::main(demo::Options { repos, shards, clone_delay, dir, plain }).await
             }
             Command::Status { admin, json } => status::main(&admin, json).await,
+            Command::Policy(command) => policy::main(command).await,
         }
     })
 }

@@ -15,7 +15,7 @@ use crate::routing::{Routing, ShardMap};
 use crate::schedule::{Backoff, Limits};
 
 /// The sections of the file; also how environment variables find their section.
-const SECTIONS: &[&str] = &["repo_db", "state", "gitserver", "sync", "dispatch", "writeback", "admin", "log"];
+const SECTIONS: &[&str] = &["repo_db", "state", "gitserver", "sync", "dispatch", "writeback", "admin", "log", "policy"];
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -36,6 +36,27 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub admin_token: Option<String>,
+    pub decision_log_sample: f64,
+    pub policy: PolicyConfig,
+}
+
+/// Where policy modules live and how each call is bounded (`[policy]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// The watched folder of `*.wasm` components (and `NAME.toml` beside each); none: built-in
+    /// behaviour only.
+    pub dir: Option<std::path::PathBuf>,
+    /// Wall-clock budget of one policy call (enforced with epoch interruption).
+    pub call_timeout: Duration,
+    /// Linear memory a module may grow to.
+    pub memory_limit_bytes: usize,
+    /// Where precompiled code is cached, keyed by module digest and engine version.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// When set, only modules whose sha256 (lower-case hex) is listed are loaded.
+    pub allowlist: Option<Vec<String>>,
+    /// Traps in a row before a module is quarantined.
+    pub quarantine_after: u32,
 }
 
 /// Where clones are requested.
@@ -80,6 +101,8 @@ struct File {
     admin: AdminSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    policy: PolicySection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +186,23 @@ struct WritebackSection {
 struct AdminSection {
     #[serde(default = "defaults::admin_listen")]
     listen: String,
+    /// Bearer token for mutating calls; without it they are refused.
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    dir: Option<std::path::PathBuf>,
+    #[serde(default = "defaults::policy_call_timeout", with = "humantime_serde")]
+    call_timeout: Duration,
+    #[serde(default = "defaults::policy_memory_mb")]
+    memory_limit_mb: u32,
+    cache_dir: Option<std::path::PathBuf>,
+    #[serde(default, deserialize_with = "optional_list_or_comma_separated")]
+    allowlist: Option<Vec<String>>,
+    #[serde(default = "defaults::quarantine_after")]
+    quarantine_after: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +212,9 @@ struct LogSection {
     format: LogFormat,
     #[serde(default = "defaults::log_level")]
     level: String,
+    /// Fraction of policy decisions written to the decision log (0 to 1).
+    #[serde(default = "defaults::decision_log_sample")]
+    decision_sample: f64,
 }
 
 /// Defaults, in one place so the README's reference can be checked against them.
@@ -213,6 +256,18 @@ mod defaults {
     pub fn log_level() -> String {
         "info".to_string()
     }
+    pub fn decision_log_sample() -> f64 {
+        0.01
+    }
+    pub fn policy_call_timeout() -> Duration {
+        Duration::from_millis(500)
+    }
+    pub fn policy_memory_mb() -> u32 {
+        256
+    }
+    pub fn quarantine_after() -> u32 {
+        3
+    }
 }
 
 macro_rules! section_defaults {
@@ -224,7 +279,7 @@ macro_rules! section_defaults {
         }
     )*};
 }
-section_defaults!(SyncSection, DispatchSection, AdminSection, LogSection);
+section_defaults!(SyncSection, DispatchSection, AdminSection, LogSection, PolicySection);
 
 fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -237,6 +292,10 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec
         Raw::List(list) => list,
         Raw::One(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
     })
+}
+
+fn optional_list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    list_or_comma_separated(d).map(Some)
 }
 
 // === Loading ===
@@ -301,6 +360,22 @@ impl Config {
             file.dispatch.backoff_base <= file.dispatch.backoff_max && !file.dispatch.backoff_base.is_zero(),
             "dispatch.backoff_base: must be above zero and at most dispatch.backoff_max".to_string(),
         );
+        check(
+            (0.0..=1.0).contains(&file.log.decision_sample),
+            "log.decision_sample: must be between 0 and 1".to_string(),
+        );
+        check(
+            !file.policy.call_timeout.is_zero() && file.policy.memory_limit_mb >= 1,
+            "policy.call_timeout and policy.memory_limit_mb: must be above zero".to_string(),
+        );
+        if let Some(list) = &file.policy.allowlist {
+            for digest in list {
+                check(
+                    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                    format!("policy.allowlist: {digest:?} is not a sha256 hex digest"),
+                );
+            }
+        }
         check(file.gitserver.max_response_mb >= 1, "gitserver.max_response_mb: must be at least 1".to_string());
         let target = match (file.dispatch.target, &file.dispatch.repo_updater_addr) {
             (TargetName::Gitserver, _) => Some(DispatchTarget::Gitserver),
@@ -348,6 +423,16 @@ impl Config {
             admin_listen,
             log_format: file.log.format,
             log_level: file.log.level,
+            admin_token: file.admin.token.filter(|t| !t.is_empty()),
+            decision_log_sample: file.log.decision_sample,
+            policy: PolicyConfig {
+                dir: file.policy.dir,
+                call_timeout: file.policy.call_timeout,
+                memory_limit_bytes: (file.policy.memory_limit_mb as usize) << 20,
+                cache_dir: file.policy.cache_dir,
+                allowlist: file.policy.allowlist,
+                quarantine_after: file.policy.quarantine_after.max(1),
+            },
         })
     }
 }

@@ -116,3 +116,8 @@ pub fn assert_never_concurrent(label: &str, log: &DispatchLog) {
     let overlapping: Vec<_> = log.max_concurrent.iter().filter(|(_, &n)| n > 1).collect();
     assert!(overlapping.is_empty(), "{label}: repos dispatched more than once at a time: {overlapping:?}");
 }
+
+/// Starts `n` dev shards under `dir/shard-<i>`.
+pub fn start_shards(dir: &Path, n: usize, clone_delay: Duration) -> Vec<shard::DevShard> {
+    (0..n).map(|i| shard::DevShard::start(&dir.join(format!("shard-{i}")), clone_delay)).collect()
+}
