@@ -89,4 +89,37 @@ pub struct Status {
     pub problems: Vec<String>,
     /// A sample of orphans: `shard addr: name`.
     pub orphans: Vec<String>,
+    /// Policy modules: loaded ones by name, then rejected ones.
+    #[serde(default)]
+    pub policies: Vec<PolicyStatus>,
+}
+
+/// One policy module's line in the status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// The file name without `.wasm`.
+    pub name: String,
+    /// The file's path.
+    pub file: String,
+    /// sha256 of the module, lower-case hex.
+    pub digest: String,
+    /// The interfaces it implements (`prioritize`, `rate-limits`, `reenqueue`, `lifecycle`).
+    pub interfaces: Vec<String>,
+    /// The decision interfaces it answers now (first by file name among those implementing it).
+    #[serde(default)]
+    pub serving: Vec<String>,
+    /// RFC 3339; none for a rejected module.
+    pub loaded_at: Option<String>,
+    /// `active`, `standby` (loaded, not serving), `quarantined` or `rejected`.
+    pub state: String,
+    /// Why it was rejected, or its last failed call.
+    pub last_error: Option<String>,
+    /// RFC 3339, while quarantined.
+    #[serde(default)]
+    pub quarantined_until: Option<String>,
+    /// Calls since it was loaded, and how many failed.
+    #[serde(default)]
+    pub calls: u64,
+    #[serde(default)]
+    pub failures: u64,
 }

@@ -1,1 +1,13 @@
-//! End-to-end tests.
+//! End-to-end tests: real Postgres, real git, real HTTP, the real sidecar and dev gitserver
+//! binaries as child processes. See `support` for the harness.
+
+mod support;
+
+mod bad_config;
+mod broken_clone_url;
+mod routing_table;
+mod schema_shapes;
+mod seed_scenario;
+mod shard_down;
+mod sidecar_sigkill;
+mod status_endpoint;

@@ -88,5 +88,8 @@ async fn seed_scenario() {
     );
     let redispatched: BTreeSet<&str> = logs[VICTIM + 1].2.events.iter().map(|e| e.repo.as_str()).collect();
     let not_redispatched: Vec<&String> = lost.iter().filter(|repo| !redispatched.contains(repo.as_str())).collect();
-    assert!(not_redispatched.is_empty(), "lost clones never re-dispatched to the restarted shard: {not_redispatched:?}");
+    assert!(
+        not_redispatched.is_empty(),
+        "lost clones never re-dispatched to the restarted shard: {not_redispatched:?}"
+    );
 }

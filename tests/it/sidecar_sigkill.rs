@@ -20,7 +20,9 @@ async fn sidecar_sigkill_mid_dispatch() {
     let db = PgDb::create(Shape::Cloned2020_10).await;
     // The broken repo is the oldest, so the built-in order dispatches it first.
     let mut rows = vec![NewRepo::new(BROKEN, broken_url(work.path())).created(0)];
-    rows.extend(good.iter().zip(&urls).enumerate().map(|(i, (name, url))| NewRepo::new(name, url).created(1 + i as i64)));
+    rows.extend(
+        good.iter().zip(&urls).enumerate().map(|(i, (name, url))| NewRepo::new(name, url).created(1 + i as i64)),
+    );
     db.insert_repos(&rows).await;
 
     let shards = start_shards(work.path(), 2, Duration::from_millis(300));
@@ -30,17 +32,19 @@ async fn sidecar_sigkill_mid_dispatch() {
     config.backoff_max = "10m";
     let sidecar = Sidecar::start(&config);
 
-    let failed_once: AttemptRow = eventually("the broken repo's first failure stored, with dispatches in flight", || async {
-        let row = db.attempt(BROKEN).await?.ok_or("no attempt record for the broken repo yet")?;
-        let status = sidecar.status().await?;
-        let stored = row.attempts == 1 && row.last_error.is_some() && row.next_attempt_at.is_some() && !row.in_flight;
-        if stored && status.totals.in_flight > 0 {
-            Ok(row)
-        } else {
-            Err(format!("{row:?}; in flight: {}", status.totals.in_flight))
-        }
-    })
-    .await;
+    let failed_once: AttemptRow =
+        eventually("the broken repo's first failure stored, with dispatches in flight", || async {
+            let row = db.attempt(BROKEN).await?.ok_or("no attempt record for the broken repo yet")?;
+            let status = sidecar.status().await?;
+            let stored =
+                row.attempts == 1 && row.last_error.is_some() && row.next_attempt_at.is_some() && !row.in_flight;
+            if stored && status.totals.in_flight > 0 {
+                Ok(row)
+            } else {
+                Err(format!("{row:?}; in flight: {}", status.totals.in_flight))
+            }
+        })
+        .await;
     sidecar.kill();
 
     let at_kill = db.attempt(BROKEN).await.expect("reading the state").expect("the broken repo's record");

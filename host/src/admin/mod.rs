@@ -1,52 +1,195 @@
 //! The admin HTTP server.
 //!
-//! Endpoints:
+//! Read calls (no token needed):
 //! - `GET /healthz`: 200 while the process serves requests.
-//! - `GET /v1/status`: the [`Status`](crate::status::Status) document as JSON.
+//! - `GET /readyz`: 200 when the repo DB answers, at least one shard answered its last list
+//!   call, a first tick is done and policies are loaded; 503 with the reasons otherwise.
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /v1/status`: the status document.
+//! - `GET /v1/repos/{name}`: explain one repo.
+//! - `GET /v1/queue?limit=N`: the next dispatches, in order.
+//! - `GET /v1/policies`: the policy modules.
 //!
-//! Binds to loopback unless configured otherwise: it reveals repo names.
+//! Mutating calls (`Authorization: Bearer <admin.token>`; refused when no token is set):
+//! - `POST /v1/repos/{name}/enqueue`: clear backoff and give-up; dispatch on the next tick.
+//! - `POST /v1/policies/reload`: rescan the policy folder now.
+//!
+//! Errors are JSON: `{"error": "…"}`. Binds to loopback unless configured otherwise: it
+//! reveals repo names.
 
+mod auth;
+
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::sidecar::StatusCell;
+use crate::metrics::Metrics;
+use crate::sidecar::{ControlRequest, StatusCell};
 
-/// Builds the router; separate from [`serve`] so tests can drive it directly.
-pub fn router(status: StatusCell) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/v1/status", get(status_json))
-        .fallback(not_found)
-        .with_state(status)
+/// A readiness probe of a dependency: `Err` names what is not ready.
+pub type Probe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// A command the admin API forwards to the policy engine (reload).
+pub type Reload = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub status: StatusCell,
+    pub metrics: Arc<Metrics>,
+    pub control: mpsc::Sender<ControlRequest>,
+    /// Checks run by `/readyz` besides the status document (e.g. a repo DB ping).
+    pub probes: Vec<(String, Probe)>,
+    pub reload: Option<Reload>,
+    pub token: Option<String>,
 }
 
-/// Serves the admin API on `listen` until `shutdown` resolves. Returns the bound address
+/// Builds the router; separate from [`serve`] so tests can drive it directly.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status_json))
+        .route("/v1/queue", get(queue))
+        .route("/v1/policies", get(policies))
+        .route("/v1/policies/reload", post(reload))
+        .route("/v1/repos/{*name}", get(explain).post(enqueue))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// Serves the admin API on `listen` until `shutdown` resolves. Sends the bound address
 /// through `bound` once listening (for `:0`).
 pub async fn serve(
     listen: SocketAddr,
-    status: StatusCell,
-    bound: tokio::sync::oneshot::Sender<SocketAddr>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    state: AdminState,
+    bound: oneshot::Sender<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let _ = bound.send(listener.local_addr()?);
-    axum::serve(listener, router(status)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-async fn status_json(State(status): State<StatusCell>) -> Response {
-    Json(status.load_full().as_ref().clone()).into_response()
+async fn status_json(State(state): State<AdminState>) -> Response {
+    Json(state.status.load_full().as_ref().clone()).into_response()
 }
 
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint")
+async fn policies(State(state): State<AdminState>) -> Response {
+    Json(state.status.load_full().policies.clone()).into_response()
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format
+/// otherwise.
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let wants_openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
+    } else {
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.encode_classic()).into_response()
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let mut problems = Vec::new();
+    for (what, probe) in &state.probes {
+        match tokio::time::timeout(Duration::from_secs(2), probe()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => problems.push(format!("{what}: {error}")),
+            Err(_) => problems.push(format!("{what}: no answer within 2s")),
+        }
+    }
+    let status = state.status.load_full();
+    if status.ticks == 0 {
+        problems.push("no tick completed yet".to_string());
+    }
+    if !status.shards.iter().any(|s| s.reachable) {
+        problems.push("no gitserver shard answered its last list call".to_string());
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "problems": problems })))
+            .into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueParams {
+    limit: Option<usize>,
+}
+
+async fn queue(State(state): State<AdminState>, Query(params): Query<QueueParams>) -> Response {
+    let limit = params.limit.unwrap_or(50).min(10_000);
+    ask(&state, |reply| ControlRequest::Queue { limit, reply }).await.map_or_else(|e| e, |q| Json(q).into_response())
+}
+
+async fn explain(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match ask(&state, |reply| ControlRequest::Explain { name, reply }).await {
+        Ok(Ok(explain)) => Json(explain).into_response(),
+        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, &message),
+        Err(response) => response,
+    }
+}
+
+async fn enqueue(State(state): State<AdminState>, headers: HeaderMap, Path(path): Path<String>) -> Response {
+    if let Err(response) = auth::check(&headers, state.token.as_deref()) {
+        return response;
+    }
+    let Some(name) = path.strip_suffix("/enqueue") else {
+        return error(StatusCode::NOT_FOUND, "POST /v1/repos/{name}/enqueue is the only POST on repos");
+    };
+    let name = name.to_string();
+    match ask(&state, |reply| ControlRequest::Enqueue { name, reply }).await {
+        Ok(Ok(explain)) => (StatusCode::ACCEPTED, Json(explain)).into_response(),
+        Ok(Err(message)) => error(StatusCode::NOT_FOUND, &message),
+        Err(response) => response,
+    }
+}
+
+async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(response) = auth::check(&headers, state.token.as_deref()) {
+        return response;
+    }
+    let Some(reload) = &state.reload else {
+        return error(StatusCode::CONFLICT, "no policy folder is configured ([policy] dir)");
+    };
+    match reload().await {
+        Ok(summary) => Json(serde_json::json!({ "reloaded": true, "summary": summary })).into_response(),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+    }
+}
+
+/// Sends a request to the tick loop and waits (bounded) for its answer.
+async fn ask<T>(state: &AdminState, request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let busy = || error(StatusCode::SERVICE_UNAVAILABLE, "the tick loop did not answer; try again");
+    if state.control.send_timeout(request(tx), Duration::from_secs(5)).await.is_err() {
+        return Err(busy());
+    }
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(answer)) => Ok(answer),
+        _ => Err(busy()),
+    }
 }
 
 /// Errors are JSON with a message.
-fn error(code: StatusCode, message: &str) -> Response {
+pub(crate) fn error(code: StatusCode, message: &str) -> Response {
     (code, Json(serde_json::json!({ "error": message }))).into_response()
 }

@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::logging;
+use crate::admin::AdminState;
 use crate::config::{Config, LogFormat};
 use crate::db::Database;
 use crate::schedule::{BuiltinOrder, BuiltinRetry};
-use crate::sidecar::{self, Parts};
+use crate::sidecar::{self, Parts, Shared};
 use crate::sources::gitserver::{ClientConfig, GitserverClient};
 use crate::sources::repo_db::{RepoDb, SQLITE_SCHEMA_2020_10};
 use crate::state::StateStore;
@@ -100,14 +100,24 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         ("CLONEKEEPER_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
     ];
     let config = Config::load_from(None, vars.map(|(k, v)| (k.to_string(), v))).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let shared = Shared::default();
+    let status = Arc::clone(&shared.status);
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(crate::admin::serve(config.admin_listen, Arc::clone(&status), bound_tx, stopped(stop_rx.clone())));
+    let admin_state = AdminState {
+        status: Arc::clone(&shared.status),
+        metrics: Arc::clone(&shared.metrics),
+        control: control_tx,
+        probes: Vec::new(),
+        reload: None,
+        token: None,
+    };
+    tokio::spawn(crate::admin::serve(config.admin_listen, admin_state, bound_tx, stopped(stop_rx.clone())));
     let admin = bound_rx.await.context("starting the admin API")?;
     println!("  sidecar admin API on http://{admin}  (try: clonekeeper status --admin {admin})");
 
@@ -119,7 +129,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         retry: Arc::new(BuiltinRetry { backoff: config.backoff, max_attempts: None }),
         config,
     };
-    let sidecar = tokio::spawn(sidecar::run(parts, Arc::clone(&status), stopped(stop_rx.clone())));
+    let sidecar = tokio::spawn(sidecar::run(parts, shared, control_rx, stopped(stop_rx.clone())));
 
     let total = sources.len() as u64;
     let bar = progress_bar(total, options.plain);

@@ -4,6 +4,7 @@
 //! arguments.
 
 mod demo;
+mod explain;
 mod logging;
 mod policy;
 mod run;
@@ -59,6 +60,18 @@ pub enum Command {
     /// Write, check and test policy modules locally, without a running sidecar.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Ask a running sidecar why one repo is (not) cloned: state, owning shard, attempts,
+    /// last error, next attempt, place in the queue and the last policy decision.
+    Explain {
+        /// The repo name, in any spelling the repo DB might use.
+        name: String,
+        /// The sidecar's admin address.
+        #[arg(long, default_value = "127.0.0.1:9187", env = "CLONEKEEPER_ADMIN_LISTEN")]
+        admin: String,
+        /// Print the raw JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a running sidecar's status, one line per shard.
     Status {
         /// The sidecar's admin address.
@@ -94,6 +107,7 @@ pub fn main() -> ExitCode {
                 demo::main(demo::Options { repos, shards, clone_delay, dir, plain }).await
             }
             Command::Status { admin, json } => status::main(&admin, json).await,
+            Command::Explain { name, admin, json } => explain::main(&admin, &name, json).await,
             Command::Policy(command) => policy::main(command).await,
         }
     })

@@ -2,21 +2,21 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 
 use super::logging;
+use crate::admin::{AdminState, Probe};
 use crate::config::Config;
 use crate::db::Database;
+use crate::error_chain::error_chain;
 use crate::schedule::{BuiltinOrder, BuiltinRetry};
-use crate::sidecar::{self, Parts};
+use crate::sidecar::{self, Parts, Shared};
 use crate::sources::gitserver::{ClientConfig, GitserverClient};
 use crate::sources::repo_db::RepoDb;
 use crate::state::StateStore;
-use crate::status::Status;
 
 pub async fn main(config_path: Option<&Path>) -> ExitCode {
     let config = match Config::load(config_path) {
@@ -39,10 +39,31 @@ pub async fn main(config_path: Option<&Path>) -> ExitCode {
 
 /// Connects everything, serves the admin API and runs the tick loop until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let shared = Shared::default();
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
+    // The admin API starts first, so probes answer while the databases are still awaited.
+    let repo_db_cell: Arc<OnceLock<RepoDb>> = Arc::new(OnceLock::new());
+    let probe_cell = Arc::clone(&repo_db_cell);
+    let repo_db_probe: Probe = Arc::new(move || {
+        let cell = Arc::clone(&probe_cell);
+        Box::pin(async move {
+            match cell.get() {
+                Some(repo_db) => repo_db.ping().await.map_err(|e| error_chain(&e)),
+                None => Err("not connected yet".to_string()),
+            }
+        })
+    });
+    let admin_state = AdminState {
+        status: Arc::clone(&shared.status),
+        metrics: Arc::clone(&shared.metrics),
+        control: control_tx,
+        probes: vec![("repo DB".to_string(), repo_db_probe)],
+        reload: None,
+        token: config.admin_token.clone(),
+    };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let admin_listen = config.admin_listen;
-    let admin = tokio::spawn(crate::admin::serve(admin_listen, Arc::clone(&status), bound_tx, shutdown_signal()));
+    let admin = tokio::spawn(crate::admin::serve(admin_listen, admin_state, bound_tx, shutdown_signal()));
     match bound_rx.await {
         Ok(addr) => tracing::info!(%addr, "Admin API listening."),
         Err(_) => {
@@ -59,7 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(RepoDb::open(db).await?)
     })
     .await;
-    tracing::info!(shape = %repo_db.shape(), "Repo DB schema detected.");
+    let _ = repo_db_cell.set(repo_db.clone());
     let state = retry_until_up("state DB", || async {
         let db = Database::connect(&config.state_url).await?;
         Ok::<_, anyhow::Error>(StateStore::open(db).await?)
@@ -86,7 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state,
         client,
     };
-    sidecar::run(parts, status, shutdown_signal()).await.context("loading attempt state")?;
+    sidecar::run(parts, shared, control_rx, shutdown_signal()).await.context("loading attempt state")?;
     Ok(())
 }
 

@@ -2,9 +2,12 @@
 //! [`RetryPolicy`] trait that the policy engine's `reenqueue` implements.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{AttemptRecord, RepoName, Timestamp};
+use super::priority::BUILTIN;
+use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
+use crate::reconcile::RepoState;
 
 /// Exponential backoff: `base · 2^(attempts-1)`, capped at `max`, plus up to 25% jitter so
 /// the repos of a shard that went down together do not retry in lockstep. The jitter is a
@@ -40,6 +43,12 @@ pub struct Failure<'a> {
     pub name: &'a RepoName,
     /// The record including this attempt and its error.
     pub record: &'a AttemptRecord,
+    /// The repo's row, when the caller still has it (a policy sees its metadata).
+    pub repo: Option<&'a DesiredRepo>,
+    /// The owning shard.
+    pub shard: ShardIdx,
+    /// The repo's state as the policy should see it (usually `Failed`).
+    pub state: RepoState,
 }
 
 /// What to do after a failure.
@@ -54,6 +63,12 @@ pub enum RetryDecision {
 /// Decides retries for a batch of failures (one decision per failure, in order).
 pub trait RetryPolicy: Send + Sync {
     fn on_failures(&self, batch: &[Failure<'_>], now: Timestamp) -> Vec<RetryDecision>;
+
+    /// Like [`RetryPolicy::on_failures`], also naming who answered (a module digest, or
+    /// `builtin`).
+    fn on_failures_traced(&self, batch: &[Failure<'_>], now: Timestamp) -> (Vec<RetryDecision>, Arc<str>) {
+        (self.on_failures(batch, now), Arc::from(BUILTIN))
+    }
 }
 
 /// The built-in retry rhythm: exponential backoff, and optionally give up after

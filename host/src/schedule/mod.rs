@@ -7,6 +7,7 @@
 //! repo that is in flight, and only [`Scheduler::handle_finished`] clears it.
 
 mod backoff;
+mod limits;
 mod priority;
 
 #[cfg(test)]
@@ -15,7 +16,8 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 
 pub use backoff::{Backoff, BuiltinRetry, Failure, RetryDecision, RetryPolicy};
-pub use priority::{order, BuiltinOrder, Candidate, Ordered, Prioritizer, Priority};
+pub use limits::{code_host_of, KeyLoad, LimitKey, NoLimits, RateLimit, RateLimitPolicy, RateLimiters, Refusal};
+pub use priority::{order, BuiltinOrder, Candidate, Ordered, Prioritizer, Priority, BUILTIN};
 
 use std::time::Duration;
 
@@ -25,6 +27,9 @@ use crate::model::{RepoName, ShardIdx, Timestamp};
 pub const SHARD_PAUSE_BASE: Duration = Duration::from_secs(1);
 /// Longest pause of a failing shard: how often a dead shard is probed.
 pub const SHARD_PAUSE_MAX: Duration = Duration::from_secs(60);
+/// How far into a shard's queue [`Scheduler::poll_dispatch`] looks for a repo whose code host
+/// is not rate-limited, so a limited host at the head cannot hold up the others.
+pub const RATE_SCAN_WINDOW: usize = 1024;
 
 /// Concurrency caps, from `[dispatch]` in config.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub struct Scheduler {
     shard_failures: Vec<u32>,
     /// No dispatch to the shard before this time: a dead shard is probed, not hammered.
     paused_until: Vec<Option<Timestamp>>,
+    /// Rate limits per code host and per shard (empty: none).
+    rates: RateLimiters,
 }
 
 impl Scheduler {
@@ -79,7 +86,19 @@ impl Scheduler {
             in_flight_per_shard: vec![0; n_shards],
             shard_failures: vec![0; n_shards],
             paused_until: vec![None; n_shards],
+            rates: RateLimiters::default(),
         }
+    }
+
+    /// Replaces the rate limits (a rate-limit policy's answer); keys whose limit did not change
+    /// keep their budget.
+    pub fn handle_rate_limits(&mut self, limits: Vec<(LimitKey, RateLimit)>, now: Timestamp) {
+        self.rates.handle_limits(limits, now);
+    }
+
+    /// The rate limits in force.
+    pub fn rate_limits(&self) -> &RateLimiters {
+        &self.rates
     }
 
     /// Replaces the queue with this tick's jobs, best first. Level-triggered: whatever the
@@ -122,12 +141,19 @@ impl Scheduler {
     /// When [`Scheduler::poll_dispatch`] may return a job without any other input: the end of
     /// the earliest pause of a shard that has queued work.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.paused_until
+        let pause = self
+            .paused_until
             .iter()
             .zip(&self.queues)
             .filter(|(_, queue)| !queue.is_empty())
             .filter_map(|(until, _)| *until)
-            .min()
+            .min();
+        let queued = self.queues.iter().any(|queue| !queue.is_empty());
+        let rate = if queued { self.rates.next_unblock() } else { None };
+        match (pause, rate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next job allowed by the caps and shard pauses at `now`, marked in flight; `None`
@@ -137,11 +163,17 @@ impl Scheduler {
         now: Timestamp,
         name_of: impl Fn(u32) -> &'a RepoName,
     ) -> Option<(Job, RepoName)> {
+        if !self.rates.is_empty() {
+            self.rates.expire(now);
+        }
         loop {
             if self.in_flight.len() >= self.limits.max_in_flight as usize {
                 return None;
             }
-            let shard = self
+            // Per eligible shard, the first queued repo the rate limits let through (always the
+            // head when no limits are set); the best-ranked of those goes.
+            let rates = &self.rates;
+            let (shard, pos) = self
                 .queues
                 .iter()
                 .enumerate()
@@ -149,15 +181,33 @@ impl Scheduler {
                     !queue.is_empty()
                         && self.in_flight_per_shard[*idx] < self.limits.max_in_flight_per_shard
                         && self.paused_until[*idx].is_none_or(|until| until <= now)
+                        && !rates.shard_refuses(*idx as ShardIdx, now)
                 })
-                .min_by_key(|(_, queue)| queue.front().map_or(u32::MAX, |q| q.rank))
-                .map(|(idx, _)| idx)?;
-            let queued = self.queues[shard].pop_front().expect("filtered on non-empty");
-            let name = name_of(queued.repo);
+                .filter_map(|(idx, queue)| {
+                    let pos = if rates.is_empty() {
+                        0
+                    } else {
+                        queue
+                            .iter()
+                            .take(RATE_SCAN_WINDOW)
+                            .position(|q| !rates.host_refuses(code_host_of(name_of(q.repo).as_str()), now))?
+                    };
+                    Some((queue[pos].rank, idx, pos))
+                })
+                .min_by_key(|(rank, _, _)| *rank)
+                .map(|(_, idx, pos)| (idx, pos))?;
+            let name = name_of(self.queues[shard][pos].repo);
             if self.in_flight.contains_key(name) {
+                self.queues[shard].remove(pos);
                 continue;
             }
-            let shard = ShardIdx::try_from(shard).expect("shard count fits ShardIdx");
+            let shard_idx = ShardIdx::try_from(shard).expect("shard count fits ShardIdx");
+            if !self.rates.is_empty() && self.rates.try_acquire(shard_idx, code_host_of(name.as_str()), now).is_err() {
+                // The refusing key is now marked blocked; look again.
+                continue;
+            }
+            let queued = self.queues[shard].remove(pos).expect("position found above");
+            let shard = shard_idx;
             self.in_flight.insert(name.clone(), shard);
             self.in_flight_per_shard[usize::from(shard)] += 1;
             return Some((Job { repo: queued.repo, shard }, name.clone()));
@@ -169,6 +219,7 @@ impl Scheduler {
         if let Some(shard) = self.in_flight.remove(name) {
             let slot = &mut self.in_flight_per_shard[usize::from(shard)];
             *slot = slot.saturating_sub(1);
+            self.rates.release(shard, code_host_of(name.as_str()));
         }
     }
 

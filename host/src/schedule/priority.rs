@@ -2,6 +2,7 @@
 //! here) and the built-in order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Job;
 use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
@@ -29,7 +30,16 @@ pub enum Priority {
 /// built-in order for a batch whose answer has the wrong length or a non-finite score.
 pub trait Prioritizer: Send + Sync {
     fn prioritize(&self, batch: &[Candidate<'_>], now: Timestamp) -> Vec<Priority>;
+
+    /// Like [`Prioritizer::prioritize`], also naming who answered (a module digest, or
+    /// `builtin`), so every decision can be traced to the module that made it.
+    fn prioritize_traced(&self, batch: &[Candidate<'_>], now: Timestamp) -> (Vec<Priority>, Arc<str>) {
+        (self.prioritize(batch, now), Arc::from(BUILTIN))
+    }
 }
+
+/// The name of the built-in behaviour wherever a module digest would stand.
+pub const BUILTIN: &str = "builtin";
 
 /// The built-in order: never-attempted repos before failed ones; among never-attempted the
 /// oldest repo first, among failed the one that failed longest ago first.
@@ -62,6 +72,8 @@ impl Prioritizer for BuiltinOrder {
 #[derive(Clone, Debug, Default)]
 pub struct Ordered {
     pub jobs: Vec<Job>,
+    /// Per job: the score it got and who gave it.
+    pub decisions: Vec<(f64, Arc<str>)>,
     /// Repos a prioritizer answered "not now" for.
     pub deferred: u64,
     /// Batches whose answer was unusable and fell back to the built-in order.
@@ -79,7 +91,7 @@ pub fn order(
     batch_size: usize,
     now: Timestamp,
 ) -> Ordered {
-    let mut scored: Vec<(f64, i64, Job)> = Vec::with_capacity(plan.due.len());
+    let mut scored: Vec<(f64, i64, Job, Arc<str>)> = Vec::with_capacity(plan.due.len());
     let mut out = Ordered::default();
     let mut batch = Vec::with_capacity(batch_size.min(plan.due.len()));
     for chunk in plan.due.chunks(batch_size.max(1)) {
@@ -93,7 +105,7 @@ pub fn order(
                 record: attempts.get(&repo.name),
             }
         }));
-        let mut answers = prioritizer.prioritize(&batch, now);
+        let (mut answers, mut source) = prioritizer.prioritize_traced(&batch, now);
         let usable = answers.len() == batch.len()
             && answers
                 .iter()
@@ -101,17 +113,22 @@ pub fn order(
         if !usable {
             out.fallbacks += 1;
             answers = BuiltinOrder.prioritize(&batch, now);
+            source = Arc::from(BUILTIN);
         }
         for ((&idx, candidate), answer) in chunk.iter().zip(&batch).zip(answers) {
             match answer {
-                Priority::Score(score) => {
-                    scored.push((score, candidate.repo.id, Job { repo: idx, shard: candidate.shard }))
-                }
+                Priority::Score(score) => scored.push((
+                    score,
+                    candidate.repo.id,
+                    Job { repo: idx, shard: candidate.shard },
+                    Arc::clone(&source),
+                )),
                 Priority::NotNow => out.deferred += 1,
             }
         }
     }
     scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    out.jobs = scored.into_iter().map(|(_, _, job)| job).collect();
+    out.jobs = scored.iter().map(|(_, _, job, _)| *job).collect();
+    out.decisions = scored.into_iter().map(|(score, _, _, source)| (score, source)).collect();
     out
 }

@@ -89,7 +89,7 @@ fn builtin_retry_gives_up_only_when_configured() {
     let name = RepoName::normalize("x/a").unwrap();
     let record = AttemptRecord { attempts: 3, last_error: Some("boom".into()), ..Default::default() };
     let now = Timestamp::from_millis(1_000_000);
-    let failure = [Failure { name: &name, record: &record }];
+    let failure = [Failure { name: &name, record: &record, repo: None, shard: 0, state: RepoState::Failed }];
     let forever = BuiltinRetry::default();
     match &forever.on_failures(&failure, now)[..] {
         [RetryDecision::RetryAt(at)] => assert!(*at >= now.saturating_add(Duration::from_secs(40))),

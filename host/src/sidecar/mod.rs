@@ -11,6 +11,7 @@
 //! - A repo is dispatched only by [`Scheduler::poll_dispatch`], so never twice at once.
 //! - Every attempt is stored before its call is made; every outcome after.
 
+mod control;
 mod observe;
 mod persist;
 
@@ -22,12 +23,14 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use control::ControlRequest;
 pub use observe::{Observation, Snapshot};
 pub use persist::Persister;
 
 use crate::config::{Config, DispatchTarget};
 use crate::dispatch::{self, Dispatch, Outcome};
 use crate::error_chain::error_chain;
+use crate::metrics::{DispatchLabels, DispatchResult, ShardLabel};
 use crate::model::{AttemptRecord, CloneStatus, RecordedState, RepoName, Timestamp};
 use crate::reconcile::{self, Actual, Context, Plan, Problem, RepoState, ShardActual};
 use crate::schedule::{self, Failure, Prioritizer, RetryDecision, RetryPolicy, Scheduler};
@@ -54,12 +57,21 @@ pub struct Parts {
 /// The live status, swapped atomically after every change; readers never block the loop.
 pub type StatusCell = Arc<ArcSwap<Status>>;
 
+/// What the loop shares with the admin API: the status document and the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    pub status: StatusCell,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 /// Runs until `shutdown` resolves. Errors only if the attempt state cannot be loaded at start.
 pub async fn run(
     parts: Parts,
-    status: StatusCell,
+    shared: Shared,
+    mut control: mpsc::Receiver<ControlRequest>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), crate::state::StateError> {
+    let Shared { status, metrics } = shared;
     let mut attempts = parts.state.load().await?;
     let (persister, writer) = Persister::start(parts.state.clone());
     // A record still marked in flight was interrupted by a stop; the next observation decides
@@ -87,6 +99,8 @@ pub async fn run(
         writeback_error: Arc::new(ArcSwap::from_pointee(None)),
         writeback: None,
         dispatched_before: HashSet::new(),
+        decisions: HashMap::new(),
+        metrics,
         parts: Arc::clone(&parts),
     };
     sidecar.publish();
@@ -98,6 +112,11 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            Some(request) = control.recv() => {
+                if sidecar.handle_control(request, Timestamp::now()) && observing.is_none() {
+                    next_tick = tokio::time::Instant::now();
+                }
+            }
             () = tokio::time::sleep_until(next_tick), if observing.is_none() => {
                 let parts = Arc::clone(&parts);
                 let previous = Arc::clone(&sidecar.snapshot);
@@ -159,12 +178,16 @@ struct Sidecar {
     writeback: Option<JoinHandle<()>>,
     /// Repos dispatched at least once by this process, to count re-dispatches.
     dispatched_before: HashSet<RepoName>,
+    /// The last prioritisation of each queued repo (by desired index): score and module.
+    decisions: HashMap<u32, (f64, Arc<str>)>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Sidecar {
     /// Applies one observation: keep what failed at its last good value, reconcile, order,
     /// and replace the queue.
     fn handle_observation(&mut self, observation: Observation, now: Timestamp) {
+        let observation_took = observation.took;
         match observation.snapshot {
             Ok(snapshot) => {
                 self.snapshot = snapshot;
@@ -245,10 +268,19 @@ impl Sidecar {
             );
         }
         self.scheduler.handle_plan(&ordered.jobs);
+        self.log_decisions(&ordered);
+        self.decisions =
+            ordered.jobs.iter().zip(ordered.decisions).map(|(job, decision)| (job.repo, decision)).collect();
+        if ordered.fallbacks > 0 {
+            self.metrics.policy_fallbacks.inc_by(ordered.fallbacks);
+        }
         self.start_writeback(&plan);
         self.plan = plan;
         self.ticks += 1;
         self.last_tick_at = Some(now);
+        self.metrics.ticks.inc();
+        self.metrics.tick_duration.observe(observation_took.as_secs_f64());
+        self.metrics.repo_db_up.set(i64::from(self.repo_db_error.is_none()));
         tracing::debug!(
             desired = self.plan.totals.desired,
             cloned = self.plan.totals.cloned,
@@ -308,6 +340,11 @@ impl Sidecar {
         }
         let record = self.attempts.entry(outcome.name.clone()).or_default();
         record.in_flight = false;
+        let result = if outcome.result.is_ok() { DispatchResult::succeeded } else { DispatchResult::failed };
+        self.metrics.dispatches.get_or_create(&DispatchLabels { shard: shard.clone(), result }).inc();
+        if outcome.result.is_ok() {
+            self.metrics.clone_duration.get_or_create(&ShardLabel { shard: shard.clone() }).observe(took.as_secs_f64());
+        }
         match outcome.result {
             Ok(()) => {
                 self.totals.succeeded += 1;
@@ -320,8 +357,21 @@ impl Sidecar {
                 self.totals.failed += 1;
                 let error = failure.message;
                 record.last_error = Some(error.clone());
-                let decision =
-                    self.parts.retry.on_failures(&[Failure { name: &outcome.name, record }], now).into_iter().next();
+                let decision = self
+                    .parts
+                    .retry
+                    .on_failures(
+                        &[Failure {
+                            name: &outcome.name,
+                            record,
+                            repo: None,
+                            shard: outcome.shard,
+                            state: RepoState::Failed,
+                        }],
+                        now,
+                    )
+                    .into_iter()
+                    .next();
                 match decision {
                     Some(RetryDecision::GiveUp { reason }) => {
                         tracing::warn!(repo = %outcome.name, %shard, %error, %reason, "Dispatch failed; giving up.");
@@ -396,6 +446,32 @@ impl Sidecar {
         }));
     }
 
+    /// Writes a sample of this tick's decisions to the decision log (target
+    /// `clonekeeper::decision`), one JSON line each when logs are JSON.
+    fn log_decisions(&self, ordered: &schedule::Ordered) {
+        let sample = self.parts.config.decision_log_sample;
+        if sample <= 0.0 {
+            return;
+        }
+        let repos = &self.snapshot.desired.repos;
+        for (job, (score, module)) in ordered.jobs.iter().zip(&ordered.decisions) {
+            if sample < 1.0 && rand::random::<f64>() >= sample {
+                continue;
+            }
+            if let Some(repo) = repos.get(job.repo as usize) {
+                tracing::info!(
+                    target: "clonekeeper::decision",
+                    repo = %repo.name,
+                    interface = "prioritize",
+                    decision = %format!("score {score}"),
+                    module = %module,
+                    reason = "due this tick",
+                    "Policy decision."
+                );
+            }
+        }
+    }
+
     /// Swaps in a fresh status document.
     fn publish(&self) {
         let queued = self.scheduler.queued_per_shard();
@@ -407,6 +483,10 @@ impl Sidecar {
             counts.in_flight = in_flight[idx];
         }
         let totals = reconcile::Counts::sum(&shard_counts);
+        let now = Timestamp::now();
+        for (idx, counts) in shard_counts.iter().enumerate() {
+            self.metrics.record_shard(self.parts.config.shards.addr(idx as u16), counts, now);
+        }
         let shards = shard_counts
             .iter()
             .enumerate()
@@ -440,6 +520,7 @@ impl Sidecar {
                 .take(STATUS_SAMPLE)
                 .map(|o| format!("{}: {}", self.parts.config.shards.addr(o.shard), o.name))
                 .collect(),
+            policies: Vec::new(),
         };
         self.status.store(Arc::new(status));
     }

@@ -35,6 +35,8 @@ pub struct Observation {
     /// A fresh snapshot, or why the repo DB could not be read.
     pub snapshot: Result<Arc<Snapshot>, String>,
     pub shards: Vec<Result<ShardAnswer, String>>,
+    /// How long the observation took.
+    pub took: std::time::Duration,
 }
 
 /// Reads the repo DB and lists every shard concurrently. `previous` is the last good snapshot,
@@ -45,6 +47,7 @@ pub async fn observe(
     shards: &ShardMap,
     previous: Arc<Snapshot>,
 ) -> Observation {
+    let started = std::time::Instant::now();
     let lists = join_all(shards.addrs().iter().map(|addr| client.list_cloned(addr)));
     let (desired, lists) = futures::join!(repo_db.load_desired(), lists);
 
@@ -83,5 +86,5 @@ pub async fn observe(
         }
     });
     let shards = join_all(answers).await;
-    Observation { snapshot, shards }
+    Observation { snapshot, shards, took: started.elapsed() }
 }

@@ -135,19 +135,22 @@ impl PgDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_nanos();
         let name = format!("ck_it_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let mut admin = PgConnection::connect_with(&admin_options()).await.unwrap_or_else(|error| {
-            panic!("the test Postgres server ({}) is not reachable: {error}", admin_url())
-        });
+        let mut admin = PgConnection::connect_with(&admin_options())
+            .await
+            .unwrap_or_else(|error| panic!("the test Postgres server ({}) is not reachable: {error}", admin_url()));
         admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("the admin user may create databases");
         admin.close().await.expect("closing the admin connection");
         let url = with_database(&admin_url(), &name);
-        let pool = PgPoolOptions::new().max_connections(2).connect(&url).await.expect("connecting to the test database");
+        let pool =
+            PgPoolOptions::new().max_connections(2).connect(&url).await.expect("connecting to the test database");
         let db = PgDb { name, url, pool, shape };
         sqlx::raw_sql(shape.schema()).execute(&db.pool).await.expect("loading the repo DB schema");
-        sqlx::query("INSERT INTO external_services (id, kind, display_name, config) VALUES (1, 'GITHUB', 'GitHub', '{}')")
-            .execute(&db.pool)
-            .await
-            .expect("inserting the external service");
+        sqlx::query(
+            "INSERT INTO external_services (id, kind, display_name, config) VALUES (1, 'GITHUB', 'GitHub', '{}')",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("inserting the external service");
         db
     }
 
@@ -215,12 +218,14 @@ impl PgDb {
                 .expect("inserting a 2021 repo row"),
             };
             if self.shape != Shape::Sources2020_06 {
-                sqlx::query("INSERT INTO external_service_repos (external_service_id, repo_id, clone_url) VALUES (1, $1, $2)")
-                    .bind(id)
-                    .bind(&repo.clone_url)
-                    .execute(&mut *tx)
-                    .await
-                    .expect("inserting an external_service_repos row");
+                sqlx::query(
+                    "INSERT INTO external_service_repos (external_service_id, repo_id, clone_url) VALUES (1, $1, $2)",
+                )
+                .bind(id)
+                .bind(&repo.clone_url)
+                .execute(&mut *tx)
+                .await
+                .expect("inserting an external_service_repos row");
             }
             if self.shape == Shape::GitserverRepos2021 && repo.recorded_cloned {
                 sqlx::query(

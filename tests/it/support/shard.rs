@@ -101,7 +101,12 @@ impl Drop for DevShard {
 }
 
 /// Runs the binary and reads the "listening on ADDR" line it prints once bound.
-fn spawn(listen: SocketAddr, repos_dir: &Path, log: &Path, clone_delay: Duration) -> (Child, BufReader<ChildStdout>, SocketAddr) {
+fn spawn(
+    listen: SocketAddr,
+    repos_dir: &Path,
+    log: &Path,
+    clone_delay: Duration,
+) -> (Child, BufReader<ChildStdout>, SocketAddr) {
     let stderr = OpenOptions::new().create(true).append(true).open(log).expect("opening the shard log");
     let mut child = Command::new(BIN)
         .arg("--listen")
@@ -113,6 +118,7 @@ fn spawn(listen: SocketAddr, repos_dir: &Path, log: &Path, clone_delay: Duration
         .arg("--max-concurrent-clones")
         .arg("4")
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -128,10 +134,7 @@ fn spawn(listen: SocketAddr, repos_dir: &Path, log: &Path, clone_delay: Duration
         (Ok(_), Some(addr)) => (child, stdout, addr),
         (read, _) => {
             kill_process_group(&mut child);
-            panic!(
-                "gitserver-dev did not announce its address (read {read:?}, line {line:?}); log:\n{}",
-                tail(log, 20)
-            )
+            panic!("gitserver-dev did not announce its address (read {read:?}, line {line:?}); log:\n{}", tail(log, 20))
         }
     }
 }

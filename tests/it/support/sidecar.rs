@@ -81,7 +81,13 @@ pub fn command(log: &std::path::Path) -> Command {
             command.env_remove(name);
         }
     }
-    command.env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).process_group(0);
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0);
     command
 }
 

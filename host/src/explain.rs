@@ -1,0 +1,59 @@
+//! Answers of the admin API's per-repo and queue calls: serialisable boundary types.
+
+use serde::{Deserialize, Serialize};
+
+/// "Why is this repo not cloned?" in one document (`GET /v1/repos/{name}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Explain {
+    /// The name in gitserver's normal form.
+    pub name: String,
+    /// Whether the repo DB wants it (`deleted_at IS NULL`).
+    pub desired: bool,
+    pub repo_id: Option<i64>,
+    /// The shard that owns it under the configured routing.
+    pub shard: Option<String>,
+    /// cloned, cloning, uncloned, failed or unknown (not desired: none).
+    pub state: Option<String>,
+    /// Shards whose last list holds it (more than the owner means misplaced copies).
+    pub listed_on: Vec<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub next_attempt_at: Option<String>,
+    /// Waiting for `next_attempt_at`.
+    pub backing_off: bool,
+    /// Why the retry policy gave up, if it did.
+    pub gave_up: Option<String>,
+    pub in_flight: bool,
+    /// Place in the dispatch queue (0 = next), if queued.
+    pub queue_position: Option<u64>,
+    /// The last prioritisation of this repo, if it was due in the last tick.
+    pub last_decision: Option<Decision>,
+    /// Whether dispatches to the owning shard are paused because it is failing, until when.
+    pub shard_paused_until: Option<String>,
+    /// The repo DB row's problem, if it has one (e.g. no clone URL).
+    pub problem: Option<String>,
+}
+
+/// A policy decision as recorded for explain.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `prioritize`.
+    pub interface: String,
+    /// `score 12.5` or `not now`.
+    pub decision: String,
+    /// sha256 of the module that decided, or `builtin`.
+    pub module: String,
+}
+
+/// One line of `GET /v1/queue`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub position: u64,
+    pub name: String,
+    pub shard: String,
+    pub state: String,
+    pub attempts: u32,
+    pub score: f64,
+    pub module: String,
+}

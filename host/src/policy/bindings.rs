@@ -1,0 +1,25 @@
+//! The Rust side of `wit/policy.wit`, generated at compile time by `bindgen!`.
+//!
+//! **API boundary:** only `policy/` sees these types; the rest of clonekeeper talks to the
+//! policy host in its own plain types ([`super::RepoView`], [`crate::schedule::Priority`], …).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "full",
+});
+
+pub use clonekeeper::policy::log::Level as LogLevel;
+pub use clonekeeper::policy::types::{CloneState, RepoView as WitRepoView};
+pub use exports::clonekeeper::policy::lifecycle;
+pub use exports::clonekeeper::policy::prioritize;
+pub use exports::clonekeeper::policy::rate_limits;
+pub use exports::clonekeeper::policy::reenqueue;
+
+/// The WIT package every policy is built against.
+pub const PACKAGE: &str = "clonekeeper:policy@0.1.0";
+
+/// The contract's text, for `policy new` scaffolds and error messages.
+pub const WIT_TEXT: &str = include_str!("../../../wit/policy.wit");
+
+/// The contract's version, as it appears in import and export names.
+pub const VERSION: &str = "0.1.0";

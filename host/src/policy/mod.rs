@@ -1,0 +1,463 @@
+//! The policy engine: WebAssembly components that decide what clones first (`prioritize`),
+//! how fast (`rate-limits`) and when to retry or give up (`reenqueue`), loaded from a watched
+//! folder and called under limits.
+//!
+//! - [`engine`]: the one wasmtime engine, epoch ticker, pooling allocator, code cache.
+//! - [`module`]: loading and validating one component; calls with answer checks.
+//! - [`health`]: quarantine with backoff (pure).
+//! - [`reload`]: the folder scan, the watcher, and the swap of the [`PolicySet`].
+//! - [`fixtures`]: the fixture format shared by `clonekeeper policy test` and the load-time
+//!   self-check.
+//! - [`scaffold`]: `clonekeeper policy new`.
+//!
+//! **Architecture invariants.**
+//! - Only this module sees wasmtime or bindgen types; the sidecar uses the
+//!   [`Prioritizer`], [`RetryPolicy`] and [`RateLimitPolicy`] traits, which [`PolicyHost`]
+//!   implements.
+//! - A decision never fails: the chain is the serving module → the last good module for that
+//!   interface → the built-in behaviour. A module that traps, times out, runs out of memory or
+//!   answers wrongly counts a failure; `quarantine_after` in a row quarantine it with backoff.
+//! - The live [`PolicySet`] is swapped whole (arc-swap). A call holds the set it started with,
+//!   so in-flight decisions finish on the old module; a module that fails to load never
+//!   replaces a loaded one.
+//!
+//! **Precedence.** Several modules may sit in the folder. For each decision interface, the
+//! loaded module whose file name sorts first (byte order) among those implementing it serves
+//! it; the others are on standby. `lifecycle` is per module.
+
+mod bindings;
+pub mod engine;
+pub mod fixtures;
+pub mod health;
+pub mod module;
+pub mod reload;
+pub mod scaffold;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+pub use bindings::{PACKAGE, WIT_TEXT};
+pub use engine::{short_digest, CallLimits, PolicyEngine};
+pub use module::{CallFailure, Interface, Module, Rejection, Source};
+pub use view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure, ViewState};
+
+use crate::config::PolicyConfig;
+use crate::model::Timestamp;
+use crate::schedule::{
+    self, BuiltinOrder, BuiltinRetry, Candidate, Failure, Prioritizer, Priority, RateLimit, RateLimitPolicy,
+    RetryDecision, RetryPolicy, BUILTIN,
+};
+use crate::status::PolicyStatus;
+
+/// Errors that stop the policy host from starting at all (modules that fail to load are not
+/// errors: they are rejected and shown in status).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("creating the WebAssembly engine failed: {0}")]
+    Engine(String),
+    #[error("policy.dir {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("watching policy.dir {path} failed: {message}")]
+    Watch { path: PathBuf, message: String },
+}
+
+/// An answer and who gave it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided<T> {
+    pub answers: T,
+    /// The digest of the module that answered.
+    pub digest: Arc<str>,
+    /// Its name (file name without `.wasm`).
+    pub module: Arc<str>,
+}
+
+/// What the host needs besides the engine.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The watched folder; `None`: built-in behaviour only.
+    pub dir: Option<PathBuf>,
+    pub allowlist: Option<Vec<String>>,
+    pub quarantine_after: u32,
+    /// Shard addresses in configured order, for `repo-view.shard-addr` and limit keys.
+    pub shard_addrs: Vec<String>,
+    /// The built-in retry rhythm, the last link of the `reenqueue` chain.
+    pub builtin_retry: BuiltinRetry,
+}
+
+/// A module refused at load, kept for status.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub rejection: Rejection,
+    /// sha256 of the config text it was tried with: a rejected pair is not tried again.
+    pub config_digest: String,
+    pub at: Timestamp,
+}
+
+/// The modules in force: an immutable value, swapped whole.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    /// Bumped by every reload that changed something.
+    pub generation: u64,
+    /// Loaded modules, by file name.
+    pub modules: Vec<Arc<Module>>,
+    /// Modules refused at the last reload that saw them.
+    pub rejected: Vec<Rejected>,
+    /// Per decision interface, the chain of modules to ask: the serving one, then the last
+    /// good one.
+    pub chains: BTreeMap<Interface, Vec<Arc<Module>>>,
+}
+
+impl PolicySet {
+    /// The modules to ask about `interface`, in order; empty: built-in only.
+    pub fn chain(&self, interface: Interface) -> &[Arc<Module>] {
+        self.chains.get(&interface).map_or(&[], Vec::as_slice)
+    }
+
+    /// The module serving `interface`, if any.
+    pub fn serving(&self, interface: Interface) -> Option<&Arc<Module>> {
+        self.chain(interface).first()
+    }
+}
+
+type Listener = Arc<dyn Fn() + Send + Sync>;
+
+/// The policy engine as the sidecar sees it: the live [`PolicySet`], decisions with fallback,
+/// reloads and status.
+pub struct PolicyHost {
+    engine: Arc<PolicyEngine>,
+    config: HostConfig,
+    set: ArcSwap<PolicySet>,
+    /// One reload at a time.
+    reload_lock: Mutex<()>,
+    /// Called after a reload or a change of a module's health state (status refresh).
+    listener: Mutex<Option<Listener>>,
+}
+
+impl PolicyHost {
+    /// A host with no modules loaded yet; call [`PolicyHost::reload`] (or start the watcher).
+    pub fn new(engine: Arc<PolicyEngine>, config: HostConfig) -> PolicyHost {
+        PolicyHost {
+            engine,
+            config,
+            set: ArcSwap::from_pointee(PolicySet::default()),
+            reload_lock: Mutex::new(()),
+            listener: Mutex::new(None),
+        }
+    }
+
+    /// Builds the engine and host from `[policy]`.
+    pub fn from_config(
+        policy: &PolicyConfig,
+        shard_addrs: Vec<String>,
+        builtin_retry: BuiltinRetry,
+    ) -> Result<PolicyHost, PolicyError> {
+        let limits = CallLimits { call_timeout: policy.call_timeout, memory_limit_bytes: policy.memory_limit_bytes };
+        let engine = PolicyEngine::new(limits, policy.cache_dir.clone())?;
+        Ok(PolicyHost::new(
+            engine,
+            HostConfig {
+                dir: policy.dir.clone(),
+                allowlist: policy.allowlist.clone(),
+                quarantine_after: policy.quarantine_after,
+                shard_addrs,
+                builtin_retry,
+            },
+        ))
+    }
+
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The live set (the same value a decision started now would use).
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.set.load_full()
+    }
+
+    /// Registers a function called after each reload and each quarantine (the sidecar
+    /// refreshes `/v1/status` with it).
+    pub fn set_listener(&self, listener: impl Fn() + Send + Sync + 'static) {
+        *self.listener.lock().expect("listener lock poisoned") = Some(Arc::new(listener));
+    }
+
+    fn notify(&self) {
+        let listener = self.listener.lock().expect("listener lock poisoned").clone();
+        if let Some(listener) = listener {
+            listener();
+        }
+    }
+
+    fn swap(&self, set: PolicySet) {
+        self.set.store(Arc::new(set));
+        self.notify();
+    }
+
+    /// Asks the chain for `interface` with `call`; `None` when no module answered (the caller
+    /// uses the built-in behaviour).
+    fn decide<T>(
+        &self,
+        interface: Interface,
+        now: Timestamp,
+        call: impl Fn(&Module) -> Result<T, CallFailure>,
+    ) -> Option<Decided<T>> {
+        let set = self.set.load_full();
+        let chain = set.chain(interface);
+        for (position, module) in chain.iter().enumerate() {
+            let admitted = module.health.lock().expect("health lock poisoned").admit(now, self.config.quarantine_after);
+            if !admitted {
+                continue;
+            }
+            match call(module) {
+                Ok(answers) => {
+                    module.health.lock().expect("health lock poisoned").success();
+                    if position > 0 {
+                        tracing::debug!(%interface, module = %module.name, "A fallback module answered.");
+                    }
+                    return Some(Decided {
+                        answers,
+                        digest: Arc::clone(&module.digest),
+                        module: Arc::clone(&module.name),
+                    });
+                }
+                Err(failure) => self.record_failure(module, interface, &failure, now),
+            }
+        }
+        None
+    }
+
+    fn record_failure(&self, module: &Module, interface: Interface, failure: &CallFailure, now: Timestamp) {
+        let error = failure.to_string();
+        let verdict = module.health.lock().expect("health lock poisoned").failure(
+            error.clone(),
+            now,
+            self.config.quarantine_after,
+        );
+        let (name, digest) = (&*module.name, short_digest(&module.digest));
+        match verdict {
+            health::FailureVerdict::Counted => {
+                tracing::warn!(module = name, digest, %interface, %error, "Policy call failed; falling back.")
+            }
+            health::FailureVerdict::Quarantined(until) => {
+                tracing::warn!(
+                    module = name,
+                    digest,
+                    %interface,
+                    %error,
+                    until = %until.to_rfc3339(),
+                    "Policy call failed; the module is quarantined."
+                );
+                self.notify();
+            }
+        }
+    }
+
+    /// `prioritize` through the chain; `None`: use the built-in order.
+    pub fn prioritize(&self, repos: &[RepoView], now: Timestamp) -> Option<Decided<Vec<Priority>>> {
+        let set = self.set.load();
+        if set.chain(Interface::Prioritize).is_empty() {
+            return None;
+        }
+        drop(set);
+        let views: Vec<bindings::WitRepoView> = repos.iter().map(RepoView::to_wit).collect();
+        self.decide(Interface::Prioritize, now, |module| module.prioritize_views(&views, now))
+    }
+
+    /// `reenqueue` through the chain; `None`: use the built-in retry rhythm.
+    pub fn reenqueue(&self, failures: &[RetryFailure], now: Timestamp) -> Option<Decided<Vec<Retry>>> {
+        self.decide(Interface::Reenqueue, now, |module| module.reenqueue(failures, now))
+    }
+
+    /// `rate-limits` through the chain; `None`: no limits.
+    pub fn rate_limits(&self, seen: &[KeyLoad], now: Timestamp) -> Option<Decided<Vec<KeyLimit>>> {
+        self.decide(Interface::RateLimits, now, |module| module.rate_limits(seen, now))
+    }
+
+    /// Who answers `interface` now: a module digest, or `builtin`.
+    pub fn serving_digest(&self, interface: Interface) -> Arc<str> {
+        self.set.load().serving(interface).map_or_else(|| Arc::from(BUILTIN), |m| Arc::clone(&m.digest))
+    }
+
+    /// One line per module for `/v1/status`: loaded ones first (by name), then rejected ones.
+    pub fn status(&self, now: Timestamp) -> Vec<PolicyStatus> {
+        let set = self.set.load_full();
+        let mut out = Vec::new();
+        for module in &set.modules {
+            let health = module.health.lock().expect("health lock poisoned").clone();
+            let serving: Vec<String> = Interface::DECISIONS
+                .iter()
+                .filter(|&&i| set.serving(i).is_some_and(|m| Arc::ptr_eq(m, module)))
+                .map(|i| i.as_str().to_string())
+                .collect();
+            let state = if health.is_quarantined(now) {
+                "quarantined"
+            } else if serving.is_empty() {
+                "standby"
+            } else {
+                "active"
+            };
+            out.push(PolicyStatus {
+                name: module.name.to_string(),
+                file: module.path.display().to_string(),
+                digest: module.digest.to_string(),
+                interfaces: module.interfaces.iter().map(|i| i.as_str().to_string()).collect(),
+                serving,
+                loaded_at: Some(module.loaded_at.to_rfc3339()),
+                state: state.to_string(),
+                last_error: health.last_error.clone(),
+                quarantined_until: health.quarantined_until.filter(|&t| t > now).map(Timestamp::to_rfc3339),
+                calls: health.calls,
+                failures: health.failures,
+            });
+        }
+        for rejected in &set.rejected {
+            out.push(PolicyStatus {
+                name: rejected.rejection.name.clone(),
+                file: rejected.rejection.path.display().to_string(),
+                digest: rejected.rejection.digest.clone(),
+                interfaces: Vec::new(),
+                serving: Vec::new(),
+                loaded_at: None,
+                state: "rejected".to_string(),
+                last_error: Some(rejected.rejection.error.clone()),
+                quarantined_until: None,
+                calls: 0,
+                failures: 0,
+            });
+        }
+        out
+    }
+
+    fn shard_addr(&self, shard: u16) -> &str {
+        self.config.shard_addrs.get(usize::from(shard)).map_or("", String::as_str)
+    }
+
+    fn view_of(&self, candidate: &Candidate<'_>) -> RepoView {
+        RepoView::from_repo(
+            candidate.repo,
+            candidate.state,
+            candidate.shard,
+            self.shard_addr(candidate.shard),
+            candidate.record,
+        )
+    }
+}
+
+// === impl Prioritizer, RetryPolicy, RateLimitPolicy for PolicyHost ===
+
+impl Prioritizer for PolicyHost {
+    fn prioritize(&self, batch: &[Candidate<'_>], now: Timestamp) -> Vec<Priority> {
+        self.prioritize_traced(batch, now).0
+    }
+
+    fn prioritize_traced(&self, batch: &[Candidate<'_>], now: Timestamp) -> (Vec<Priority>, Arc<str>) {
+        if self.set.load().chain(Interface::Prioritize).is_empty() {
+            return (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN));
+        }
+        let views: Vec<RepoView> = batch.iter().map(|c| self.view_of(c)).collect();
+        match PolicyHost::prioritize(self, &views, now) {
+            Some(decided) => (decided.answers, decided.digest),
+            None => (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN)),
+        }
+    }
+}
+
+impl RetryPolicy for PolicyHost {
+    fn on_failures(&self, batch: &[Failure<'_>], now: Timestamp) -> Vec<RetryDecision> {
+        self.on_failures_traced(batch, now).0
+    }
+
+    fn on_failures_traced(&self, batch: &[Failure<'_>], now: Timestamp) -> (Vec<RetryDecision>, Arc<str>) {
+        if self.set.load().chain(Interface::Reenqueue).is_empty() {
+            return (self.config.builtin_retry.on_failures(batch, now), Arc::from(BUILTIN));
+        }
+        let failures: Vec<RetryFailure> = batch
+            .iter()
+            .map(|f| {
+                let repo = match f.repo {
+                    Some(repo) => RepoView::from_repo(repo, f.state, f.shard, self.shard_addr(f.shard), Some(f.record)),
+                    None => RepoView {
+                        id: 0,
+                        name: f.name.as_str().to_string(),
+                        code_host: schedule::code_host_of(f.name.as_str()).to_string(),
+                        state: ViewState::Failed,
+                        shard: u32::from(f.shard),
+                        shard_addr: self.shard_addr(f.shard).to_string(),
+                        attempts: f.record.attempts,
+                        last_error: f.record.last_error.clone(),
+                        last_attempt_at: f.record.last_attempt_at.map(Timestamp::as_millis),
+                        ..RepoView::default()
+                    },
+                };
+                RetryFailure { repo, error: f.record.last_error.clone().unwrap_or_default() }
+            })
+            .collect();
+        match PolicyHost::reenqueue(self, &failures, now) {
+            Some(decided) => {
+                let decisions = decided
+                    .answers
+                    .into_iter()
+                    .map(|retry| match retry {
+                        Retry::Now => RetryDecision::RetryAt(now),
+                        Retry::After(delay) => RetryDecision::RetryAt(now.saturating_add(delay)),
+                        Retry::GiveUp(reason) => RetryDecision::GiveUp { reason },
+                    })
+                    .collect();
+                (decisions, decided.digest)
+            }
+            None => (self.config.builtin_retry.on_failures(batch, now), Arc::from(BUILTIN)),
+        }
+    }
+}
+
+impl RateLimitPolicy for PolicyHost {
+    fn limits(&self, seen: &[schedule::KeyLoad], now: Timestamp) -> Vec<(schedule::LimitKey, RateLimit)> {
+        if self.set.load().chain(Interface::RateLimits).is_empty() {
+            return Vec::new();
+        }
+        let to_view = |key: &schedule::LimitKey| match key {
+            schedule::LimitKey::CodeHost(host) => LimitKey::CodeHost(host.to_string()),
+            schedule::LimitKey::Shard(shard) => LimitKey::Shard(self.shard_addr(*shard).to_string()),
+        };
+        let loads: Vec<KeyLoad> = seen
+            .iter()
+            .map(|load| KeyLoad {
+                key: to_view(&load.key),
+                repos: load.repos,
+                queued: load.queued,
+                in_flight: load.in_flight,
+            })
+            .collect();
+        let Some(decided) = PolicyHost::rate_limits(self, &loads, now) else {
+            return Vec::new();
+        };
+        decided
+            .answers
+            .into_iter()
+            .filter_map(|limit| {
+                // Keys were checked against `seen`, so each maps back.
+                let key = seen.iter().find(|load| to_view(&load.key) == limit.key)?.key.clone();
+                let rate = RateLimit {
+                    per_hour: std::num::NonZeroU32::new(limit.per_hour)?,
+                    burst: std::num::NonZeroU32::new(limit.burst)?,
+                    max_in_flight: limit.max_in_flight.and_then(std::num::NonZeroU32::new),
+                };
+                Some((key, rate))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,547 @@
+//! One policy module: validated against the contract at load, then called with fresh stores.
+//!
+//! Loading is where everything that can be checked once is checked: the bytes are a
+//! component, its digest is allowed, it imports nothing but `log` (and the type-only `types`),
+//! it exports at least one decision interface, each export has the contract's exact types, and
+//! `init` accepts the operator's config. A module that passes is called without further
+//! surprises except those only a call can show (traps, timeouts, memory, wrong answers), which
+//! [`Module`]'s call methods turn into a [`CallFailure`] after checking every answer.
+//!
+//! **Instances.** Every call instantiates the module afresh from its `InstancePre` (a few
+//! microseconds with the pooling allocator) and calls `init` with the module's config before
+//! the decision function, so no state survives from one call to the next: a call cannot see
+//! another's data, and a trap leaves nothing behind.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{types::ComponentItem, Instance, InstancePre};
+use wasmtime::Store;
+
+use super::bindings::{self, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
+use super::engine::{digest_of, PolicyEngine, StoreData};
+use super::health::Health;
+use super::view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure};
+use crate::model::Timestamp;
+use crate::schedule::Priority;
+
+/// Longest delay a `reenqueue` answer may ask for.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Longest give-up reason kept (longer ones are cut).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// The interfaces a module can export.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Interface {
+    Prioritize,
+    RateLimits,
+    Reenqueue,
+    Lifecycle,
+}
+
+impl Interface {
+    /// The decision interfaces, each served by at most one module at a time.
+    pub const DECISIONS: [Interface; 3] = [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue];
+
+    /// The name in WIT, e.g. `rate-limits`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Prioritize => "prioritize",
+            Interface::RateLimits => "rate-limits",
+            Interface::Reenqueue => "reenqueue",
+            Interface::Lifecycle => "lifecycle",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Interface> {
+        [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle]
+            .into_iter()
+            .find(|i| i.as_str() == name)
+    }
+
+    /// The export name in a component, e.g. `clonekeeper:policy/rate-limits@0.1.0`.
+    pub fn export_name(self) -> String {
+        format!("clonekeeper:policy/{}@{VERSION}", self.as_str())
+    }
+}
+
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one call of a module did not give a usable answer. Every kind counts as a failure of
+/// the module (towards quarantine) and sends the decision down the fallback chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The epoch deadline passed.
+    Timeout(Duration),
+    /// The module trapped (including growing memory past the cap, and `init` failing).
+    Trap(String),
+    /// The module answered, but the answer broke the contract.
+    BadAnswer(String),
+}
+
+impl fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallFailure::Timeout(limit) => {
+                write!(f, "timed out: the call ran past policy.call_timeout ({})", humantime::format_duration(*limit))
+            }
+            CallFailure::Trap(message) => write!(f, "trapped: {message}"),
+            CallFailure::BadAnswer(message) => write!(f, "answered wrongly: {message}"),
+        }
+    }
+}
+
+/// A module file as found in the policy directory.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The file name without `.wasm`: the module's name in logs and status.
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// The text of `NAME.toml` beside it, empty when there is none.
+    pub config: String,
+}
+
+/// Why a module was refused at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub name: String,
+    pub path: PathBuf,
+    pub digest: String,
+    pub error: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy {} ({}): {}", self.name, self.path.display(), self.error)
+    }
+}
+
+/// Interface indices resolved at load, so a call does no string lookups.
+struct Exports {
+    lifecycle: Option<lifecycle::GuestIndices>,
+    prioritize: Option<prioritize::GuestIndices>,
+    rate_limits: Option<rate_limits::GuestIndices>,
+    reenqueue: Option<reenqueue::GuestIndices>,
+}
+
+/// A validated module, ready to call from any thread.
+pub struct Module {
+    pub name: Arc<str>,
+    pub path: PathBuf,
+    /// sha256 of the file, lower-case hex.
+    pub digest: Arc<str>,
+    /// The text passed to `init`.
+    pub config: String,
+    /// Exported interfaces, in [`Interface`] order.
+    pub interfaces: Vec<Interface>,
+    pub loaded_at: Timestamp,
+    /// Whether the precompiled code came from the disk cache.
+    pub from_cache: bool,
+    pub health: Mutex<Health>,
+    engine: Arc<PolicyEngine>,
+    pre: InstancePre<StoreData>,
+    exports: Exports,
+}
+
+impl fmt::Debug for Module {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// Validates `source` and runs its `init`. Slow (compiles unless cached): call it off the
+    /// async runtime. The error names the file and says what is wrong.
+    pub fn load(
+        engine: &Arc<PolicyEngine>,
+        source: &Source,
+        allowlist: Option<&[String]>,
+        now: Timestamp,
+    ) -> Result<Module, Rejection> {
+        let digest = digest_of(&source.bytes);
+        let reject = |error: String| Rejection {
+            name: source.name.clone(),
+            path: source.path.clone(),
+            digest: digest.clone(),
+            error,
+        };
+        if let Some(allowed) = allowlist {
+            if !allowed.iter().any(|d| d.eq_ignore_ascii_case(&digest)) {
+                return Err(reject(format!("its sha256 {digest} is not in policy.allowlist")));
+            }
+        }
+        let (component, from_cache) = engine.compile(&source.bytes, &digest).map_err(reject)?;
+        let wasm_engine = engine.engine();
+        let component_type = component.component_type();
+
+        let allowed_imports =
+            [format!("clonekeeper:policy/log@{VERSION}"), format!("clonekeeper:policy/types@{VERSION}")];
+        for (name, _) in component_type.imports(wasm_engine) {
+            if !allowed_imports.iter().any(|a| a == name) {
+                let hint = if name.starts_with("wasi:") {
+                    " (build Python with `componentize-py … componentize --stub-wasi`, JavaScript with \
+                     `jco componentize --disable all`, Rust for wasm32-unknown-unknown)"
+                } else {
+                    ""
+                };
+                return Err(reject(format!(
+                    "imports {name}, which policies may not use: a policy may import only \
+                     clonekeeper:policy/log@{VERSION}{hint}"
+                )));
+            }
+        }
+
+        let mut interfaces = Vec::new();
+        let mut exported = Vec::new();
+        for (name, item) in component_type.exports(wasm_engine) {
+            exported.push(name.to_string());
+            let known = [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle]
+                .into_iter()
+                .find(|i| i.export_name() == name);
+            match (known, item.ty) {
+                (Some(interface), ComponentItem::ComponentInstance(_)) => interfaces.push(interface),
+                (Some(interface), _) => {
+                    return Err(reject(format!("exports {name} but not as an instance of interface {interface}")))
+                }
+                (None, _) => {
+                    tracing::debug!(module = %source.name, export = name, "Ignoring an export outside the contract.")
+                }
+            }
+        }
+        interfaces.sort();
+        if !interfaces.iter().any(|i| Interface::DECISIONS.contains(i)) {
+            return Err(reject(format!(
+                "implements none of {PACKAGE}'s prioritize, rate-limits or reenqueue (it exports: {}); \
+                 build it for one of the worlds in wit/policy.wit",
+                if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+            )));
+        }
+
+        let pre =
+            engine.linker().instantiate_pre(&component).map_err(|e| reject(format!("cannot be linked: {e:#}")))?;
+        let has = |i: Interface| interfaces.contains(&i);
+        let indices_error = |i: Interface, e: wasmtime::Error| reject(format!("export {i}: {e:#}"));
+        let exports = Exports {
+            lifecycle: has(Interface::Lifecycle)
+                .then(|| lifecycle::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::Lifecycle, e))?,
+            prioritize: has(Interface::Prioritize)
+                .then(|| prioritize::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::Prioritize, e))?,
+            rate_limits: has(Interface::RateLimits)
+                .then(|| rate_limits::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::RateLimits, e))?,
+            reenqueue: has(Interface::Reenqueue)
+                .then(|| reenqueue::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::Reenqueue, e))?,
+        };
+        let module = Module {
+            name: Arc::from(source.name.as_str()),
+            path: source.path.clone(),
+            digest: Arc::from(digest.as_str()),
+            config: source.config.clone(),
+            interfaces,
+            loaded_at: now,
+            from_cache,
+            health: Mutex::new(Health::default()),
+            engine: Arc::clone(engine),
+            pre,
+            exports,
+        };
+        module.check_types_and_init().map_err(reject)?;
+        Ok(module)
+    }
+
+    pub fn implements(&self, interface: Interface) -> bool {
+        self.interfaces.contains(&interface)
+    }
+
+    /// Instantiates once, type-checks every export against the contract (a wrong signature
+    /// fails here, not mid-tick) and runs `init`.
+    fn check_types_and_init(&self) -> Result<(), String> {
+        let (mut store, instance) = self.instantiate().map_err(|e| e.to_string())?;
+        let e = &self.exports;
+        if let Some(indices) = &e.prioritize {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Prioritize, &e))?;
+        }
+        if let Some(indices) = &e.rate_limits {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::RateLimits, &e))?;
+        }
+        if let Some(indices) = &e.reenqueue {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Reenqueue, &e))?;
+        }
+        if let Some(indices) = &e.lifecycle {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Lifecycle, &e))?;
+        }
+        self.init(&mut store, &instance).map_err(|e| match e {
+            CallFailure::BadAnswer(message) => message,
+            other => format!("init {other}"),
+        })
+    }
+
+    /// A fresh store and instance, with `init` not yet called.
+    fn instantiate(&self) -> Result<(Store<StoreData>, Instance), CallFailure> {
+        let mut store = self.engine.new_store(&self.name, &self.digest);
+        let instance = self.pre.instantiate(&mut store).map_err(|e| self.failure(e))?;
+        Ok((store, instance))
+    }
+
+    /// Calls `init(config)` if the module exports `lifecycle`. A refusal is a
+    /// [`CallFailure::BadAnswer`] whose message quotes the module.
+    fn init(&self, store: &mut Store<StoreData>, instance: &Instance) -> Result<(), CallFailure> {
+        let Some(indices) = &self.exports.lifecycle else {
+            return Ok(());
+        };
+        let guest = indices.load(&mut *store, instance).map_err(|e| self.failure(e))?;
+        match guest.call_init(&mut *store, &self.config) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => {
+                let mut message = message;
+                message.truncate(MAX_REASON_BYTES);
+                Err(CallFailure::BadAnswer(format!("init rejected its config: {message}")))
+            }
+            Err(error) => Err(self.failure(error)),
+        }
+    }
+
+    /// A fresh, initialised instance.
+    fn ready(&self) -> Result<(Store<StoreData>, Instance), CallFailure> {
+        let (mut store, instance) = self.instantiate()?;
+        self.init(&mut store, &instance)?;
+        Ok((store, instance))
+    }
+
+    /// Classifies a wasmtime error from a call.
+    fn failure(&self, error: wasmtime::Error) -> CallFailure {
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return CallFailure::Timeout(self.engine.limits().call_timeout);
+        }
+        let text = format!("{error:#}");
+        if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+            return CallFailure::Trap(format!(
+                "memory limit exceeded: the module tried to grow past policy.memory_limit_bytes ({} bytes)",
+                self.engine.limits().memory_limit_bytes
+            ));
+        }
+        CallFailure::Trap(first_lines(&text))
+    }
+
+    /// `prioritize` on a batch, answers checked: one per repo, scores finite.
+    pub fn prioritize(&self, repos: &[RepoView], now: Timestamp) -> Result<Vec<Priority>, CallFailure> {
+        let Some(indices) = &self.exports.prioritize else {
+            return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
+        };
+        let views: Vec<bindings::WitRepoView> = repos.iter().map(RepoView::to_wit).collect();
+        self.prioritize_wit(indices, &views, now)
+    }
+
+    /// `prioritize` on views already converted (the fallback chain converts once).
+    pub(super) fn prioritize_views(
+        &self,
+        views: &[bindings::WitRepoView],
+        now: Timestamp,
+    ) -> Result<Vec<Priority>, CallFailure> {
+        let Some(indices) = &self.exports.prioritize else {
+            return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
+        };
+        self.prioritize_wit(indices, views, now)
+    }
+
+    fn prioritize_wit(
+        &self,
+        indices: &prioritize::GuestIndices,
+        views: &[bindings::WitRepoView],
+        now: Timestamp,
+    ) -> Result<Vec<Priority>, CallFailure> {
+        let (mut store, instance) = self.ready()?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        let answers = guest.call_prioritize(&mut store, now.as_millis(), views).map_err(|e| self.failure(e))?;
+        check_len("prioritize", answers.len(), views.len())?;
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(idx, answer)| match answer {
+                prioritize::Priority::Score(score) if score.is_finite() => Ok(Priority::Score(score)),
+                prioritize::Priority::Score(score) => Err(CallFailure::BadAnswer(format!(
+                    "prioritize gave repo {} the score {score}, which is not finite",
+                    views[idx].name
+                ))),
+                prioritize::Priority::NotNow => Ok(Priority::NotNow),
+            })
+            .collect()
+    }
+
+    /// `reenqueue` on a batch, answers checked: one per failure, delays at most 30 days.
+    pub fn reenqueue(&self, failures: &[RetryFailure], now: Timestamp) -> Result<Vec<Retry>, CallFailure> {
+        let Some(indices) = &self.exports.reenqueue else {
+            return Err(CallFailure::BadAnswer("does not implement reenqueue".to_string()));
+        };
+        let wit: Vec<reenqueue::Failure> =
+            failures.iter().map(|f| reenqueue::Failure { repo: f.repo.to_wit(), error: f.error.clone() }).collect();
+        let (mut store, instance) = self.ready()?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        let answers = guest.call_reenqueue(&mut store, now.as_millis(), &wit).map_err(|e| self.failure(e))?;
+        check_len("reenqueue", answers.len(), wit.len())?;
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(idx, answer)| match answer {
+                reenqueue::Retry::Now => Ok(Retry::Now),
+                reenqueue::Retry::AfterMs(ms) if Duration::from_millis(ms) <= MAX_RETRY_DELAY => {
+                    Ok(Retry::After(Duration::from_millis(ms)))
+                }
+                reenqueue::Retry::AfterMs(ms) => Err(CallFailure::BadAnswer(format!(
+                    "reenqueue asked to retry repo {} after {ms} ms, more than the 30 days allowed",
+                    wit[idx].repo.name
+                ))),
+                reenqueue::Retry::GiveUp(mut reason) => {
+                    if reason.trim().is_empty() {
+                        return Err(CallFailure::BadAnswer(format!(
+                            "reenqueue gave up on repo {} without a reason",
+                            wit[idx].repo.name
+                        )));
+                    }
+                    if reason.len() > MAX_REASON_BYTES {
+                        let mut end = MAX_REASON_BYTES;
+                        while !reason.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        reason.truncate(end);
+                    }
+                    Ok(Retry::GiveUp(reason))
+                }
+            })
+            .collect()
+    }
+
+    /// `limits` on the keys seen, answers checked: keys among those seen, one limit per key,
+    /// rates above zero, burst and in-flight caps at least 1.
+    pub fn rate_limits(&self, seen: &[KeyLoad], now: Timestamp) -> Result<Vec<KeyLimit>, CallFailure> {
+        let Some(indices) = &self.exports.rate_limits else {
+            return Err(CallFailure::BadAnswer("does not implement rate-limits".to_string()));
+        };
+        let wit: Vec<rate_limits::KeyLoad> = seen
+            .iter()
+            .map(|load| rate_limits::KeyLoad {
+                key: load.key.to_wit(),
+                repos: load.repos,
+                queued: load.queued,
+                in_flight: load.in_flight,
+            })
+            .collect();
+        let (mut store, instance) = self.ready()?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        let answers = guest.call_limits(&mut store, now.as_millis(), &wit).map_err(|e| self.failure(e))?;
+        let mut out: Vec<KeyLimit> = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let key = LimitKey::from_wit(answer.key);
+            let bad = |what: &str| Err(CallFailure::BadAnswer(format!("rate-limits: the limit for {key} {what}")));
+            if !seen.iter().any(|load| load.key == key) {
+                return bad("names a key the host did not pass in");
+            }
+            if out.iter().any(|l| l.key == key) {
+                return bad("is given twice");
+            }
+            if answer.per_hour == 0 {
+                return bad("has per-hour 0; it must be above zero");
+            }
+            if answer.burst == 0 {
+                return bad("has burst 0; it must be at least 1");
+            }
+            if answer.max_in_flight == Some(0) {
+                return bad("has max-in-flight 0; it must be at least 1 (a policy may slow cloning, not stop it)");
+            }
+            out.push(KeyLimit {
+                key,
+                per_hour: answer.per_hour,
+                burst: answer.burst,
+                max_in_flight: answer.max_in_flight,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs only `init` with `config` (for fixtures that test config handling).
+    pub fn try_init(&self, config: &str) -> Result<(), CallFailure> {
+        let (mut store, instance) = self.instantiate()?;
+        let Some(indices) = &self.exports.lifecycle else {
+            return Ok(());
+        };
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        match guest.call_init(&mut store, config) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(CallFailure::BadAnswer(format!("init rejected its config: {message}"))),
+            Err(error) => Err(self.failure(error)),
+        }
+    }
+
+    /// This module with another config, sharing the compiled code (fixtures may bring their
+    /// own config).
+    pub fn with_config(&self, config: &str) -> Module {
+        Module {
+            name: Arc::clone(&self.name),
+            path: self.path.clone(),
+            digest: Arc::clone(&self.digest),
+            config: config.to_string(),
+            interfaces: self.interfaces.clone(),
+            loaded_at: self.loaded_at,
+            from_cache: self.from_cache,
+            health: Mutex::new(Health::default()),
+            engine: Arc::clone(&self.engine),
+            pre: self.pre.clone(),
+            exports: Exports {
+                lifecycle: self.exports.lifecycle.clone(),
+                prioritize: self.exports.prioritize.clone(),
+                rate_limits: self.exports.rate_limits.clone(),
+                reenqueue: self.exports.reenqueue.clone(),
+            },
+        }
+    }
+}
+
+fn check_len(function: &str, got: usize, want: usize) -> Result<(), CallFailure> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(CallFailure::BadAnswer(format!("{function} returned {got} answers for {want} inputs")))
+    }
+}
+
+fn type_error(interface: Interface, error: &wasmtime::Error) -> String {
+    format!(
+        "exports {} with types that do not match wit/policy.wit: {}",
+        interface.export_name(),
+        first_lines(&format!("{error:#}"))
+    )
+}
+
+/// The first few lines of a (possibly long, backtrace-carrying) error, on one line.
+fn first_lines(text: &str) -> String {
+    let mut out: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).take(4).collect();
+    out.dedup();
+    let mut joined = out.join(" | ");
+    if joined.len() > 600 {
+        let mut end = 600;
+        while !joined.is_char_boundary(end) {
+            end -= 1;
+        }
+        joined.truncate(end);
+        joined.push('…');
+    }
+    joined
+}

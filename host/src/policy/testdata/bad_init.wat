@@ -1,0 +1,23 @@
+;; world: prioritizer
+;; Hostile: init refuses every config; prioritize would be fine.
+(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "max_stars must be a number")
+  (func $realloc (export "cabi_realloc")
+    (param $old i32) (param $old_size i32) (param $align i32) (param $new_size i32) (result i32)
+    (local $ptr i32)
+    (local.set $ptr (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $new_size) (i32.const 8))))
+    (local.get $ptr))
+  (func (export "clonekeeper:policy/lifecycle@0.1.0#init") (param i32 i32) (result i32)
+    (i32.store8 (i32.const 16) (i32.const 1))
+    (i32.store offset=4 (i32.const 16) (i32.const 64))
+    (i32.store offset=8 (i32.const 16) (i32.const 26))
+    (i32.const 16))
+  (func (export "clonekeeper:policy/prioritize@0.1.0#prioritize")
+    (param $now i64) (param $repos i32) (param $n i32) (result i32)
+    (i32.store (i32.const 32) (i32.const 0))
+    (i32.store (i32.const 36) (i32.const 0))
+    (i32.const 32))
+)

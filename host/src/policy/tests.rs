@@ -1,0 +1,1 @@
+//! Tests of the policy engine with real wasmtime components.

@@ -1,0 +1,113 @@
+//! popular-first: stars and recent activity first, forks and archived repositories last.
+//!
+//! A repository scores
+//!
+//! ```text
+//! stars_weight · log2(1 + stars)
+//!   + activity_weight · 2^(−days since updated_at / activity_half_life_days)
+//!   − fork_penalty (if a fork) − archived_penalty (if archived)
+//! ```
+//!
+//! With the defaults a repository with 1,000 stars scores about 10, one updated today 10 more,
+//! and the penalties (1,000 each) put every fork and archived repository after all others.
+//! Unknown stars count as 0, an unknown `updated_at` as no recent activity.
+
+use std::sync::Mutex;
+
+use clonekeeper::policy::log::{log, Level};
+use clonekeeper::policy::types::{RepoView, Timestamp};
+use exports::clonekeeper::policy::{lifecycle, prioritize};
+use prioritize::Priority;
+
+wit_bindgen::generate!({ path: "../../wit", world: "prioritizer" });
+
+/// The weights; every key of `popular-first.toml` is one of these fields.
+#[derive(Clone, Copy, Debug)]
+struct Weights {
+    stars_weight: f64,
+    activity_weight: f64,
+    activity_half_life_days: f64,
+    fork_penalty: f64,
+    archived_penalty: f64,
+}
+
+const DEFAULTS: Weights = Weights {
+    stars_weight: 1.0,
+    activity_weight: 10.0,
+    activity_half_life_days: 30.0,
+    fork_penalty: 1000.0,
+    archived_penalty: 1000.0,
+};
+
+const DAY_MS: f64 = 86_400_000.0;
+
+static WEIGHTS: Mutex<Weights> = Mutex::new(DEFAULTS);
+
+struct Policy;
+
+impl lifecycle::Guest for Policy {
+    fn init(text: String) -> Result<(), String> {
+        let weights = parse_config(&text).map_err(|e| format!("popular-first.toml: {e}"))?;
+        log(Level::Info, "popular-first configured", &[("weights".into(), format!("{weights:?}"))]);
+        *WEIGHTS.lock().unwrap() = weights;
+        Ok(())
+    }
+}
+
+impl prioritize::Guest for Policy {
+    fn prioritize(now: Timestamp, repos: Vec<RepoView>) -> Vec<Priority> {
+        let weights = *WEIGHTS.lock().unwrap();
+        repos.iter().map(|repo| Priority::Score(score(&weights, now, repo))).collect()
+    }
+}
+
+export!(Policy);
+
+fn score(w: &Weights, now: Timestamp, repo: &RepoView) -> f64 {
+    let stars = f64::from(repo.stars.unwrap_or(0));
+    // Activity decays from 1 (updated now, or in the future) by half every half-life.
+    let activity = repo.updated_at.map_or(0.0, |updated| {
+        let age_days = (now.saturating_sub(updated)).max(0) as f64 / DAY_MS;
+        (-age_days / w.activity_half_life_days).exp2()
+    });
+    let mut score = w.stars_weight * (1.0 + stars).log2() + w.activity_weight * activity;
+    if repo.fork {
+        score -= w.fork_penalty;
+    }
+    if repo.archived {
+        score -= w.archived_penalty;
+    }
+    score
+}
+
+fn parse_config(text: &str) -> Result<Weights, String> {
+    let table: toml::Table = text.parse().map_err(|e| e.to_string())?;
+    let mut w = DEFAULTS;
+    for (key, value) in &table {
+        let number = value
+            .as_float()
+            .or_else(|| value.as_integer().map(|n| n as f64))
+            .ok_or_else(|| format!("{key}: expected a number, got {}", value.type_str()))?;
+        if !(number.is_finite() && number >= 0.0) {
+            return Err(format!("{key}: must be at least 0, got {number}"));
+        }
+        let field = match key.as_str() {
+            "stars_weight" => &mut w.stars_weight,
+            "activity_weight" => &mut w.activity_weight,
+            "activity_half_life_days" => &mut w.activity_half_life_days,
+            "fork_penalty" => &mut w.fork_penalty,
+            "archived_penalty" => &mut w.archived_penalty,
+            _ => {
+                return Err(format!(
+                    "unknown key {key:?} (known: stars_weight, activity_weight, activity_half_life_days, \
+                     fork_penalty, archived_penalty)"
+                ))
+            }
+        };
+        *field = number;
+    }
+    if w.activity_half_life_days <= 0.0 {
+        return Err("activity_half_life_days: must be above 0".into());
+    }
+    Ok(w)
+}
