@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: prepares what the tests need (Postgres, git), then runs formatting,
+# The whole test suite: prepares what the tests need (Postgres, git, promtool), then runs formatting,
 # lints, and every test, unit and end-to-end. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +10,13 @@ log "Tools"
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
+# promtool checks the metrics output and the alert rules (Debian's prometheus package).
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 git --version
+promtool --version | head -n 1
 
 log "Postgres"
 export CLONEKEEPER_TEST_PG="${CLONEKEEPER_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
