@@ -7,7 +7,7 @@
 #   scripts/build-policies.sh --test   # then run each example's fixtures through
 #                                      # `clonekeeper policy test` (builds the host CLI)
 #
-# Toolchains (see policies/README.md and WASM-TOOLCHAIN.md):
+# Toolchains (policies/README.md says more):
 #   Rust:       rustup's wasm32-unknown-unknown target when installed; otherwise Debian's
 #               rustc-web (pinned below) with -Zbuild-std. Core modules become components
 #               with policies/tools/componentize (the wit-component crate).
@@ -165,22 +165,24 @@ for line in "${EXAMPLES[@]}"; do
       env "${rust_env[@]}" cargo build -q --release --locked --manifest-path "$dir/Cargo.toml" \
         --target wasm32-unknown-unknown --target-dir policies/target "${rust_build_flags[@]}"
       core=policies/target/wasm32-unknown-unknown/release/${crate//-/_}.wasm
-      up_to_date "$wasm" "$core" || "$componentize_tool" new "$core" -o "$wasm"
+      up_to_date "$wasm" "$core" "$componentize_tool" || "$componentize_tool" new "$core" -o "$wasm"
       ;;
     python)
-      if ! up_to_date "$wasm" "$dir"/*.py wit "$cache/venv/bin/componentize-py"; then
+      if ! up_to_date "$wasm" "$dir"/*.py wit "$cache/venv/bin/componentize-py" scripts/build-policies.sh; then
         "$cache/venv/bin/componentize-py" -q -d wit -w "$world" componentize --stub-wasi -p "$dir" "$entry" -o "$wasm"
       fi
       ;;
     js)
-      if ! up_to_date "$wasm" "$dir/$entry" wit policies/tools/js/package-lock.json; then
-        # jco resolves relative paths against the source's folder: pass absolute ones.
+      if ! up_to_date "$wasm" "$dir/$entry" wit policies/tools/js/package-lock.json scripts/build-policies.sh; then
+        # jco resolves relative paths against the source's folder: pass absolute ones. No WASI
+        # (stubbed out); no async builtins (not needed, and the sync build is smaller).
         policies/tools/js/node_modules/.bin/jco componentize "$root/$dir/$entry" --wit "$root/wit" \
-          --world-name "$world" --backend quickjs --backend-qjs-stub-wasi -o "$root/$wasm" >/dev/null
+          --world-name "$world" --backend quickjs --backend-qjs-stub-wasi --backend-qjs-disable-async \
+          -o "$root/$wasm" >/dev/null
       fi
       ;;
   esac
-  # Imports nothing but clonekeeper:policy/log (no WASI), exports the policy interfaces.
+  # Imports nothing but clonekeeper:policy/log (no WASI), exports a policy interface.
   "$componentize_tool" check "$wasm"
   sizes+=("$(printf '%-18s %10s bytes' "$name.wasm" "$(stat -c %s "$wasm")")")
   done_step "$name"

@@ -34,5 +34,9 @@ cargo fmt --all -- --check
 log "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "Example policies"
+# Installs the guest toolchains if missing and builds policies/* into target/policies/*.wasm.
+scripts/build-policies.sh --test
+
 log "Tests"
 cargo test --workspace --locked

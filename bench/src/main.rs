@@ -4,6 +4,7 @@
 //! `cargo run --release -p clonekeeper-bench -- --out BENCHMARKS.md`
 
 mod alloc;
+mod policy;
 mod reconcile;
 mod repo_db;
 mod report;
@@ -32,6 +33,13 @@ struct Args {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// A Rust-built prioritizer component (e.g. target/policies/popular-first.wasm from
+    /// scripts/build-policies.sh) for the policy engine benchmark; without it, it is skipped.
+    #[arg(long)]
+    policy_module: Option<PathBuf>,
+    /// Repos for the Rego comparison (regorus interprets; 1M takes minutes).
+    #[arg(long, default_value_t = 100_000)]
+    policy_rego_repos: usize,
 }
 
 #[tokio::main]
@@ -40,6 +48,10 @@ async fn main() -> anyhow::Result<()> {
     let mut sections = vec![reconcile::run(args.repos, args.runs)];
     if !args.no_pg {
         sections.push(repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?);
+    }
+    if let Some(module) = &args.policy_module {
+        let (module, repos, rego, runs) = (module.clone(), args.repos, args.policy_rego_repos, args.runs);
+        sections.push(tokio::task::spawn_blocking(move || policy::run(&module, repos, rego, runs)).await??);
     }
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(&format!(

@@ -5,9 +5,11 @@ mod support;
 
 mod bad_config;
 mod broken_clone_url;
+mod clone_finishing_mid_observation;
 mod routing_table;
 mod schema_shapes;
 mod seed_scenario;
 mod shard_down;
 mod sidecar_sigkill;
+mod sigterm;
 mod status_endpoint;

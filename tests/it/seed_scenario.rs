@@ -36,7 +36,9 @@ async fn seed_scenario() {
     let lost: BTreeSet<String> =
         pre_kill_log.events.iter().map(|e| e.repo.clone()).filter(|repo| !shards[VICTIM].has_mirror(repo)).collect();
 
-    sidecar.wait_for("the sidecar to notice the killed shard", |s| !s.shards[VICTIM].reachable).await;
+    sidecar
+        .wait_for("the sidecar to notice the killed shard", |s| s.shards.get(VICTIM).is_some_and(|v| !v.reachable))
+        .await;
     shards[VICTIM].restart();
     let done = sidecar
         .wait_for("every repo cloned", |s| s.totals.cloned == REPOS as u64 && s.totals.desired == REPOS as u64)

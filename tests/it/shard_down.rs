@@ -32,8 +32,10 @@ async fn shard_down_backs_off_then_recovers() {
 
     let before = sidecar
         .wait_for("the victim shard part-way through its clones", |s| {
-            let v = &s.shards[VICTIM].counts;
-            v.desired == victim_owns && v.cloned >= 1 && v.cloned < v.desired && v.in_flight >= 1
+            s.shards.get(VICTIM).is_some_and(|v| {
+                let v = &v.counts;
+                v.desired == victim_owns && v.cloned >= 1 && v.cloned < v.desired && v.in_flight >= 1
+            })
         })
         .await;
     let victim_log = shards[VICTIM].dispatches().await;
@@ -42,10 +44,13 @@ async fn shard_down_backs_off_then_recovers() {
 
     let down = sidecar
         .wait_for("the live shards done, the dead one reported down with its interrupted repos", |s| {
-            let v = &s.shards[VICTIM];
-            let others_done = (0..SHARDS)
-                .filter(|&i| i != VICTIM)
-                .all(|i| s.shards[i].counts.desired > 0 && s.shards[i].counts.cloned == s.shards[i].counts.desired);
+            let Some(v) = s.shards.get(VICTIM) else { return false };
+            let others_done = s
+                .shards
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != VICTIM)
+                .all(|(_, other)| other.counts.desired > 0 && other.counts.cloned == other.counts.desired);
             others_done && !v.reachable && v.error.is_some() && v.counts.failed + v.counts.backing_off > 0
         })
         .await;

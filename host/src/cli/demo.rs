@@ -127,6 +127,8 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         client: GitserverClient::new(ClientConfig::default())?,
         prioritizer: Arc::new(BuiltinOrder),
         retry: Arc::new(BuiltinRetry { backoff: config.backoff, max_attempts: None }),
+        rate_limits: Arc::new(crate::schedule::NoLimits),
+        policy: None,
         config,
     };
     let sidecar = tokio::spawn(sidecar::run(parts, shared, control_rx, stopped(stop_rx.clone())));

@@ -1,23 +1,617 @@
-//! `clonekeeper policy …`: the policy authoring commands.
+//! `clonekeeper policy …`: the policy authoring commands. They load a module exactly as the
+//! sidecar does (same validation, limits and answer checks) and need no running sidecar.
+//!
+//! Exit status: 0 when everything passed, 1 when the module or a fixture failed, 2 for bad
+//! arguments or unreadable input files.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+
+use crate::model::Timestamp;
+use crate::policy::fixtures::{self, Time};
+use crate::policy::{
+    componentize, scaffold, CallLimits, Interface, KeyLoad, LimitKey, Module, PolicyEngine, RepoView, Retry,
+    RetryFailure, Source, ViewState,
+};
+use crate::schedule::Priority;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a module against the contract and list the interfaces it implements.
     Check {
-        /// The component (`.wasm`).
-        module: std::path::PathBuf,
+        /// The component (`.wasm`, or `.wat` text).
+        module: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run a module on a list of repos and print its decisions.
+    Eval {
+        module: PathBuf,
+        /// A JSON list of repos (fixture repo syntax: only `name` is required).
+        #[arg(long)]
+        repos: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The `now` passed to the module (Unix millis or RFC 3339); default: the clock.
+        #[arg(long)]
+        now: Option<String>,
+        /// Only this interface (default: every decision interface the module implements).
+        #[arg(long, value_enum)]
+        interface: Option<InterfaceArg>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Run fixture files against a module: one PASS/FAIL line per case, a diff on mismatch.
+    Test {
+        module: PathBuf,
+        /// Fixture files or folders of them; default: NAME.fixtures.json and NAME.fixtures/
+        /// beside the module.
+        fixtures: Vec<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Write a new policy project that builds on this machine and passes its sample fixture.
+    New {
+        /// The policy's name (lower-case letters, digits and dashes).
+        name: String,
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// Where to create the project folder (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Turn a core WebAssembly module into a policy component (like `wasm-tools component new`).
+    Componentize {
+        /// The core module (built with wit-bindgen, or any module using the canonical ABI).
+        core: PathBuf,
+        /// The component to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// The world, when the module does not name one itself (wit-bindgen output does).
+        #[arg(long)]
+        world: Option<String>,
     },
 }
 
+/// How a module is loaded: as the sidecar would, with its config.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The config passed to `init` (default: NAME.toml beside the module, if any).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Budget of one call (as `policy.call_timeout`).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    call_timeout: Duration,
+    /// Memory cap of one instance in MiB (as `policy.memory_limit_mb`).
+    #[arg(long, default_value_t = 256)]
+    memory_limit_mb: usize,
+    /// Where compiled code is cached (default: $XDG_CACHE_HOME/clonekeeper/policies or
+    /// ~/.cache/clonekeeper/policies), so checking a large module twice compiles it once.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile every time; cache nothing.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl LoadArgs {
+    fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("clonekeeper").join("policies"))
+        })
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InterfaceArg {
+    Prioritize,
+    RateLimits,
+    Reenqueue,
+}
+
+impl InterfaceArg {
+    fn interface(self) -> Interface {
+        match self {
+            InterfaceArg::Prioritize => Interface::Prioritize,
+            InterfaceArg::RateLimits => Interface::RateLimits,
+            InterfaceArg::Reenqueue => Interface::Reenqueue,
+        }
+    }
+}
+
 pub async fn main(command: PolicyCommand) -> ExitCode {
-    match command {
-        PolicyCommand::Check { module } => {
-            eprintln!("clonekeeper policy check {}: the policy engine is not built yet", module.display());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut out = std::io::stdout().lock();
+        run(command, &mut out)
+    })
+    .await;
+    match result {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(error)) => {
+            eprintln!("clonekeeper policy: {error}");
+            ExitCode::from(error.code())
+        }
+        Err(error) => {
+            eprintln!("clonekeeper policy: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The module (or a fixture) failed: exit 1.
+    #[error("{0}")]
+    Failed(String),
+    /// Bad arguments or input files: exit 2.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Failed(_) => 1,
+            CliError::Usage(_) => 2,
+        }
+    }
+}
+
+/// Runs a command, writing its report to `out`; returns the exit status.
+pub fn run(command: PolicyCommand, out: &mut dyn Write) -> Result<u8, CliError> {
+    match command {
+        PolicyCommand::Check { module, load } => check(&module, &load, out),
+        PolicyCommand::Eval { module, repos, json, now, interface, load } => {
+            eval(&module, &repos, json, now.as_deref(), interface, &load, out)
+        }
+        PolicyCommand::Test { module, fixtures, load } => test(&module, &fixtures, &load, out),
+        PolicyCommand::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = scaffold::write(&name, lang, &dir).map_err(CliError::Usage)?;
+            let _ = writeln!(out, "Created {} ({} files):", dir.display(), files.len());
+            for file in files {
+                let _ = writeln!(out, "  {}", file.display());
+            }
+            let _ = writeln!(out, "\nNext: cd {} && ./build.sh && ./test.sh (see README.md)", dir.display());
+            Ok(0)
+        }
+        PolicyCommand::Componentize { core, output, world } => {
+            let bytes = std::fs::read(&core).map_err(|e| CliError::Usage(format!("{}: {e}", core.display())))?;
+            let component = componentize::componentize(&bytes, world.as_deref())
+                .map_err(|e| CliError::Failed(format!("{}: {e}", core.display())))?;
+            std::fs::write(&output, &component)
+                .map_err(|e| CliError::Usage(format!("writing {}: {e}", output.display())))?;
+            let _ = writeln!(out, "{}: {} bytes", output.display(), component.len());
+            Ok(0)
+        }
+    }
+}
+
+/// Reads and validates a module the way the sidecar's loader does.
+fn load(path: &Path, args: &LoadArgs) -> Result<Module, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let name = module_name(path);
+    let config = match &args.config {
+        Some(config) => std::fs::read_to_string(config)
+            .map_err(|e| CliError::Usage(format!("--config {}: {e}", config.display())))?,
+        None => {
+            let beside = path.with_file_name(format!("{name}.toml"));
+            std::fs::read_to_string(beside).unwrap_or_default()
+        }
+    };
+    let limits = CallLimits { call_timeout: args.call_timeout, memory_limit_bytes: args.memory_limit_mb << 20 };
+    let engine = PolicyEngine::new(limits, args.cache_dir()).map_err(|e| CliError::Failed(e.to_string()))?;
+    let source = Source { name, path: path.to_path_buf(), bytes, config };
+    Module::load(&engine, &source, None, Timestamp::now()).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+fn module_name(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("policy").to_string()
+}
+
+/// The world of the contract a module's exports match.
+fn world_of(module: &Module) -> &'static str {
+    let has = |i| module.implements(i);
+    match (has(Interface::Prioritize), has(Interface::RateLimits), has(Interface::Reenqueue)) {
+        (true, false, false) => "prioritizer",
+        (false, true, false) => "limiter",
+        (false, false, true) => "retrier",
+        (true, true, false) => "prioritizer-limiter",
+        (true, false, true) => "prioritizer-retrier",
+        (false, true, true) => "limiter-retrier",
+        _ => "full",
+    }
+}
+
+fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let started = Instant::now();
+    let module = load(path, args)?;
+    let took = started.elapsed();
+    let interfaces: Vec<&str> = module.interfaces.iter().map(|i| i.as_str()).collect();
+    let _ = writeln!(out, "{}: ok", path.display());
+    let _ = writeln!(out, "  digest      sha256:{}", module.digest);
+    let _ = writeln!(out, "  world       {}", world_of(&module));
+    let _ = writeln!(out, "  interfaces  {}", interfaces.join(", "));
+    let config = match &args.config {
+        Some(config) => format!("{} (accepted by init)", config.display()),
+        None if module.config.is_empty() => "none (init got an empty string)".to_string(),
+        None => format!("{}.toml beside it (accepted by init)", module.name),
+    };
+    let _ = writeln!(out, "  config      {config}");
+    let shipped = fixtures::shipped_with(&crate::policy::reload::dir_of(path), &module.name);
+    if !shipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "  fixtures    {} file(s) beside it: run `clonekeeper policy test {}`",
+            shipped.len(),
+            path.display()
+        );
+    }
+    let _ = writeln!(out, "  loaded in   {} ms (compile, link, type-check, init)", took.as_millis());
+    Ok(0)
+}
+
+fn eval(
+    path: &Path,
+    repos_file: &Path,
+    json: bool,
+    now: Option<&str>,
+    only: Option<InterfaceArg>,
+    args: &LoadArgs,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let text =
+        std::fs::read_to_string(repos_file).map_err(|e| CliError::Usage(format!("{}: {e}", repos_file.display())))?;
+    let repos = fixtures::parse_repos(&text).map_err(|e| CliError::Usage(format!("{}: {e}", repos_file.display())))?;
+    let now = match now {
+        Some(text) => {
+            let time = text.parse::<i64>().map(Time::Millis).unwrap_or_else(|_| Time::Text(text.to_string()));
+            Timestamp::from_millis(time.millis().map_err(|e| CliError::Usage(format!("--now: {e}")))?)
+        }
+        None => Timestamp::now(),
+    };
+    let module = load(path, args)?;
+    let interfaces: Vec<Interface> = match only {
+        Some(only) if module.implements(only.interface()) => vec![only.interface()],
+        Some(only) => {
+            return Err(CliError::Failed(format!("{}: does not implement {}", path.display(), only.interface())))
+        }
+        None => Interface::DECISIONS.into_iter().filter(|&i| module.implements(i)).collect(),
+    };
+    let mut documents = Vec::new();
+    for interface in interfaces {
+        let started = Instant::now();
+        let failed = |e: crate::policy::CallFailure| CliError::Failed(format!("{}: {interface} {e}", path.display()));
+        let document = match interface {
+            Interface::Prioritize => {
+                let answers = module.prioritize(&repos, now).map_err(failed)?;
+                prioritize_report(&repos, &answers, json, out)
+            }
+            Interface::Reenqueue => {
+                let failures: Vec<RetryFailure> = repos
+                    .iter()
+                    .map(|repo| RetryFailure {
+                        error: repo.last_error.clone().unwrap_or_default(),
+                        repo: RepoView { state: ViewState::Failed, ..repo.clone() },
+                    })
+                    .collect();
+                let answers = module.reenqueue(&failures, now).map_err(failed)?;
+                reenqueue_report(&repos, &answers, json, out)
+            }
+            Interface::RateLimits => {
+                let seen = loads_of(&repos);
+                let answers = module.rate_limits(&seen, now).map_err(failed)?;
+                if json {
+                    serde_json::json!({"seen": seen, "limits": answers})
+                } else {
+                    let _ = writeln!(out, "rate-limits ({} keys seen)", seen.len());
+                    let _ = writeln!(out, "  {:<36} {:>10} {:>7} {:>13}", "key", "per hour", "burst", "max in flight");
+                    for limit in &answers {
+                        let in_flight = limit.max_in_flight.map_or("-".to_string(), |n| n.to_string());
+                        let _ = writeln!(
+                            out,
+                            "  {:<36} {:>10} {:>7} {:>13}",
+                            limit.key.to_string(),
+                            limit.per_hour,
+                            limit.burst,
+                            in_flight
+                        );
+                    }
+                    serde_json::Value::Null
+                }
+            }
+            Interface::Lifecycle => continue,
+        };
+        let took = started.elapsed();
+        if json {
+            documents.push(serde_json::json!({
+                "interface": interface.as_str(),
+                "took_ms": took.as_secs_f64() * 1000.0,
+                "result": document,
+            }));
+        } else {
+            let _ = writeln!(
+                out,
+                "  decided by {} (sha256:{}) in {:.2} ms\n",
+                module.name,
+                crate::policy::short_digest(&module.digest),
+                took.as_secs_f64() * 1000.0
+            );
+        }
+    }
+    if json {
+        let document = serde_json::json!({
+            "module": &*module.name,
+            "digest": &*module.digest,
+            "now": now.as_millis(),
+            "decisions": documents,
+        });
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+    }
+    Ok(0)
+}
+
+fn prioritize_report(repos: &[RepoView], answers: &[Priority], json: bool, out: &mut dyn Write) -> serde_json::Value {
+    let (order, not_now) = fixtures::dispatch_order(repos, answers);
+    let score_of = |repo: &RepoView| {
+        repos.iter().position(|r| std::ptr::eq(r, repo)).and_then(|idx| match answers[idx] {
+            Priority::Score(score) => Some(score),
+            Priority::NotNow => None,
+        })
+    };
+    if json {
+        let mut rows: Vec<serde_json::Value> = order
+            .iter()
+            .enumerate()
+            .map(|(rank, repo)| serde_json::json!({"rank": rank + 1, "repo": repo.name, "id": repo.id, "score": score_of(repo)}))
+            .collect();
+        rows.extend(
+            not_now
+                .iter()
+                .map(|repo| serde_json::json!({"rank": null, "repo": repo.name, "id": repo.id, "not_now": true})),
+        );
+        return serde_json::Value::Array(rows);
+    }
+    let _ = writeln!(out, "prioritize ({} repos, {} not now)", repos.len(), not_now.len());
+    let _ = writeln!(out, "  {:>5}  {:>14}  repo", "rank", "score");
+    for (rank, repo) in order.iter().enumerate() {
+        let score = score_of(repo).map_or_else(String::new, |s| format!("{s}"));
+        let _ = writeln!(out, "  {:>5}  {:>14}  {}", rank + 1, score, repo.name);
+    }
+    for repo in &not_now {
+        let _ = writeln!(out, "  {:>5}  {:>14}  {}", "-", "not now", repo.name);
+    }
+    serde_json::Value::Null
+}
+
+fn reenqueue_report(repos: &[RepoView], answers: &[Retry], json: bool, out: &mut dyn Write) -> serde_json::Value {
+    let describe = |retry: &Retry| match retry {
+        Retry::Now => serde_json::json!("now"),
+        Retry::After(delay) => serde_json::json!({"after_ms": delay.as_millis() as u64}),
+        Retry::GiveUp(reason) => serde_json::json!({"give_up": reason}),
+    };
+    if json {
+        return serde_json::Value::Array(
+            repos
+                .iter()
+                .zip(answers)
+                .map(|(repo, retry)| serde_json::json!({"repo": repo.name, "decision": describe(retry)}))
+                .collect(),
+        );
+    }
+    let _ = writeln!(out, "reenqueue ({} repos treated as failed with their last_error)", repos.len());
+    for (repo, retry) in repos.iter().zip(answers) {
+        let decision = match retry {
+            Retry::Now => "retry now".to_string(),
+            Retry::After(delay) => format!("retry after {}", humantime::format_duration(*delay)),
+            Retry::GiveUp(reason) => format!("give up: {reason}"),
+        };
+        let _ = writeln!(out, "  {:<50} {}", repo.name, decision);
+    }
+    serde_json::Value::Null
+}
+
+/// The load per code host and per shard that `repos` make (not cloned counts as queued,
+/// cloning as in flight).
+fn loads_of(repos: &[RepoView]) -> Vec<KeyLoad> {
+    let mut loads: Vec<KeyLoad> = Vec::new();
+    for repo in repos {
+        for key in [LimitKey::CodeHost(repo.code_host.clone()), LimitKey::Shard(repo.shard_addr.clone())] {
+            let idx = match loads.iter().position(|l| l.key == key) {
+                Some(idx) => idx,
+                None => {
+                    loads.push(KeyLoad { key, repos: 0, queued: 0, in_flight: 0 });
+                    loads.len() - 1
+                }
+            };
+            let load = &mut loads[idx];
+            load.repos += 1;
+            match repo.state {
+                ViewState::Cloning => load.in_flight += 1,
+                ViewState::Cloned => {}
+                _ => load.queued += 1,
+            }
+        }
+    }
+    loads
+}
+
+fn test(path: &Path, given: &[PathBuf], args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+    let module = Arc::new(load(path, args)?);
+    let mut files = Vec::new();
+    for item in given {
+        if item.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(item)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", item.display())))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(item.clone());
+        }
+    }
+    if given.is_empty() {
+        files = fixtures::shipped_with(&crate::policy::reload::dir_of(path), &module.name);
+    }
+    if files.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no fixture files: pass some, or ship {0}.fixtures.json or {0}.fixtures/*.json beside {1}",
+            module.name,
+            path.display()
+        )));
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let label = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().to_string());
+        let results = match fixtures::run_file(&module, file) {
+            Ok(results) => results,
+            Err(error) => {
+                failed += 1;
+                let _ = writeln!(out, "FAIL {label}: {error}");
+                continue;
+            }
+        };
+        for result in results {
+            match &result.failure {
+                None => {
+                    passed += 1;
+                    let _ = writeln!(out, "PASS {label}: {} ({})", result.name, result.interface);
+                }
+                Some(failure) => {
+                    failed += 1;
+                    let _ = writeln!(out, "FAIL {label}: {} ({})", result.name, result.interface);
+                    for line in failure.lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "--------------------------------------------------------------------------------");
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    const STARS: &str = include_str!("../policy/testdata/stars.wat");
+    const PRELUDE: &str = include_str!("../policy/testdata/prelude.wat");
+
+    /// Writes the stars prioritizer as a binary component into `dir`.
+    fn module(dir: &Path) -> PathBuf {
+        let core = STARS.replace(";; @prelude", PRELUDE);
+        let bytes = componentize::componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
+        let path = dir.join("stars.wasm");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// Parses `args` as the real CLI would and runs the command.
+    fn cli(args: &[&str]) -> (Result<u8, CliError>, String) {
+        let args = ["clonekeeper", "policy"].iter().chain(args).chain(&["--no-cache"]);
+        let parsed = crate::cli::Args::try_parse_from(args).expect("parses");
+        let crate::cli::Command::Policy(command) = parsed.command else { panic!("not a policy command") };
+        let mut out = Vec::new();
+        let code = run(command, &mut out);
+        (code, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[test]
+    fn check_lists_the_interfaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = module(dir.path());
+        let (code, out) = cli(&["check", path.to_str().expect("utf-8")]);
+        assert_eq!(code.expect("ok"), 0);
+        assert!(out.contains("stars.wasm: ok"), "{out}");
+        assert!(out.contains("interfaces  prioritize, lifecycle"), "{out}");
+        assert!(out.contains("world       prioritizer"), "{out}");
+
+        std::fs::write(dir.path().join("junk.wasm"), b"\x00asm\x0d\x00\x01\x00xx").expect("write");
+        let (code, _) = cli(&["check", dir.path().join("junk.wasm").to_str().expect("utf-8")]);
+        let error = code.unwrap_err();
+        assert_eq!(error.code(), 1);
+        assert!(error.to_string().contains("junk.wasm"), "{error}");
+    }
+
+    #[test]
+    fn eval_prints_the_order_as_a_table_or_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = module(dir.path());
+        let repos = dir.path().join("repos.json");
+        std::fs::write(
+            &repos,
+            r#"[{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}]"#,
+        )
+        .expect("write");
+        let (module, repos) = (path.to_str().expect("utf-8"), repos.to_str().expect("utf-8"));
+        let (code, out) = cli(&["eval", module, "--repos", repos, "--now", "2024-01-01T00:00:00Z"]);
+        assert_eq!(code.expect("ok"), 0);
+        let many = out.find("github.com/a/many").expect("listed");
+        let few = out.find("github.com/a/few").expect("listed");
+        assert!(many < few, "most stars first:\n{out}");
+        assert!(out.contains("decided by stars"), "{out}");
+
+        let (code, out) = cli(&["eval", module, "--repos", repos, "--json"]);
+        assert_eq!(code.expect("ok"), 0);
+        let document: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let rows = &document["decisions"][0]["result"];
+        assert_eq!(rows[0]["repo"], "github.com/a/many");
+        assert_eq!(rows[0]["score"], 300.0);
+        assert_eq!(document["digest"].as_str().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn test_reports_pass_fail_with_a_diff_and_fails_the_exit_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = module(dir.path());
+        let fixture = dir.path().join("cases.json");
+        std::fs::write(
+            &fixture,
+            r#"{"now": 0, "cases": [
+                {"name": "stars first", "interface": "prioritize",
+                 "repos": [{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}],
+                 "expect": {"order": ["github.com/a/many", "github.com/a/few"], "not_now": []}},
+                {"name": "wrong on purpose", "interface": "prioritize",
+                 "repos": [{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}],
+                 "expect": {"order": ["github.com/a/few", "github.com/a/many"]}},
+                {"name": "init accepts anything", "interface": "init", "config": "x = 1", "expect": {"ok": true}}
+            ]}"#,
+        )
+        .expect("write");
+        let (code, out) = cli(&["test", path.to_str().expect("utf-8"), fixture.to_str().expect("utf-8")]);
+        assert_eq!(code.expect("ran"), 1, "{out}");
+        assert!(out.contains("PASS cases.json: stars first (prioritize)"), "{out}");
+        assert!(out.contains("FAIL cases.json: wrong on purpose (prioritize)"), "{out}");
+        assert!(out.contains("  - github.com/a/many") && out.contains("  + github.com/a/many"), "a diff:\n{out}");
+        assert!(out.contains("PASS cases.json: init accepts anything (init)"), "{out}");
+        assert!(out.trim_end().ends_with("2 passed, 1 failed"), "{out}");
+
+        // Shipped beside the module, found without arguments; all pass: exit 0.
+        let good = r#"{"cases": [{"interface": "prioritize", "repos": [{"name": "x/a", "stars": 1}, {"name": "x/b", "stars": 2}],
+                       "expect": {"top": ["x/b"]}}]}"#;
+        std::fs::write(dir.path().join("stars.fixtures.json"), good).expect("write");
+        let (code, out) = cli(&["test", path.to_str().expect("utf-8")]);
+        assert_eq!(code.expect("ran"), 0, "{out}");
+        assert!(out.contains("1 passed, 0 failed"), "{out}");
     }
 }

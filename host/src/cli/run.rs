@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::logging;
-use crate::admin::{AdminState, Probe};
+use crate::admin::{AdminState, Probe, Reload};
 use crate::config::Config;
 use crate::db::Database;
 use crate::error_chain::error_chain;
-use crate::schedule::{BuiltinOrder, BuiltinRetry};
-use crate::sidecar::{self, Parts, Shared};
+use crate::model::Timestamp;
+use crate::policy::{reload::Watcher, PolicyHost};
+use crate::schedule::{BuiltinOrder, BuiltinRetry, NoLimits, Prioritizer, RateLimitPolicy, RetryPolicy};
+use crate::sidecar::{self, Parts, Shared, StatusCell};
 use crate::sources::gitserver::{ClientConfig, GitserverClient};
 use crate::sources::repo_db::RepoDb;
 use crate::state::StateStore;
@@ -53,12 +55,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
     });
+    let (policy, _watcher) = start_policies(&config, &shared).await?;
     let admin_state = AdminState {
         status: Arc::clone(&shared.status),
         metrics: Arc::clone(&shared.metrics),
         control: control_tx,
         probes: vec![("repo DB".to_string(), repo_db_probe)],
-        reload: None,
+        reload: policy.as_ref().map(reload_hook),
         token: config.admin_token.clone(),
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
@@ -99,16 +102,71 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         interval = %humantime::format_duration(config.interval),
         "clonekeeper running."
     );
-    let parts = Parts {
-        retry: Arc::new(BuiltinRetry { backoff: config.backoff, max_attempts: config.max_attempts }),
-        prioritizer: Arc::new(BuiltinOrder),
-        config,
-        repo_db,
-        state,
-        client,
-    };
+    let builtin_retry = BuiltinRetry { backoff: config.backoff, max_attempts: config.max_attempts };
+    let (prioritizer, retry, rate_limits): (Arc<dyn Prioritizer>, Arc<dyn RetryPolicy>, Arc<dyn RateLimitPolicy>) =
+        match &policy {
+            Some(host) => (host.clone(), host.clone(), host.clone()),
+            None => (Arc::new(BuiltinOrder), Arc::new(builtin_retry), Arc::new(NoLimits)),
+        };
+    let parts = Parts { retry, prioritizer, rate_limits, policy, config, repo_db, state, client };
     sidecar::run(parts, shared, control_rx, shutdown_signal()).await.context("loading attempt state")?;
     Ok(())
+}
+
+/// The policy engine when `[policy] dir` is set: loads the folder (off the runtime), then
+/// watches it. Every reload and quarantine refreshes the `policies` list of the status.
+async fn start_policies(
+    config: &Config,
+    shared: &Shared,
+) -> anyhow::Result<(Option<Arc<PolicyHost>>, Option<Watcher>)> {
+    let Some(dir) = &config.policy.dir else {
+        tracing::info!("No policy folder configured; built-in order, retries and no rate limits.");
+        return Ok((None, None));
+    };
+    let shard_addrs = (0..config.shards.len()).map(|idx| config.shards.addr(idx as u16).to_string()).collect();
+    let builtin_retry = BuiltinRetry { backoff: config.backoff, max_attempts: config.max_attempts };
+    let host = Arc::new(
+        PolicyHost::from_config(&config.policy, shard_addrs, builtin_retry).context("starting the policy engine")?,
+    );
+    host.set_metrics(Arc::clone(&shared.metrics));
+    let weak = Arc::downgrade(&host);
+    let status: StatusCell = Arc::clone(&shared.status);
+    host.set_listener(move || {
+        if let Some(host) = weak.upgrade() {
+            let policies = host.status(Timestamp::now());
+            status.rcu(|current| {
+                let mut next = (**current).clone();
+                next.policies = policies.clone();
+                next
+            });
+        }
+    });
+    let loader = Arc::clone(&host);
+    let watcher = tokio::task::spawn_blocking(move || loader.watch())
+        .await
+        .context("the policy loader stopped")?
+        .with_context(|| format!("loading policies from {}", dir.display()))?;
+    Ok((Some(host), Some(watcher)))
+}
+
+/// `POST /v1/policies/reload`: a rescan now, off the runtime; answers what changed.
+fn reload_hook(host: &Arc<PolicyHost>) -> Reload {
+    let host = Arc::clone(host);
+    Arc::new(move || {
+        let host = Arc::clone(&host);
+        Box::pin(async move {
+            let report = tokio::task::spawn_blocking(move || host.reload(Timestamp::now()))
+                .await
+                .map_err(|e| format!("the reload task failed: {e}"))?
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "loaded: [{}]; rejected: [{}]; removed: [{}]",
+                report.loaded.join(", "),
+                report.rejected.join(", "),
+                report.removed.join(", ")
+            ))
+        })
+    })
 }
 
 /// Retries `connect` with capped backoff until it succeeds: a sidecar that starts before its

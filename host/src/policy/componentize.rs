@@ -11,15 +11,8 @@ use wit_parser::Resolve;
 use super::bindings::WIT_TEXT;
 
 /// The worlds of `wit/policy.wit`.
-pub const WORLDS: &[&str] = &[
-    "prioritizer",
-    "limiter",
-    "retrier",
-    "prioritizer-limiter",
-    "prioritizer-retrier",
-    "limiter-retrier",
-    "full",
-];
+pub const WORLDS: &[&str] =
+    &["prioritizer", "limiter", "retrier", "prioritizer-limiter", "prioritizer-retrier", "limiter-retrier", "full"];
 
 /// Encodes `core` (binary or WAT) as a component. `world` is used when the module carries no
 /// component-type section of its own.
@@ -61,5 +54,10 @@ pub fn componentize_with_wit(core: &[u8], extra_wit: &str, world: &str) -> Resul
     let world_id = resolve.select_world(&[package], Some(world)).map_err(|e| format!("{e:#}"))?;
     wit_component::embed_component_metadata(&mut bytes, &resolve, world_id, StringEncoding::UTF8)
         .map_err(|e| format!("{e:#}"))?;
-    ComponentEncoder::default().module(&bytes).map_err(|e| format!("{e:#}"))?.validate(true).encode().map_err(|e| format!("{e:#}"))
+    ComponentEncoder::default()
+        .module(&bytes)
+        .map_err(|e| format!("{e:#}"))?
+        .validate(true)
+        .encode()
+        .map_err(|e| format!("{e:#}"))
 }

@@ -45,6 +45,9 @@ pub struct StoreData {
     limits: StoreLimits,
     /// Log lines the module may still write in this call; a chatty module is cut off.
     log_budget: u32,
+    /// Log at debug level whatever the module asks (set while `init` runs before a call:
+    /// it runs before every call, and its lines were shown once at load).
+    pub demote_logs: bool,
 }
 
 /// Log lines one call may write.
@@ -67,6 +70,7 @@ impl bindings::clonekeeper::policy::log::Host for StoreData {
         }
         let fields = text.trim_end();
         let (module, digest) = (&*self.module, short_digest(&self.digest));
+        let level = if self.demote_logs { LogLevel::Debug } else { level };
         match level {
             LogLevel::Debug => tracing::debug!(module, digest, fields, "Policy: {message}"),
             LogLevel::Info => tracing::info!(module, digest, fields, "Policy: {message}"),
@@ -123,6 +127,9 @@ impl PolicyEngine {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            // jco's QuickJS components declare the async builtins (`task.cancel`, …) even when
+            // they never use them; calls stay synchronous.
+            .wasm_component_model_async(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
             .max_wasm_stack(1 << 20);
@@ -187,6 +194,7 @@ impl PolicyEngine {
             digest: Arc::clone(digest),
             limits,
             log_budget: LOG_LINES_PER_CALL,
+            demote_logs: false,
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|data| &mut data.limits);

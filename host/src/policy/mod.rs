@@ -8,7 +8,7 @@
 //! - [`reload`]: the folder scan, the watcher, and the swap of the [`PolicySet`].
 //! - [`fixtures`]: the fixture format shared by `clonekeeper policy test` and the load-time
 //!   self-check.
-//! - [`scaffold`]: `clonekeeper policy new`.
+//! - [`scaffold`]: `clonekeeper policy new`; [`componentize`]: core module → component.
 //!
 //! **Architecture invariants.**
 //! - Only this module sees wasmtime or bindgen types; the sidecar uses the
@@ -26,6 +26,7 @@
 //! it; the others are on standby. `lifecycle` is per module.
 
 mod bindings;
+pub mod componentize;
 pub mod engine;
 pub mod fixtures;
 pub mod health;
@@ -35,11 +36,13 @@ pub mod scaffold;
 mod view;
 
 #[cfg(test)]
+mod sidecar_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -142,6 +145,8 @@ pub struct PolicyHost {
     reload_lock: Mutex<()>,
     /// Called after a reload or a change of a module's health state (status refresh).
     listener: Mutex<Option<Listener>>,
+    /// Where call durations, loads and fallbacks are counted, once set.
+    metrics: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl PolicyHost {
@@ -153,6 +158,21 @@ impl PolicyHost {
             set: ArcSwap::from_pointee(PolicySet::default()),
             reload_lock: Mutex::new(()),
             listener: Mutex::new(None),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    /// Counts into `metrics` from now on: `policy_eval_seconds{module,interface}` per call,
+    /// `policy_loads_total{result}` per load, `policy_fallbacks_total` per failed call.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn count_load(&self, loaded: bool) {
+        if let Some(metrics) = self.metrics.get() {
+            use crate::metrics::{LoadLabels, LoadResult};
+            let result = if loaded { LoadResult::loaded } else { LoadResult::rejected };
+            metrics.policy_loads.get_or_create(&LoadLabels { result }).inc();
         }
     }
 
@@ -222,7 +242,16 @@ impl PolicyHost {
             if !admitted {
                 continue;
             }
-            match call(module) {
+            let started = std::time::Instant::now();
+            let result = call(module);
+            if let Some(metrics) = self.metrics.get() {
+                let labels = crate::metrics::PolicyEvalLabels {
+                    module: module.name.to_string(),
+                    interface: interface.as_str().to_string(),
+                };
+                metrics.policy_eval.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            }
+            match result {
                 Ok(answers) => {
                     module.health.lock().expect("health lock poisoned").success();
                     if position > 0 {
@@ -241,6 +270,9 @@ impl PolicyHost {
     }
 
     fn record_failure(&self, module: &Module, interface: Interface, failure: &CallFailure, now: Timestamp) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.policy_fallbacks.inc();
+        }
         let error = failure.to_string();
         let verdict = module.health.lock().expect("health lock poisoned").failure(
             error.clone(),
@@ -345,16 +377,6 @@ impl PolicyHost {
     fn shard_addr(&self, shard: u16) -> &str {
         self.config.shard_addrs.get(usize::from(shard)).map_or("", String::as_str)
     }
-
-    fn view_of(&self, candidate: &Candidate<'_>) -> RepoView {
-        RepoView::from_repo(
-            candidate.repo,
-            candidate.state,
-            candidate.shard,
-            self.shard_addr(candidate.shard),
-            candidate.record,
-        )
-    }
 }
 
 // === impl Prioritizer, RetryPolicy, RateLimitPolicy for PolicyHost ===
@@ -368,8 +390,11 @@ impl Prioritizer for PolicyHost {
         if self.set.load().chain(Interface::Prioritize).is_empty() {
             return (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN));
         }
-        let views: Vec<RepoView> = batch.iter().map(|c| self.view_of(c)).collect();
-        match PolicyHost::prioritize(self, &views, now) {
+        let views: Vec<bindings::WitRepoView> = batch
+            .iter()
+            .map(|c| RepoView::wit_from_repo(c.repo, c.state, c.shard, self.shard_addr(c.shard), c.record))
+            .collect();
+        match self.decide(Interface::Prioritize, now, |module| module.prioritize_views(&views, now)) {
             Some(decided) => (decided.answers, decided.digest),
             None => (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN)),
         }
@@ -425,6 +450,10 @@ impl RetryPolicy for PolicyHost {
 }
 
 impl RateLimitPolicy for PolicyHost {
+    fn is_active(&self) -> bool {
+        !self.set.load().chain(Interface::RateLimits).is_empty()
+    }
+
     fn limits(&self, seen: &[schedule::KeyLoad], now: Timestamp) -> Vec<(schedule::LimitKey, RateLimit)> {
         if self.set.load().chain(Interface::RateLimits).is_empty() {
             return Vec::new();

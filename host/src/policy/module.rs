@@ -322,7 +322,9 @@ impl Module {
     /// A fresh, initialised instance.
     fn ready(&self) -> Result<(Store<StoreData>, Instance), CallFailure> {
         let (mut store, instance) = self.instantiate()?;
+        store.data_mut().demote_logs = true;
         self.init(&mut store, &instance)?;
+        store.data_mut().demote_logs = false;
         Ok((store, instance))
     }
 

@@ -132,6 +132,7 @@ impl PolicyHost {
                 Err(rejection) => {
                     keep_previous(&rejection.name, &mut modules);
                     self.log_rejection(&rejection);
+                    self.count_load(false);
                     report.rejected.push(rejection.name.clone());
                     rejected.push(Rejected { rejection, config_digest: String::new(), at: now });
                     continue;
@@ -165,11 +166,13 @@ impl PolicyHost {
                         "Policy module loaded."
                     );
                     report.loaded.push(source.name.clone());
+                    self.count_load(true);
                     modules.push(Arc::new(module));
                 }
                 Err(rejection) => {
                     keep_previous(&source.name, &mut modules);
                     self.log_rejection(&rejection);
+                    self.count_load(false);
                     report.rejected.push(rejection.name.clone());
                     rejected.push(Rejected { rejection, config_digest, at: now });
                 }

@@ -88,6 +88,42 @@ impl RepoView {
         }
     }
 
+    /// The WIT view of a desired repo, built directly (the hot path: one copy of each string,
+    /// not two).
+    pub(super) fn wit_from_repo(
+        repo: &DesiredRepo,
+        state: RepoState,
+        shard: ShardIdx,
+        shard_addr: &str,
+        record: Option<&AttemptRecord>,
+    ) -> WitRepoView {
+        WitRepoView {
+            id: repo.id,
+            name: repo.name.as_str().to_string(),
+            code_host: repo.code_host().to_string(),
+            service_type: repo.service_type.as_deref().unwrap_or_default().to_string(),
+            private: repo.private,
+            fork: repo.fork,
+            archived: repo.archived,
+            stars: repo.stars,
+            created_at: repo.created_at.map(Timestamp::as_millis),
+            updated_at: repo.updated_at.map(Timestamp::as_millis),
+            size_bytes: None,
+            state: match ViewState::from(state) {
+                ViewState::Uncloned => CloneState::Uncloned,
+                ViewState::Failed => CloneState::Failed,
+                ViewState::Cloning => CloneState::Cloning,
+                ViewState::Cloned => CloneState::Cloned,
+                ViewState::Lost => CloneState::Lost,
+            },
+            shard: u32::from(shard),
+            shard_addr: shard_addr.to_string(),
+            attempts: record.map_or(0, |r| r.attempts),
+            last_error: record.and_then(|r| r.last_error.clone()),
+            last_attempt_at: record.and_then(|r| r.last_attempt_at).map(Timestamp::as_millis),
+        }
+    }
+
     /// The generated WIT type (copies the strings).
     pub(super) fn to_wit(&self) -> WitRepoView {
         WitRepoView {

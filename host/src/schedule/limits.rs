@@ -65,6 +65,11 @@ pub struct RateLimit {
 /// Decides limits from the load per key. Answers for keys not in `seen` are ignored.
 pub trait RateLimitPolicy: Send + Sync {
     fn limits(&self, seen: &[KeyLoad], now: Timestamp) -> Vec<(LimitKey, RateLimit)>;
+
+    /// Whether asking is worth building the loads at all (false: no limits).
+    fn is_active(&self) -> bool {
+        true
+    }
 }
 
 /// The built-in behaviour: no limits beyond the in-flight caps.
@@ -74,6 +79,10 @@ pub struct NoLimits;
 impl RateLimitPolicy for NoLimits {
     fn limits(&self, _seen: &[KeyLoad], _now: Timestamp) -> Vec<(LimitKey, RateLimit)> {
         Vec::new()
+    }
+
+    fn is_active(&self) -> bool {
+        false
     }
 }
 
@@ -106,6 +115,7 @@ impl Entry {
 /// Only limited keys are tracked. In-flight counts start when a key gets a limit, so a new
 /// `max-in-flight` counts only dispatches started under it: it can be briefly exceeded by
 /// dispatches that were already running, never by new ones.
+#[derive(Default)]
 pub struct RateLimiters {
     clock: FakeRelativeClock,
     /// The time the clock's zero stands for.
@@ -114,18 +124,6 @@ pub struct RateLimiters {
     at: Timestamp,
     hosts: HashMap<Box<str>, Entry>,
     shards: HashMap<ShardIdx, Entry>,
-}
-
-impl Default for RateLimiters {
-    fn default() -> RateLimiters {
-        RateLimiters {
-            clock: FakeRelativeClock::default(),
-            origin: None,
-            at: Timestamp::default(),
-            hosts: HashMap::new(),
-            shards: HashMap::new(),
-        }
-    }
 }
 
 impl fmt::Debug for RateLimiters {
@@ -293,4 +291,81 @@ fn take(entry: &mut Entry, clock_now: Nanos, now: Timestamp) -> Result<(), Times
 /// The code host of a repo name: its first segment.
 pub fn code_host_of(name: &str) -> &str {
     name.split('/').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::RepoName;
+    use crate::schedule::{Job, Limits, Scheduler};
+
+    fn limit(per_hour: u32, burst: u32, max_in_flight: Option<u32>) -> RateLimit {
+        RateLimit {
+            per_hour: NonZeroU32::new(per_hour).expect("nonzero"),
+            burst: NonZeroU32::new(burst).expect("nonzero"),
+            max_in_flight: max_in_flight.and_then(NonZeroU32::new),
+        }
+    }
+
+    fn t(secs: u64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000).saturating_add(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn a_rate_refills_with_time_and_keeps_state_across_identical_answers() {
+        let mut rates = RateLimiters::default();
+        let github = || vec![(LimitKey::CodeHost("github.com".into()), limit(3600, 2, None))];
+        rates.handle_limits(github(), t(0));
+        assert!(rates.try_acquire(0, "github.com", t(0)).is_ok());
+        assert!(rates.try_acquire(0, "github.com", t(0)).is_ok());
+        let refusal = rates.try_acquire(0, "github.com", t(0)).unwrap_err();
+        assert_eq!(refusal, Refusal::RateUntil(LimitKey::CodeHost("github.com".into()), t(1)));
+        // Asking again with the same answer does not refill the burst.
+        rates.handle_limits(github(), t(0));
+        assert!(rates.host_refuses("github.com", t(0)));
+        assert!(rates.try_acquire(0, "gitlab.com", t(0)).is_ok(), "other hosts are unlimited");
+        assert!(rates.try_acquire(0, "github.com", t(1)).is_ok(), "one per second at 3600/h");
+    }
+
+    #[test]
+    fn an_in_flight_cap_holds_until_a_dispatch_ends() {
+        let mut rates = RateLimiters::default();
+        rates.handle_limits(vec![(LimitKey::Shard(1), limit(1_000_000, 100, Some(1)))], t(0));
+        assert!(rates.try_acquire(1, "github.com", t(0)).is_ok());
+        assert_eq!(rates.try_acquire(1, "github.com", t(0)), Err(Refusal::InFlight(LimitKey::Shard(1))));
+        rates.release(1, "github.com");
+        assert!(rates.try_acquire(1, "github.com", t(0)).is_ok());
+    }
+
+    #[test]
+    fn the_scheduler_skips_a_limited_code_host_and_wakes_when_it_refills() {
+        let names: Vec<RepoName> = ["github.com/a/1", "github.com/a/2", "gitlab.com/b/1"]
+            .iter()
+            .map(|n| RepoName::normalize(n).expect("name"))
+            .collect();
+        let mut scheduler = Scheduler::new(1, Limits { max_in_flight_per_shard: 10, max_in_flight: 10 });
+        scheduler.handle_plan(&[Job { repo: 0, shard: 0 }, Job { repo: 1, shard: 0 }, Job { repo: 2, shard: 0 }]);
+        scheduler.handle_rate_limits(vec![(LimitKey::CodeHost("github.com".into()), limit(60, 1, None))], t(0));
+        let name_of = |idx: u32| &names[idx as usize];
+        assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(0));
+        // github.com is used up for a minute: gitlab.com goes ahead of github.com/a/2.
+        assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(2));
+        assert_eq!(scheduler.poll_dispatch(t(0), name_of), None);
+        assert_eq!(scheduler.poll_timeout(), Some(t(60)));
+        assert_eq!(scheduler.poll_dispatch(t(60), name_of).map(|(job, _)| job.repo), Some(1));
+    }
+
+    #[test]
+    fn without_limits_the_order_is_unchanged() {
+        let names: Vec<RepoName> =
+            ["github.com/a/1", "github.com/a/2"].iter().map(|n| RepoName::normalize(n).expect("name")).collect();
+        let mut scheduler = Scheduler::new(1, Limits::default());
+        scheduler.handle_plan(&[Job { repo: 1, shard: 0 }, Job { repo: 0, shard: 0 }]);
+        let name_of = |idx: u32| &names[idx as usize];
+        assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(1));
+        assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(0));
+        assert!(scheduler.rate_limits().is_empty());
+    }
 }

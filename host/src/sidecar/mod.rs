@@ -31,9 +31,12 @@ use crate::config::{Config, DispatchTarget};
 use crate::dispatch::{self, Dispatch, Outcome};
 use crate::error_chain::error_chain;
 use crate::metrics::{DispatchLabels, DispatchResult, ShardLabel};
-use crate::model::{AttemptRecord, CloneStatus, RecordedState, RepoName, Timestamp};
+use crate::model::{AttemptRecord, CloneStatus, DesiredRepo, RecordedState, RepoName, ShardIdx, Timestamp};
+use crate::policy::{short_digest, PolicyHost};
 use crate::reconcile::{self, Actual, Context, Plan, Problem, RepoState, ShardActual};
-use crate::schedule::{self, Failure, Prioritizer, RetryDecision, RetryPolicy, Scheduler};
+use crate::schedule::{
+    self, Failure, KeyLoad, LimitKey, Prioritizer, RateLimitPolicy, RetryDecision, RetryPolicy, Scheduler,
+};
 use crate::sources::gitserver::GitserverClient;
 use crate::sources::repo_db::{RepoDb, WriteBack};
 use crate::state::StateStore;
@@ -52,6 +55,10 @@ pub struct Parts {
     pub client: GitserverClient,
     pub prioritizer: Arc<dyn Prioritizer>,
     pub retry: Arc<dyn RetryPolicy>,
+    /// Rate limits per code host and per shard, asked once per tick.
+    pub rate_limits: Arc<dyn RateLimitPolicy>,
+    /// The policy engine behind the three seams, if one runs (for its status).
+    pub policy: Option<Arc<PolicyHost>>,
 }
 
 /// The live status, swapped atomically after every change; readers never block the loop.
@@ -99,6 +106,7 @@ pub async fn run(
         writeback_error: Arc::new(ArcSwap::from_pointee(None)),
         writeback: None,
         dispatched_before: HashSet::new(),
+        in_flight_repos: HashMap::new(),
         decisions: HashMap::new(),
         metrics,
         parts: Arc::clone(&parts),
@@ -139,10 +147,11 @@ pub async fn run(
                 sidecar.publish();
             }
             Some(outcome) = outcome_rx.recv() => {
-                sidecar.handle_outcome(outcome);
+                let mut outcomes = vec![outcome];
                 while let Ok(outcome) = outcome_rx.try_recv() {
-                    sidecar.handle_outcome(outcome);
+                    outcomes.push(outcome);
                 }
+                sidecar.handle_outcomes(outcomes);
                 sidecar.fill(&outcome_tx);
                 sidecar.publish();
             }
@@ -178,6 +187,8 @@ struct Sidecar {
     writeback: Option<JoinHandle<()>>,
     /// Repos dispatched at least once by this process, to count re-dispatches.
     dispatched_before: HashSet<RepoName>,
+    /// The row of each repo in flight, for the retry policy's view of it when it fails.
+    in_flight_repos: HashMap<RepoName, DesiredRepo>,
     /// The last prioritisation of each queued repo (by desired index): score and module.
     decisions: HashMap<u32, (f64, Arc<str>)>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -252,15 +263,19 @@ impl Sidecar {
             }
         }
 
-        let ordered = schedule::order(
-            desired,
-            &snapshot.routes,
-            &plan,
-            &self.attempts,
-            self.parts.prioritizer.as_ref(),
-            PRIORITIZE_BATCH,
-            now,
-        );
+        // Policy calls are bounded by their deadline but may take it; keep the runtime's
+        // other tasks (dispatches, admin API) running meanwhile.
+        let ordered = off_runtime(|| {
+            schedule::order(
+                desired,
+                &snapshot.routes,
+                &plan,
+                &self.attempts,
+                self.parts.prioritizer.as_ref(),
+                PRIORITIZE_BATCH,
+                now,
+            )
+        });
         if ordered.fallbacks > 0 {
             tracing::warn!(
                 batches = ordered.fallbacks,
@@ -268,6 +283,13 @@ impl Sidecar {
             );
         }
         self.scheduler.handle_plan(&ordered.jobs);
+        if self.parts.rate_limits.is_active() {
+            let loads = self.key_loads(desired, &plan, &ordered.jobs);
+            let limits = off_runtime(|| self.parts.rate_limits.limits(&loads, now));
+            self.scheduler.handle_rate_limits(limits, now);
+        } else if !self.scheduler.rate_limits().is_empty() {
+            self.scheduler.handle_rate_limits(Vec::new(), now);
+        }
         self.log_decisions(&ordered);
         self.decisions =
             ordered.jobs.iter().zip(ordered.decisions).map(|(job, decision)| (job.repo, decision)).collect();
@@ -302,6 +324,7 @@ impl Sidecar {
                 continue;
             };
             let now = Timestamp::now();
+            self.in_flight_repos.insert(name.clone(), repo.clone());
             let record = self.attempts.entry(name.clone()).or_default();
             record.attempts += 1;
             record.last_attempt_at = Some(now);
@@ -327,9 +350,19 @@ impl Sidecar {
         }
     }
 
-    /// Records how a dispatch ended and decides the retry.
-    fn handle_outcome(&mut self, outcome: Outcome) {
+    /// Records how a batch of dispatches ended; the failures go to the retry policy in one
+    /// call.
+    fn handle_outcomes(&mut self, outcomes: Vec<Outcome>) {
+        let failed: Vec<PendingRetry> = outcomes.into_iter().filter_map(|o| self.handle_outcome(o)).collect();
+        if !failed.is_empty() {
+            self.decide_retries(failed);
+        }
+    }
+
+    /// Records how a dispatch ended. A failure is returned for [`Sidecar::decide_retries`].
+    fn handle_outcome(&mut self, outcome: Outcome) -> Option<PendingRetry> {
         self.scheduler.handle_finished(&outcome.name);
+        let repo = self.in_flight_repos.remove(&outcome.name);
         let now = outcome.finished_at;
         let shard = self.parts.config.shards.addr(outcome.shard).to_string();
         let took = outcome.finished_at.since(outcome.started_at);
@@ -355,42 +388,103 @@ impl Sidecar {
             }
             Err(failure) => {
                 self.totals.failed += 1;
-                let error = failure.message;
-                record.last_error = Some(error.clone());
-                let decision = self
-                    .parts
-                    .retry
-                    .on_failures(
-                        &[Failure {
-                            name: &outcome.name,
-                            record,
-                            repo: None,
-                            shard: outcome.shard,
-                            state: RepoState::Failed,
-                        }],
-                        now,
-                    )
-                    .into_iter()
-                    .next();
-                match decision {
-                    Some(RetryDecision::GiveUp { reason }) => {
-                        tracing::warn!(repo = %outcome.name, %shard, %error, %reason, "Dispatch failed; giving up.");
-                        record.gave_up = Some(reason);
-                        record.next_attempt_at = None;
-                    }
-                    Some(RetryDecision::RetryAt(at)) => {
-                        tracing::warn!(repo = %outcome.name, %shard, %error, retry_at = %at.to_rfc3339(), "Dispatch failed; will retry.");
-                        record.next_attempt_at = Some(at);
-                    }
-                    None => {
-                        let at = now.saturating_add(self.parts.config.backoff.delay(record.attempts, &outcome.name));
-                        tracing::warn!(repo = %outcome.name, %shard, %error, "Dispatch failed; the retry policy gave no answer, using built-in backoff.");
-                        record.next_attempt_at = Some(at);
-                    }
-                }
+                record.last_error = Some(failure.message.clone());
+                // Saved once the retry policy has decided.
+                return Some(PendingRetry {
+                    name: outcome.name,
+                    repo,
+                    shard: outcome.shard,
+                    shard_addr: shard,
+                    error: failure.message,
+                    at: now,
+                });
             }
         }
         self.persister.save(outcome.name, record.clone());
+        None
+    }
+
+    /// Asks the retry policy about a batch of failures (one call) and stores each decision.
+    fn decide_retries(&mut self, failed: Vec<PendingRetry>) {
+        let now = failed.iter().map(|f| f.at).max().unwrap_or_else(Timestamp::now);
+        let empty = AttemptRecord::default();
+        let batch: Vec<Failure<'_>> = failed
+            .iter()
+            .map(|f| Failure {
+                name: &f.name,
+                record: self.attempts.get(&f.name).unwrap_or(&empty),
+                repo: f.repo.as_ref(),
+                shard: f.shard,
+                state: RepoState::Failed,
+            })
+            .collect();
+        let (decisions, decided_by) = off_runtime(|| self.parts.retry.on_failures_traced(&batch, now));
+        drop(batch);
+        let decided_by = short_digest(&decided_by).to_string();
+        let mut decisions = decisions.into_iter();
+        for pending in failed {
+            let PendingRetry { name, shard_addr: shard, error, .. } = pending;
+            let record = self.attempts.entry(name.clone()).or_default();
+            match decisions.next() {
+                Some(RetryDecision::GiveUp { reason }) => {
+                    tracing::warn!(repo = %name, %shard, %error, %reason, policy = %decided_by, "Dispatch failed; giving up.");
+                    record.gave_up = Some(reason);
+                    record.next_attempt_at = None;
+                }
+                Some(RetryDecision::RetryAt(at)) => {
+                    tracing::warn!(repo = %name, %shard, %error, retry_at = %at.to_rfc3339(), policy = %decided_by, "Dispatch failed; will retry.");
+                    record.next_attempt_at = Some(at);
+                }
+                None => {
+                    let at = now.saturating_add(self.parts.config.backoff.delay(record.attempts, &name));
+                    tracing::warn!(repo = %name, %shard, %error, "Dispatch failed; the retry policy gave no answer, using built-in backoff.");
+                    record.next_attempt_at = Some(at);
+                }
+            }
+            self.persister.save(name, record.clone());
+        }
+    }
+
+    /// The load on every code host and shard, for the rate-limit policy.
+    fn key_loads(&self, desired: &[DesiredRepo], plan: &Plan, jobs: &[schedule::Job]) -> Vec<KeyLoad> {
+        let mut hosts: HashMap<&str, [u32; 3]> = HashMap::new();
+        for repo in desired {
+            hosts.entry(repo.code_host()).or_default()[0] += 1;
+        }
+        let mut shard_queued = vec![0u32; self.parts.config.shards.len()];
+        for job in jobs {
+            if let Some(repo) = desired.get(job.repo as usize) {
+                hosts.entry(repo.code_host()).or_default()[1] += 1;
+            }
+            if let Some(count) = shard_queued.get_mut(usize::from(job.shard)) {
+                *count += 1;
+            }
+        }
+        for name in self.scheduler.in_flight() {
+            if let Some(counts) = hosts.get_mut(schedule::code_host_of(name.as_str())) {
+                counts[2] += 1;
+            }
+        }
+        let in_flight = self.scheduler.in_flight_per_shard();
+        let mut loads: Vec<KeyLoad> = hosts
+            .into_iter()
+            .map(|(host, [repos, queued, in_flight])| KeyLoad {
+                key: LimitKey::CodeHost(host.into()),
+                repos,
+                queued,
+                in_flight,
+            })
+            .collect();
+        loads.sort_by(|a, b| a.key.cmp(&b.key));
+        for (idx, queued) in shard_queued.into_iter().enumerate() {
+            loads.push(KeyLoad {
+                key: LimitKey::Shard(idx as ShardIdx),
+                repos: plan.shards.get(idx).map_or(0, |c| u32::try_from(c.desired).unwrap_or(u32::MAX)),
+                queued,
+                in_flight: in_flight.get(idx).map_or(0, |&n| u32::try_from(n).unwrap_or(u32::MAX)),
+            });
+        }
+        loads
     }
 
     fn confirm_grace(&self) -> Duration {
@@ -520,9 +614,31 @@ impl Sidecar {
                 .take(STATUS_SAMPLE)
                 .map(|o| format!("{}: {}", self.parts.config.shards.addr(o.shard), o.name))
                 .collect(),
-            policies: Vec::new(),
+            policies: self.parts.policy.as_ref().map(|p| p.status(Timestamp::now())).unwrap_or_default(),
         };
         self.status.store(Arc::new(status));
+    }
+}
+
+/// A failed dispatch waiting for the retry policy's decision.
+struct PendingRetry {
+    name: RepoName,
+    /// The repo's row as dispatched (`None` after a restart lost it).
+    repo: Option<DesiredRepo>,
+    shard: ShardIdx,
+    shard_addr: String,
+    error: String,
+    at: Timestamp,
+}
+
+/// Runs `call` (a policy decision, bounded by its deadline) without stalling the runtime's
+/// other tasks: on a multi-threaded runtime this worker hands its tasks over meanwhile.
+fn off_runtime<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
     }
 }
 

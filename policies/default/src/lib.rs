@@ -97,7 +97,7 @@ fn delay_ms(config: &Config, attempts: u32) -> u64 {
 }
 
 fn parse_config(text: &str) -> Result<Config, String> {
-    let table: toml::Table = text.parse().map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
     let mut config = DEFAULTS;
     for (key, value) in &table {
         match key.as_str() {

@@ -81,7 +81,7 @@ fn score(w: &Weights, now: Timestamp, repo: &RepoView) -> f64 {
 }
 
 fn parse_config(text: &str) -> Result<Weights, String> {
-    let table: toml::Table = text.parse().map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
     let mut w = DEFAULTS;
     for (key, value) in &table {
         let number = value

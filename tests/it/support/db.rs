@@ -103,12 +103,16 @@ pub struct AttemptRow {
     pub gave_up: Option<String>,
 }
 
+/// A `clonekeeper_attempts` row as selected by [`PgDb::attempt`].
+type AttemptTuple = (i64, Option<String>, Option<i64>, Option<i64>, bool, Option<String>);
+
 /// A database created for one test, dropped when this value is dropped.
 pub struct PgDb {
     name: String,
     url: String,
     pool: PgPool,
-    shape: Shape,
+    /// `None` for a database without the repo schema.
+    shape: Option<Shape>,
 }
 
 fn admin_url() -> String {
@@ -132,6 +136,20 @@ impl PgDb {
     /// Creates `ck_it_<pid>_<nanos>_<n>`, loads the schema of `shape` and one external
     /// service (id 1) that every repo row belongs to.
     pub async fn create(shape: Shape) -> PgDb {
+        let mut db = PgDb::create_empty().await;
+        db.shape = Some(shape);
+        sqlx::raw_sql(shape.schema()).execute(&db.pool).await.expect("loading the repo DB schema");
+        sqlx::query(
+            "INSERT INTO external_services (id, kind, display_name, config) VALUES (1, 'GITHUB', 'GitHub', '{}')",
+        )
+        .execute(&db.pool)
+        .await
+        .expect("inserting the external service");
+        db
+    }
+
+    /// Creates an empty database: no repo table, so not (yet) a repo DB.
+    pub async fn create_empty() -> PgDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970").as_nanos();
         let name = format!("ck_it_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -143,15 +161,7 @@ impl PgDb {
         let url = with_database(&admin_url(), &name);
         let pool =
             PgPoolOptions::new().max_connections(2).connect(&url).await.expect("connecting to the test database");
-        let db = PgDb { name, url, pool, shape };
-        sqlx::raw_sql(shape.schema()).execute(&db.pool).await.expect("loading the repo DB schema");
-        sqlx::query(
-            "INSERT INTO external_services (id, kind, display_name, config) VALUES (1, 'GITHUB', 'GitHub', '{}')",
-        )
-        .execute(&db.pool)
-        .await
-        .expect("inserting the external service");
-        db
+        PgDb { name, url, pool, shape: None }
     }
 
     /// The connection string the sidecar is given.
@@ -165,11 +175,12 @@ impl PgDb {
 
     /// Writes the rows of `repos` (one transaction) and returns their ids.
     pub async fn insert_repos(&self, repos: &[NewRepo]) -> Vec<i64> {
+        let shape = self.shape.expect("repos go into a database with a repo schema");
         let mut tx = self.pool.begin().await.expect("starting a transaction");
         let mut ids = Vec::with_capacity(repos.len());
         for (n, repo) in repos.iter().enumerate() {
             let external_id = format!("R{n}");
-            let id: i32 = match self.shape {
+            let id: i32 = match shape {
                 Shape::Sources2020_06 => sqlx::query_scalar(
                     "INSERT INTO repo (name, external_service_type, external_service_id, external_id, created_at, \
                                        deleted_at, sources) \
@@ -217,7 +228,7 @@ impl PgDb {
                 .await
                 .expect("inserting a 2021 repo row"),
             };
-            if self.shape != Shape::Sources2020_06 {
+            if shape != Shape::Sources2020_06 {
                 sqlx::query(
                     "INSERT INTO external_service_repos (external_service_id, repo_id, clone_url) VALUES (1, $1, $2)",
                 )
@@ -227,7 +238,7 @@ impl PgDb {
                 .await
                 .expect("inserting an external_service_repos row");
             }
-            if self.shape == Shape::GitserverRepos2021 && repo.recorded_cloned {
+            if shape == Shape::GitserverRepos2021 && repo.recorded_cloned {
                 sqlx::query(
                     "INSERT INTO gitserver_repos (repo_id, clone_status, shard_id) VALUES ($1, 'cloned', 'gone:3178')",
                 )
@@ -245,7 +256,7 @@ impl PgDb {
     /// The stored attempt record of `repo` (a normalised name). An error while the sidecar has
     /// not created the table yet is returned, not a panic, so that callers can poll.
     pub async fn attempt(&self, repo: &str) -> Result<Option<AttemptRow>, String> {
-        let row: Option<(i64, Option<String>, Option<i64>, Option<i64>, bool, Option<String>)> = sqlx::query_as(
+        let row: Option<AttemptTuple> = sqlx::query_as(
             "SELECT attempts::bigint, last_error, last_attempt_at, next_attempt_at, in_flight, gave_up \
                FROM clonekeeper_attempts WHERE repo_name = $1",
         )

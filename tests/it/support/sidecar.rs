@@ -137,6 +137,37 @@ impl Sidecar {
         self.spawn();
     }
 
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the sidecar process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.lock().expect("not poisoned");
+        let child = child.as_ref().expect("the sidecar is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pids fit pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the child is not reaped yet
+        // (we hold it), so its pid cannot have been reused.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit by itself, at most `limit`; `None` if it is still running
+    /// then (it is left running; dropping the `Sidecar` kills it).
+    pub async fn wait_exit(&self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            {
+                let mut child = self.child.lock().expect("not poisoned");
+                let process = child.as_mut().expect("the sidecar was started");
+                if let Some(exit) = process.try_wait().expect("polling the sidecar") {
+                    child.take();
+                    return Some(exit);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }

@@ -3,11 +3,13 @@
 //! ```text
 //! componentize new  CORE.wasm -o COMPONENT.wasm   # like `wasm-tools component new`
 //! componentize wit  COMPONENT.wasm                # like `wasm-tools component wit`
-//! componentize check COMPONENT.wasm               # imports only clonekeeper:policy/log?
+//! componentize check COMPONENT.wasm               # fit for clonekeeper's host?
 //! ```
 //!
 //! It uses the same `wit-component` crate as `wasm-tools`, so the output is the same; it exists
-//! because building this is quicker than `cargo install wasm-tools`.
+//! because building this is quicker than `cargo install wasm-tools`. `check` catches the usual
+//! mistakes early (WASI imports, no policy export); `clonekeeper policy check` remains the
+//! authority.
 
 use std::process::ExitCode;
 
