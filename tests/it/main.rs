@@ -6,6 +6,7 @@ mod support;
 mod bad_config;
 mod broken_clone_url;
 mod clone_finishing_mid_observation;
+mod operator;
 mod routing_table;
 mod schema_shapes;
 mod seed_scenario;

@@ -185,7 +185,8 @@ async fn promtool_accepts_metrics_and_alert_rules() {
     sidecar.wait_for("both good repos cloned and one failure", |s| s.totals.cloned == 2 && s.totals.failed == 1).await;
 
     let metrics = reqwest::get(sidecar.url("/metrics")).await.expect("GET /metrics").text().await.expect("text");
-    for needle in ["clonekeeper_cloned{", "clonekeeper_dispatches_total{", "clonekeeper_clone_duration_seconds_bucket{"] {
+    for needle in ["clonekeeper_cloned{", "clonekeeper_dispatches_total{", "clonekeeper_clone_duration_seconds_bucket{"]
+    {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
     }
     assert!(metrics.contains("result=\"failed\""), "the failed dispatch is counted:\n{metrics}");
@@ -239,7 +240,8 @@ struct PrivatePostgres {
 
 impl PrivatePostgres {
     fn bin(name: &str) -> PathBuf {
-        let versions = std::fs::read_dir("/usr/lib/postgresql").expect("Postgres server binaries in /usr/lib/postgresql");
+        let versions =
+            std::fs::read_dir("/usr/lib/postgresql").expect("Postgres server binaries in /usr/lib/postgresql");
         let mut dirs: Vec<PathBuf> = versions.filter_map(|e| e.ok()).map(|e| e.path().join("bin").join(name)).collect();
         dirs.sort();
         dirs.pop().filter(|p| p.exists()).unwrap_or_else(|| panic!("no {name} under /usr/lib/postgresql"))

@@ -55,7 +55,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
     });
-    let (policy, _watcher) = start_policies(&config, &shared).await?;
+    // The policy engine exists from here (the reload hook needs it); its folder loads in the
+    // background while the admin API starts and the databases are awaited.
+    let (policy, loading) = start_policies(&config, &shared)?;
     let admin_state = AdminState {
         status: Arc::clone(&shared.status),
         metrics: Arc::clone(&shared.metrics),
@@ -78,17 +80,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    let repo_db = retry_until_up("repo DB", || async {
+    let Some(repo_db) = retry_until_up("repo DB", || async {
         let db = Database::connect(&config.repo_db_url).await?;
         Ok::<_, anyhow::Error>(RepoDb::open(db).await?)
     })
-    .await;
+    .await
+    else {
+        tracing::info!("Stopped while waiting for the repo DB.");
+        return Ok(());
+    };
     let _ = repo_db_cell.set(repo_db.clone());
-    let state = retry_until_up("state DB", || async {
+    let Some(state) = retry_until_up("state DB", || async {
         let db = Database::connect(&config.state_url).await?;
         Ok::<_, anyhow::Error>(StateStore::open(db).await?)
     })
-    .await;
+    .await
+    else {
+        tracing::info!("Stopped while waiting for the state DB.");
+        return Ok(());
+    };
     let client = GitserverClient::new(ClientConfig {
         request_timeout: config.list_timeout,
         dispatch_timeout: config.dispatch_timeout,
@@ -108,6 +118,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(host) => (host.clone(), host.clone(), host.clone()),
             None => (Arc::new(BuiltinOrder), Arc::new(builtin_retry), Arc::new(NoLimits)),
         };
+    // The first tick uses the policies: wait for the folder's first load.
+    let _watcher = match loading {
+        Some(loading) => Some(loading.await.context("the policy loader stopped")?.with_context(|| {
+            format!("loading policies from {}", config.policy.dir.as_deref().unwrap_or(Path::new("")).display())
+        })?),
+        None => None,
+    };
     let parts = Parts { retry, prioritizer, rate_limits, policy, config, repo_db, state, client };
     sidecar::run(parts, shared, control_rx, shutdown_signal()).await.context("loading attempt state")?;
     Ok(())
@@ -115,10 +132,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// The policy engine when `[policy] dir` is set: loads the folder (off the runtime), then
 /// watches it. Every reload and quarantine refreshes the `policies` list of the status.
-async fn start_policies(
-    config: &Config,
-    shared: &Shared,
-) -> anyhow::Result<(Option<Arc<PolicyHost>>, Option<Watcher>)> {
+type Loading = tokio::task::JoinHandle<Result<Watcher, crate::policy::PolicyError>>;
+
+fn start_policies(config: &Config, shared: &Shared) -> anyhow::Result<(Option<Arc<PolicyHost>>, Option<Loading>)> {
     let Some(dir) = &config.policy.dir else {
         tracing::info!("No policy folder configured; built-in order, retries and no rate limits.");
         return Ok((None, None));
@@ -142,11 +158,8 @@ async fn start_policies(
         }
     });
     let loader = Arc::clone(&host);
-    let watcher = tokio::task::spawn_blocking(move || loader.watch())
-        .await
-        .context("the policy loader stopped")?
-        .with_context(|| format!("loading policies from {}", dir.display()))?;
-    Ok((Some(host), Some(watcher)))
+    tracing::info!(dir = %dir.display(), "Loading policies.");
+    Ok((Some(host), Some(tokio::task::spawn_blocking(move || loader.watch()))))
 }
 
 /// `POST /v1/policies/reload`: a rescan now, off the runtime; answers what changed.
@@ -170,19 +183,28 @@ fn reload_hook(host: &Arc<PolicyHost>) -> Reload {
 }
 
 /// Retries `connect` with capped backoff until it succeeds: a sidecar that starts before its
-/// database should wait for it, not crash-loop.
-async fn retry_until_up<T, F, Fut>(what: &str, mut connect: F) -> T
+/// database should wait for it, not crash-loop. `None` when SIGTERM or Ctrl-C came first.
+async fn retry_until_up<T, F, Fut>(what: &str, mut connect: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let mut delay = Duration::from_millis(500);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
-        match connect().await {
-            Ok(value) => return value,
+        let attempt = tokio::select! {
+            () = &mut shutdown => return None,
+            attempt = connect() => attempt,
+        };
+        match attempt {
+            Ok(value) => return Some(value),
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), retry_in = ?delay, "Connecting to the {what} failed; retrying.");
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = &mut shutdown => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }

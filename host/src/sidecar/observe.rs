@@ -80,9 +80,11 @@ pub async fn observe(
                 .map(|(repo, _)| &repo.name)
                 .collect();
             let addr = shards.addr(shard);
-            let cloning = client.cloning(addr, &missing).await.map_err(|e| e.to_string())?;
+            let progress = client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
             drop(listed);
-            Ok(ShardAnswer { cloned, cloning })
+            let mut cloned = cloned;
+            cloned.extend(progress.cloned);
+            Ok(ShardAnswer { cloned, cloning: progress.cloning })
         }
     });
     let shards = join_all(answers).await;

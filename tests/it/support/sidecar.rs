@@ -25,6 +25,8 @@ pub struct SidecarConfig {
     pub backoff_max: &'static str,
     pub max_in_flight_per_shard: u32,
     pub writeback: bool,
+    /// `[admin] token`, needed by the mutating admin calls.
+    pub admin_token: Option<&'static str>,
 }
 
 impl SidecarConfig {
@@ -38,12 +40,14 @@ impl SidecarConfig {
             backoff_max: "3s",
             max_in_flight_per_shard: 5,
             writeback: false,
+            admin_token: None,
         }
     }
 
     /// The TOML file, listening for admin requests on `admin_port`.
     pub fn render(&self, admin_port: u16) -> String {
         let quote = |s: &str| serde_json::to_string(s).expect("strings serialise");
+        let token = self.admin_token.map(|t| format!("token = {}\n", quote(t))).unwrap_or_default();
         let addrs: Vec<String> = self.addrs.iter().map(|a| quote(a)).collect();
         format!(
             "[repo_db]\nurl = {url}\n\n\
@@ -51,7 +55,7 @@ impl SidecarConfig {
              [sync]\ninterval = {interval}\n\n\
              [dispatch]\nmax_in_flight_per_shard = {per_shard}\nbackoff_base = {base}\nbackoff_max = {max}\n\n\
              [writeback]\nenabled = {writeback}\n\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{token}\n\
              [log]\nlevel = \"info\"\n",
             url = quote(&self.repo_db_url),
             addrs = addrs.join(", "),

@@ -42,6 +42,14 @@ impl Default for ClientConfig {
     }
 }
 
+/// What `/repo-clone-progress` said about names missing from a shard's list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub cloning: Vec<RepoName>,
+    /// Cloned by now (the clone finished after the list call).
+    pub cloned: Vec<RepoName>,
+}
+
 /// An HTTP client for any number of shards (and repo-updater).
 #[derive(Clone, Debug)]
 pub struct GitserverClient {
@@ -67,23 +75,26 @@ impl GitserverClient {
         Ok(names.into_iter().map(RepoName::from_normalized).collect())
     }
 
-    /// `POST /repo-clone-progress` in batches: which of `names` the shard is cloning now.
-    pub async fn cloning(&self, addr: &str, names: &[&RepoName]) -> Result<Vec<RepoName>, GitserverError> {
-        let mut cloning = Vec::new();
+    /// `POST /repo-clone-progress` in batches: which of `names` the shard is cloning now, and
+    /// which it finished cloning since its list was read (they count as cloned at once, so a
+    /// clone that completes between the two calls is not dispatched again).
+    pub async fn clone_progress(&self, addr: &str, names: &[&RepoName]) -> Result<Progress, GitserverError> {
+        let mut progress = Progress::default();
         for batch in names.chunks(self.config.progress_batch.max(1)) {
             let body = ReposRequest { repos: batch.iter().map(|n| n.to_string()).collect() };
             let request =
                 self.http.post(url(addr, "/repo-clone-progress")).json(&body).timeout(self.config.request_timeout);
             let answer: CloneProgressResponse = self.send(addr, "POST /repo-clone-progress", request).await?;
-            cloning.extend(
-                answer
-                    .results
-                    .into_iter()
-                    .filter(|(_, progress)| progress.clone_in_progress && !progress.cloned)
-                    .filter_map(|(name, _)| RepoName::normalize(&name)),
-            );
+            for (name, state) in answer.results {
+                let Some(name) = RepoName::normalize(&name) else { continue };
+                if state.cloned {
+                    progress.cloned.push(name);
+                } else if state.clone_in_progress {
+                    progress.cloning.push(name);
+                }
+            }
         }
-        Ok(cloning)
+        Ok(progress)
     }
 
     /// `POST /repo-update` on the owning shard. Blocks while the shard clones; `Ok` carries
