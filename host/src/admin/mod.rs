@@ -149,8 +149,8 @@ async fn explain(State(state): State<AdminState>, Path(name): Path<String>) -> R
 }
 
 async fn enqueue(State(state): State<AdminState>, headers: HeaderMap, Path(path): Path<String>) -> Response {
-    if let Err(response) = auth::check(&headers, state.token.as_deref()) {
-        return response;
+    if let Err(denied) = auth::check(&headers, state.token.as_deref()) {
+        return denied.into_response();
     }
     let Some(name) = path.strip_suffix("/enqueue") else {
         return error(StatusCode::NOT_FOUND, "POST /v1/repos/{name}/enqueue is the only POST on repos");
@@ -164,8 +164,8 @@ async fn enqueue(State(state): State<AdminState>, headers: HeaderMap, Path(path)
 }
 
 async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(response) = auth::check(&headers, state.token.as_deref()) {
-        return response;
+    if let Err(denied) = auth::check(&headers, state.token.as_deref()) {
+        return denied.into_response();
     }
     let Some(reload) = &state.reload else {
         return error(StatusCode::CONFLICT, "no policy folder is configured ([policy] dir)");

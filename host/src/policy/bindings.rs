@@ -8,12 +8,12 @@ wasmtime::component::bindgen!({
     world: "full",
 });
 
-pub use clonekeeper::policy::log::Level as LogLevel;
-pub use clonekeeper::policy::types::{CloneState, RepoView as WitRepoView};
-pub use exports::clonekeeper::policy::lifecycle;
-pub use exports::clonekeeper::policy::prioritize;
-pub use exports::clonekeeper::policy::rate_limits;
-pub use exports::clonekeeper::policy::reenqueue;
+pub use self::clonekeeper::policy::log::Level as LogLevel;
+pub use self::clonekeeper::policy::types::{CloneState, RepoView as WitRepoView};
+pub use self::exports::clonekeeper::policy::lifecycle;
+pub use self::exports::clonekeeper::policy::prioritize;
+pub use self::exports::clonekeeper::policy::rate_limits;
+pub use self::exports::clonekeeper::policy::reenqueue;
 
 /// The WIT package every policy is built against.
 pub const PACKAGE: &str = "clonekeeper:policy@0.1.0";
