@@ -27,6 +27,8 @@ pub struct SidecarConfig {
     pub writeback: bool,
     /// `[admin] token`, needed by the mutating admin calls.
     pub admin_token: Option<&'static str>,
+    /// `[policy] dir`: the watched folder of policy modules.
+    pub policy_dir: Option<std::path::PathBuf>,
 }
 
 impl SidecarConfig {
@@ -41,6 +43,7 @@ impl SidecarConfig {
             max_in_flight_per_shard: 5,
             writeback: false,
             admin_token: None,
+            policy_dir: None,
         }
     }
 
@@ -56,7 +59,7 @@ impl SidecarConfig {
              [dispatch]\nmax_in_flight_per_shard = {per_shard}\nbackoff_base = {base}\nbackoff_max = {max}\n\n\
              [writeback]\nenabled = {writeback}\n\n\
              [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{token}\n\
-             [log]\nlevel = \"info\"\n",
+             [log]\nlevel = \"info\"\n{policy}",
             url = quote(&self.repo_db_url),
             addrs = addrs.join(", "),
             routing = quote(self.routing),
@@ -65,6 +68,11 @@ impl SidecarConfig {
             base = quote(self.backoff_base),
             max = quote(self.backoff_max),
             writeback = self.writeback,
+            policy = self
+                .policy_dir
+                .as_ref()
+                .map(|dir| format!("\n[policy]\ndir = {}\n", quote(&dir.to_string_lossy())))
+                .unwrap_or_default(),
         )
     }
 }
