@@ -181,3 +181,6 @@ mod tests {
         assert_eq!(url("https://gs.example/", "/repos"), "https://gs.example/repos");
     }
 }
+
+#[cfg(test)]
+mod answer_tests;
