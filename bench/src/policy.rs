@@ -25,6 +25,7 @@ const NOW: i64 = 1_900_000_000_000;
 
 /// The Rego twin of popular-first. Rego has no logarithm or power builtins: `log2` and `exp2`
 /// are regorus extensions (native Rust functions), which only flatters Rego.
+#[cfg(feature = "rego")]
 const REGO: &str = r#"
 package clonekeeper
 
@@ -239,27 +240,38 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
     section.row(&format!("load {name}: from the disk cache"), ms(cached), "");
     section.row("ratio compile / cached load", ratio(compile, cached), "");
 
-    // Rego: the same decision, on fewer repos if asked (regorus is an interpreter).
-    let rego_repos = &desired[..n_rego.min(n_repos)];
-    let rego_candidates = candidates(rego_repos);
-    let rego = time(runs.min(3), || {
-        let scores = rego_eval(rego_repos, now).expect("regorus evaluates");
-        checksum += scores.len() as f64;
-    });
-    let wasm_same = time(runs, || {
-        for batch in rego_candidates.chunks(BATCH) {
-            checksum += host.prioritize_traced(batch, now).0.len() as f64;
+    #[cfg(feature = "rego")]
+    {
+        // Rego: the same decision, on fewer repos if asked (regorus is an interpreter).
+        let rego_repos = &desired[..n_rego.min(n_repos)];
+        let rego_candidates = candidates(rego_repos);
+        let rego = time(runs.min(3), || {
+            let scores = rego_eval(rego_repos, now).expect("regorus evaluates");
+            checksum += scores.len() as f64;
+        });
+        let wasm_same = time(runs, || {
+            for batch in rego_candidates.chunks(BATCH) {
+                checksum += host.prioritize_traced(batch, now).0.len() as f64;
+            }
+        });
+        let rego_scores = rego_eval(&rego_repos[..1000.min(rego_repos.len())], now)?;
+        let native_scores = NativePopularFirst.prioritize(&rego_candidates[..rego_scores.len()], now);
+        for (x, y) in rego_scores.iter().zip(&native_scores) {
+            let Priority::Score(y) = y else { anyhow::bail!("native said not-now") };
+            anyhow::ensure!((x - y).abs() < 1e-6, "Rego and native disagree: {x} != {y}");
         }
-    });
-    let rego_scores = rego_eval(&rego_repos[..1000.min(rego_repos.len())], now)?;
-    let native_scores = NativePopularFirst.prioritize(&rego_candidates[..rego_scores.len()], now);
-    for (x, y) in rego_scores.iter().zip(&native_scores) {
-        let Priority::Score(y) = y else { anyhow::bail!("native said not-now") };
-        anyhow::ensure!((x - y).abs() < 1e-6, "Rego and native disagree: {x} != {y}");
+        section.row(&format!("the same decision in Rego (regorus), {} repos", rego_repos.len()), ms(rego), "");
+        section.row(&format!("the module on the same {} repos", rego_repos.len()), ms(wasm_same), "");
+        section.row("ratio Rego / module", ratio(rego, wasm_same), "goal ≥ 10×");
     }
-    section.row(&format!("the same decision in Rego (regorus), {} repos", rego_repos.len()), ms(rego), "");
-    section.row(&format!("the module on the same {} repos", rego_repos.len()), ms(wasm_same), "");
-    section.row("ratio Rego / module", ratio(rego, wasm_same), "goal ≥ 10×");
+    #[cfg(not(feature = "rego"))]
+    section.row(
+        "the same decision in Rego (regorus)",
+        "not measured: build with `--features rego`".to_string(),
+        "goal ≥ 10×",
+    );
+    #[cfg(not(feature = "rego"))]
+    let _ = n_rego;
 
     // Reload latency: a new version written into a watched folder until it serves.
     let reload = reload_latency(&bytes, &name, cache.path(), runs)?;
@@ -281,6 +293,7 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
     Ok(section)
 }
 
+#[cfg(feature = "rego")]
 fn rego_eval(repos: &[DesiredRepo], now: Timestamp) -> anyhow::Result<Vec<f64>> {
     use std::collections::BTreeMap;
 
