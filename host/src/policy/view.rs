@@ -32,6 +32,7 @@ impl From<RepoState> for ViewState {
             RepoState::Cloning => ViewState::Cloning,
             RepoState::Failed => ViewState::Failed,
             RepoState::Uncloned | RepoState::Unknown => ViewState::Uncloned,
+            RepoState::Lost => ViewState::Lost,
         }
     }
 }

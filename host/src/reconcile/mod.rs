@@ -50,6 +50,10 @@ pub enum RepoState {
     Failed,
     /// The owning shard has never answered a list call: nothing is known, nothing dispatched.
     Unknown,
+    /// A dispatch succeeded, yet after the confirmation grace the owning shard neither lists
+    /// nor clones it: the shard lost it (e.g. a restart wiped an unfinished clone). The retry
+    /// policy decides what happens next. Counted as uncloned.
+    Lost,
 }
 
 impl RepoState {
@@ -60,6 +64,7 @@ impl RepoState {
             RepoState::Uncloned => "uncloned",
             RepoState::Failed => "failed",
             RepoState::Unknown => "unknown",
+            RepoState::Lost => "lost",
         }
     }
 }
@@ -173,6 +178,10 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             RepoState::Failed
         } else if record.is_some_and(|r| r.gave_up.is_some() || r.last_error.is_some()) {
             RepoState::Failed
+        } else if record.is_some_and(|r| r.attempts > 0 && r.next_attempt_at.is_some_and(|at| at <= ctx.now)) {
+            // Only a successful dispatch leaves attempts without an error and a deadline set
+            // (the confirmation grace); that deadline has passed without a clone.
+            RepoState::Lost
         } else {
             RepoState::Uncloned
         };
@@ -182,11 +191,11 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
         match state {
             RepoState::Cloned => counts.cloned += 1,
             RepoState::Cloning => counts.cloning += 1,
-            RepoState::Uncloned => counts.uncloned += 1,
+            RepoState::Uncloned | RepoState::Lost => counts.uncloned += 1,
             RepoState::Failed => counts.failed += 1,
             RepoState::Unknown => counts.unknown += 1,
         }
-        if matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Unknown) {
+        if matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Unknown | RepoState::Lost) {
             if let Some(created) = repo.created_at {
                 counts.oldest_uncloned_created_at =
                     Some(counts.oldest_uncloned_created_at.map_or(created, |t| t.min(created)));
@@ -194,7 +203,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
         }
 
         let dispatchable = repo.clone_url.is_some()
-            && matches!(state, RepoState::Uncloned | RepoState::Failed)
+            && matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Lost)
             && record.is_none_or(|r| r.gave_up.is_none());
         if dispatchable {
             match record.and_then(|r| r.next_attempt_at) {

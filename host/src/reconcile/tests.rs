@@ -186,3 +186,17 @@ fn oldest_uncloned_is_tracked_per_shard_and_in_total() {
     assert_eq!(plan.shards[1].oldest_uncloned_created_at, Some(t(3)));
     assert_eq!(plan.totals.oldest_uncloned_created_at, Some(t(2)));
 }
+
+#[test]
+fn a_confirmed_dispatch_whose_clone_never_shows_is_lost_after_the_grace() {
+    let mut f = fixture("x/a@0 x/b@0", &[""]);
+    let succeeded = AttemptRecord { attempts: 1, next_attempt_at: Some(t(30)), ..Default::default() };
+    f.attempts.insert(name("x/a"), succeeded);
+    let plan = f.run(t(29));
+    assert_eq!(f.states(&plan), "x/a=uncloned x/b=uncloned", "within the grace it waits for the list");
+    assert_eq!(f.due(&plan), "x/b");
+    let plan = f.run(t(30));
+    assert_eq!(f.states(&plan), "x/a=lost x/b=uncloned");
+    assert_eq!(f.due(&plan), "x/a x/b");
+    assert_eq!(plan.totals.uncloned, 2, "lost repos count as uncloned");
+}

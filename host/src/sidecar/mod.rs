@@ -12,6 +12,7 @@
 //! - Every attempt is stored before its call is made; every outcome after.
 
 mod control;
+mod lost;
 mod observe;
 mod persist;
 
@@ -253,8 +254,9 @@ impl Sidecar {
         let snapshot = Arc::clone(&self.snapshot);
         let desired = &snapshot.desired.repos;
         let ctx = Context { attempts: &self.attempts, in_flight: &in_flight, now };
-        let plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
+        let mut plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
         drop(actual);
+        self.reenqueue_lost(&snapshot, &mut plan, now);
 
         // Records of repos confirmed cloned are no longer needed.
         for (repo, state) in desired.iter().zip(&plan.states) {
@@ -503,7 +505,7 @@ impl Sidecar {
             let status = match state {
                 RepoState::Cloned => CloneStatus::Cloned,
                 RepoState::Cloning => CloneStatus::Cloning,
-                RepoState::Uncloned | RepoState::Failed => CloneStatus::NotCloned,
+                RepoState::Uncloned | RepoState::Failed | RepoState::Lost => CloneStatus::NotCloned,
                 RepoState::Unknown => continue,
             };
             let stale = match repo.recorded {

@@ -1,0 +1,70 @@
+//! Lost clones: dispatched successfully, never listed. The retry policy (`reenqueue`) decides,
+//! in one call per tick, whether they go again now, later, or never.
+
+use std::sync::Arc;
+
+use super::{off_runtime, Sidecar, Snapshot};
+use crate::model::Timestamp;
+use crate::policy::short_digest;
+use crate::reconcile::{Plan, RepoState};
+use crate::schedule::{Failure, RetryDecision};
+
+/// Stored as the repo's last error once its clone is found lost, so later ticks treat it as a
+/// failed repo on its retry deadline rather than ask the policy again.
+pub const LOST: &str = "clone lost: the dispatch succeeded but the owning shard never listed the clone";
+
+impl Sidecar {
+    /// Asks the retry policy about this tick's lost repos and applies its answers to the plan:
+    /// a later retry or a give-up takes the repo out of this tick's due list.
+    pub(super) fn reenqueue_lost(&mut self, snapshot: &Arc<Snapshot>, plan: &mut Plan, now: Timestamp) {
+        let lost: Vec<u32> = plan.due.iter().copied().filter(|&i| plan.states[i as usize] == RepoState::Lost).collect();
+        if lost.is_empty() {
+            return;
+        }
+        let repos = &snapshot.desired.repos;
+        let empty = Default::default();
+        let batch: Vec<Failure<'_>> = lost
+            .iter()
+            .map(|&i| {
+                let repo = &repos[i as usize];
+                Failure {
+                    name: &repo.name,
+                    record: self.attempts.get(&repo.name).unwrap_or(&empty),
+                    repo: Some(repo),
+                    shard: snapshot.routes[i as usize],
+                    state: RepoState::Lost,
+                }
+            })
+            .collect();
+        let (decisions, decided_by) = off_runtime(|| self.parts.retry.on_failures_traced(&batch, now));
+        drop(batch);
+        let decided_by = short_digest(&decided_by).to_string();
+        let mut not_now = Vec::new();
+        for (&idx, decision) in lost.iter().zip(decisions.into_iter().map(Some).chain(std::iter::repeat(None))) {
+            let repo = &repos[idx as usize];
+            let shard = self.parts.config.shards.addr(snapshot.routes[idx as usize]).to_string();
+            let record = self.attempts.entry(repo.name.clone()).or_default();
+            record.last_error = Some(LOST.to_string());
+            match decision {
+                Some(RetryDecision::GiveUp { reason }) => {
+                    tracing::warn!(repo = %repo.name, %shard, %reason, policy = %decided_by, "Clone lost; giving up.");
+                    record.gave_up = Some(reason);
+                    record.next_attempt_at = None;
+                    plan.states[idx as usize] = RepoState::Failed;
+                    not_now.push(idx);
+                }
+                Some(RetryDecision::RetryAt(at)) if at > now => {
+                    tracing::warn!(repo = %repo.name, %shard, retry_at = %at.to_rfc3339(), policy = %decided_by, "Clone lost; will retry.");
+                    record.next_attempt_at = Some(at);
+                    not_now.push(idx);
+                }
+                _ => {
+                    tracing::warn!(repo = %repo.name, %shard, policy = %decided_by, "Clone lost; dispatching again.");
+                    record.next_attempt_at = None;
+                }
+            }
+            self.persister.save(repo.name.clone(), record.clone());
+        }
+        plan.due.retain(|idx| !not_now.contains(idx));
+    }
+}
