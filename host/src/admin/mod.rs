@@ -3,7 +3,8 @@
 //! Read calls (no token needed):
 //! - `GET /healthz`: 200 while the process serves requests.
 //! - `GET /readyz`: 200 when the repo DB answers, at least one shard answered its last list
-//!   call, a first tick is done and policies are loaded; 503 with the reasons otherwise.
+//!   call and a first tick is done (the first tick waits for the policy folder's first load,
+//!   so policies are loaded too); 503 with the reasons otherwise.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /v1/status`: the status document.
 //! - `GET /v1/repos/{name}`: explain one repo.
