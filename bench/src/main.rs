@@ -55,8 +55,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(&format!(
-        "Measured by `cargo run --release -p clonekeeper-bench` on {} ({} cores), {}.\n\
+        "Measured by `cargo run --release -p clonekeeper-bench{} -- {}` on {} ({} cores), {}.\n\
          Each figure is the median of its runs; every ratio compares against a baseline measured in the same run.\n\n",
+        if cfg!(feature = "rego") { " --features rego" } else { "" },
+        std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         std::env::consts::ARCH,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         chrono_free_date(),
