@@ -1,0 +1,106 @@
+//! Tests of the policy authoring commands on real components.
+
+use clap::Parser as _;
+
+use super::*;
+
+const STARS: &str = include_str!("../../policy/testdata/stars.wat");
+const PRELUDE: &str = include_str!("../../policy/testdata/prelude.wat");
+
+/// Writes the stars prioritizer as a binary component into `dir`.
+fn module(dir: &Path) -> PathBuf {
+    let core = STARS.replace(";; @prelude", PRELUDE);
+    let bytes = componentize::componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
+    let path = dir.join("stars.wasm");
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// Parses `args` as the real CLI would and runs the command.
+fn cli(args: &[&str]) -> (Result<u8, CliError>, String) {
+    let args = ["clonekeeper", "policy"].iter().chain(args).chain(&["--no-cache"]);
+    let parsed = crate::cli::Args::try_parse_from(args).expect("parses");
+    let crate::cli::Command::Policy(command) = parsed.command else { panic!("not a policy command") };
+    let mut out = Vec::new();
+    let code = run(command, &mut out);
+    (code, String::from_utf8(out).expect("utf-8"))
+}
+
+#[test]
+fn check_lists_the_interfaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = module(dir.path());
+    let (code, out) = cli(&["check", path.to_str().expect("utf-8")]);
+    assert_eq!(code.expect("ok"), 0);
+    assert!(out.contains("stars.wasm: ok"), "{out}");
+    assert!(out.contains("interfaces  prioritize, lifecycle"), "{out}");
+    assert!(out.contains("world       prioritizer"), "{out}");
+
+    std::fs::write(dir.path().join("junk.wasm"), b"\x00asm\x0d\x00\x01\x00xx").expect("write");
+    let (code, _) = cli(&["check", dir.path().join("junk.wasm").to_str().expect("utf-8")]);
+    let error = code.unwrap_err();
+    assert_eq!(error.code(), 1);
+    assert!(error.to_string().contains("junk.wasm"), "{error}");
+}
+
+#[test]
+fn eval_prints_the_order_as_a_table_or_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = module(dir.path());
+    let repos = dir.path().join("repos.json");
+    std::fs::write(
+        &repos,
+        r#"[{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}]"#,
+    )
+    .expect("write");
+    let (module, repos) = (path.to_str().expect("utf-8"), repos.to_str().expect("utf-8"));
+    let (code, out) = cli(&["eval", module, "--repos", repos, "--now", "2024-01-01T00:00:00Z"]);
+    assert_eq!(code.expect("ok"), 0);
+    let many = out.find("github.com/a/many").expect("listed");
+    let few = out.find("github.com/a/few").expect("listed");
+    assert!(many < few, "most stars first:\n{out}");
+    assert!(out.contains("decided by stars"), "{out}");
+
+    let (code, out) = cli(&["eval", module, "--repos", repos, "--json"]);
+    assert_eq!(code.expect("ok"), 0);
+    let document: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let rows = &document["decisions"][0]["result"];
+    assert_eq!(rows[0]["repo"], "github.com/a/many");
+    assert_eq!(rows[0]["score"], 300.0);
+    assert_eq!(document["digest"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn test_reports_pass_fail_with_a_diff_and_fails_the_exit_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = module(dir.path());
+    let fixture = dir.path().join("cases.json");
+    std::fs::write(
+        &fixture,
+        r#"{"now": 0, "cases": [
+            {"name": "stars first", "interface": "prioritize",
+             "repos": [{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}],
+             "expect": {"order": ["github.com/a/many", "github.com/a/few"], "not_now": []}},
+            {"name": "wrong on purpose", "interface": "prioritize",
+             "repos": [{"name": "github.com/a/few", "stars": 3}, {"name": "github.com/a/many", "stars": 300}],
+             "expect": {"order": ["github.com/a/few", "github.com/a/many"]}},
+            {"name": "init accepts anything", "interface": "init", "config": "x = 1", "expect": {"ok": true}}
+        ]}"#,
+    )
+    .expect("write");
+    let (code, out) = cli(&["test", path.to_str().expect("utf-8"), fixture.to_str().expect("utf-8")]);
+    assert_eq!(code.expect("ran"), 1, "{out}");
+    assert!(out.contains("PASS cases.json: stars first (prioritize)"), "{out}");
+    assert!(out.contains("FAIL cases.json: wrong on purpose (prioritize)"), "{out}");
+    assert!(out.contains("  - github.com/a/many") && out.contains("  + github.com/a/many"), "a diff:\n{out}");
+    assert!(out.contains("PASS cases.json: init accepts anything (init)"), "{out}");
+    assert!(out.trim_end().ends_with("2 passed, 1 failed"), "{out}");
+
+    // Shipped beside the module, found without arguments; all pass: exit 0.
+    let good = r#"{"cases": [{"interface": "prioritize", "repos": [{"name": "x/a", "stars": 1}, {"name": "x/b", "stars": 2}],
+                   "expect": {"top": ["x/b"]}}]}"#;
+    std::fs::write(dir.path().join("stars.fixtures.json"), good).expect("write");
+    let (code, out) = cli(&["test", path.to_str().expect("utf-8")]);
+    assert_eq!(code.expect("ran"), 0, "{out}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+}
