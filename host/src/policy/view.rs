@@ -37,6 +37,18 @@ impl From<RepoState> for ViewState {
     }
 }
 
+impl From<ViewState> for CloneState {
+    fn from(state: ViewState) -> CloneState {
+        match state {
+            ViewState::Uncloned => CloneState::Uncloned,
+            ViewState::Failed => CloneState::Failed,
+            ViewState::Cloning => CloneState::Cloning,
+            ViewState::Cloned => CloneState::Cloned,
+            ViewState::Lost => CloneState::Lost,
+        }
+    }
+}
+
 /// One repository as a policy sees it (`repo-view`). Times are Unix milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepoView {
@@ -110,13 +122,7 @@ impl RepoView {
             created_at: repo.created_at.map(Timestamp::as_millis),
             updated_at: repo.updated_at.map(Timestamp::as_millis),
             size_bytes: None,
-            state: match ViewState::from(state) {
-                ViewState::Uncloned => CloneState::Uncloned,
-                ViewState::Failed => CloneState::Failed,
-                ViewState::Cloning => CloneState::Cloning,
-                ViewState::Cloned => CloneState::Cloned,
-                ViewState::Lost => CloneState::Lost,
-            },
+            state: ViewState::from(state).into(),
             shard: u32::from(shard),
             shard_addr: shard_addr.to_string(),
             attempts: record.map_or(0, |r| r.attempts),
@@ -139,13 +145,7 @@ impl RepoView {
             created_at: self.created_at,
             updated_at: self.updated_at,
             size_bytes: self.size_bytes,
-            state: match self.state {
-                ViewState::Uncloned => CloneState::Uncloned,
-                ViewState::Failed => CloneState::Failed,
-                ViewState::Cloning => CloneState::Cloning,
-                ViewState::Cloned => CloneState::Cloned,
-                ViewState::Lost => CloneState::Lost,
-            },
+            state: self.state.into(),
             shard: self.shard,
             shard_addr: self.shard_addr.clone(),
             attempts: self.attempts,
