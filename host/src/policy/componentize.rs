@@ -29,8 +29,13 @@ pub fn componentize(core: &[u8], world: Option<&str>) -> Result<Vec<u8>, String>
         wit_component::embed_component_metadata(&mut bytes, &resolve, world_id, StringEncoding::UTF8)
             .map_err(|e| format!("embedding world {world}: {e:#}"))?;
     }
+    encode(&bytes)
+}
+
+/// Wraps a core module that carries its world into a validated component.
+fn encode(core: &[u8]) -> Result<Vec<u8>, String> {
     ComponentEncoder::default()
-        .module(&bytes)
+        .module(core)
         .map_err(|e| format!("{e:#}"))?
         .validate(true)
         .encode()
@@ -54,10 +59,5 @@ pub fn componentize_with_wit(core: &[u8], extra_wit: &str, world: &str) -> Resul
     let world_id = resolve.select_world(&[package], Some(world)).map_err(|e| format!("{e:#}"))?;
     wit_component::embed_component_metadata(&mut bytes, &resolve, world_id, StringEncoding::UTF8)
         .map_err(|e| format!("{e:#}"))?;
-    ComponentEncoder::default()
-        .module(&bytes)
-        .map_err(|e| format!("{e:#}"))?
-        .validate(true)
-        .encode()
-        .map_err(|e| format!("{e:#}"))
+    encode(&bytes)
 }
