@@ -5,7 +5,9 @@
 #
 #   scripts/build-policies.sh          # install what is missing, build, check every component
 #   scripts/build-policies.sh --test   # then run each example's fixtures through
-#                                      # `clonekeeper policy test` (builds the host CLI)
+#                                      # `clonekeeper policy test` (builds the host CLI), and
+#                                      # build and test a `clonekeeper policy new` project per
+#                                      # language
 #
 # Toolchains (policies/README.md says more):
 #   Rust:       rustup's wasm32-unknown-unknown target when installed; otherwise Debian's
@@ -199,6 +201,18 @@ if $run_tests; then
     cargo run -q --locked -p clonekeeper -- policy test "$out/$name.wasm" policies/"$name"/fixtures/*.json
   done
   done_step "Fixtures"
+
+  # What `clonekeeper policy new` writes must build here and pass its own sample fixture,
+  # through the project's own build.sh and test.sh, as an author would run them.
+  step "Scaffolds (clonekeeper policy new --lang rust|python|js)"
+  cargo build -q --locked -p clonekeeper --bin clonekeeper
+  scaffolds=target/scaffolds
+  rm -rf "$scaffolds"
+  for lang in rust python js; do
+    target/debug/clonekeeper policy new "sample-$lang" --lang "$lang" --dir "$scaffolds/sample-$lang" >/dev/null
+    (cd "$scaffolds/sample-$lang" && export CLONEKEEPER="$root/target/debug/clonekeeper" && ./build.sh && ./test.sh)
+  done
+  done_step "Scaffolds"
 fi
 
 printf -- '-- build-policies total: %s\n' "$(seconds_since "$script_start")"

@@ -1,9 +1,11 @@
 """code-host-limits: request budgets per code host, and in-flight caps per shard.
 
 Answers the `rate-limits` question only (world `limiter`). A code host's budget comes from
-its own entry in the config, else from its service type's (GitHub 5,000/h, GitLab 36,000/h,
+its own entry in the config, laid over its service type's (GitHub 5,000/h, GitLab 36,000/h,
 Bitbucket Server 28,800/h unless configured otherwise); hosts with neither stay unlimited.
-Shards get `max_in_flight` caps when the config sets them. See code-host-limits.toml.
+The service type is the entry's `service_type` when it sets one, else the one the host
+reports in the key's load, else the known type of github.com / gitlab.com. Shards get
+`max_in_flight` caps when the config sets them. See code-host-limits.toml.
 """
 
 import json
@@ -20,7 +22,7 @@ SERVICE_TYPES = {
     "gitlab": {"per_hour": 36000, "burst": 50},
     "bitbucketServer": {"per_hour": 28800, "burst": 40},
 }
-# Code hosts whose service type needs no configuring.
+# Service types of well-known code hosts, for when the host reports none.
 KNOWN_HOSTS = {"github.com": "github", "gitlab.com": "gitlab"}
 # A shard limit must carry a rate; this one never binds (1,000 a second).
 SHARD_RATE = {"per_hour": 3_600_000, "burst": 1000}
@@ -36,10 +38,10 @@ class Config:
         for name, budget in table.get("service_types", {}).items():
             check_budget(f"service_types.{name}", budget)
             self.service_types.setdefault(name, {}).update(budget)
-        self.code_hosts = {host: {"service_type": kind} for host, kind in KNOWN_HOSTS.items()}
+        self.code_hosts = {}
         for host, entry in table.get("code_hosts", {}).items():
             check_budget(f"code_hosts.{host}", entry, extra={"service_type"})
-            self.code_hosts.setdefault(host, {}).update(entry)
+            self.code_hosts[host] = dict(entry)
         shards = table.get("shards", {})
         check_keys("shards", shards, {"max_in_flight", "max_in_flight_by_addr"})
         self.shard_cap = shards.get("max_in_flight")
@@ -48,10 +50,18 @@ class Config:
             if cap is not None:
                 check_count(where, cap)
 
-    def budget(self, code_host: str) -> dict | None:
-        """The host's own entry over its service type's budget; None when neither has a rate."""
+    def budget(self, code_host: str, service_type: str) -> dict | None:
+        """The host's own entry over its service type's budget; None when neither has a rate.
+
+        The service type is the entry's `service_type` (an override), else `service_type` as
+        the host reports it for the key, else the known type of github.com / gitlab.com.
+        """
         entry = self.code_hosts.get(code_host, {})
-        budget = dict(self.service_types.get(entry.get("service_type", ""), {}))
+        if "service_type" in entry:
+            kind = entry["service_type"]
+        else:
+            kind = service_type or KNOWN_HOSTS.get(code_host, "")
+        budget = dict(self.service_types.get(kind, {}))
         budget.update({k: v for k, v in entry.items() if k in BUDGET_KEYS})
         if "per_hour" not in budget:
             return None
@@ -112,7 +122,7 @@ class RateLimits(exports.RateLimits):
         out = []
         for load in seen:
             if isinstance(load.key, LimitKey_CodeHost):
-                budget = config.budget(load.key.value)
+                budget = config.budget(load.key.value, load.service_type)
             else:
                 budget = config.shard_limit(load.key.value)
             if budget is not None:

@@ -5,8 +5,11 @@
 // the host breaks the remaining ties by the lower repo id. Outside the off-peak hours (UTC,
 // from `now`) large repositories (size_bytes above large_bytes) and archived ones are answered
 // `not-now`: the host asks again next tick. See org-tiers.toml.
+//
+// Batches arrive column by column (`repo-batch`); `columns` asks the host for the four this
+// module reads, and the others arrive empty.
 
-import { log } from 'clonekeeper:policy/log@0.1.0';
+import { log } from 'clonekeeper:policy/log@0.2.0';
 
 const DEFAULTS = {
   tiers: [],
@@ -33,16 +36,27 @@ export const lifecycle = {
 };
 
 export const prioritize = {
+  /** The repo-batch columns `prioritize` reads: names, sizes, flags (archived), attempts. */
+  columns() {
+    return ['name', 'size-bytes', 'flags', 'attempts'];
+  },
+
   prioritize(now, repos) {
     const offPeak = isOffPeak(Number(now));
-    return repos.map((repo) => {
-      const large = repo.sizeBytes !== undefined && Number(repo.sizeBytes) > config.large_bytes;
-      if (!offPeak && (large || (repo.archived && config.archived_off_peak))) {
-        return { tag: 'not-now' };
+    const { len, names, sizeBytes, flags, attempts } = repos;
+    const out = new Array(len);
+    for (let i = 0; i < len; i++) {
+      // size-bytes is an option<u64>: undefined or a BigInt.
+      const size = sizeBytes[i];
+      const large = size !== undefined && Number(size) > config.large_bytes;
+      if (!offPeak && (large || (flags[i].archived && config.archived_off_peak))) {
+        out[i] = { tag: 'not-now' };
+        continue;
       }
-      const neverAttempted = repo.attempts === 0 ? 1 : 0;
-      return { tag: 'score', val: tierRank(repo.name) * 2 + neverAttempted };
-    });
+      const neverAttempted = attempts[i] === 0 ? 1 : 0;
+      out[i] = { tag: 'score', val: tierRank(names[i]) * 2 + neverAttempted };
+    }
+    return out;
   },
 };
 

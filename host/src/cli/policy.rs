@@ -245,6 +245,11 @@ fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliErr
     let _ = writeln!(out, "  digest      sha256:{}", module.digest);
     let _ = writeln!(out, "  world       {}", world_of(&module));
     let _ = writeln!(out, "  interfaces  {}", interfaces.join(", "));
+    if module.implements(Interface::Prioritize) {
+        let columns = module.columns.names();
+        let columns = if columns.is_empty() { "none (only the batch length)".to_string() } else { columns.join(", ") };
+        let _ = writeln!(out, "  columns     {columns} (what prioritize reads)");
+    }
     let config = match &args.config {
         Some(config) => format!("{} (accepted by init)", config.display()),
         None if module.config.is_empty() => "none (init got an empty string)".to_string(),
@@ -425,7 +430,7 @@ fn reenqueue_report(repos: &[RepoView], answers: &[Retry], json: bool, out: &mut
 }
 
 /// The load per code host and per shard that `repos` make (not cloned counts as queued,
-/// cloning as in flight).
+/// cloning as in flight); a code host's service type is its first repo's.
 fn loads_of(repos: &[RepoView]) -> Vec<KeyLoad> {
     let mut loads: Vec<KeyLoad> = Vec::new();
     for repo in repos {
@@ -433,7 +438,11 @@ fn loads_of(repos: &[RepoView]) -> Vec<KeyLoad> {
             let idx = match loads.iter().position(|l| l.key == key) {
                 Some(idx) => idx,
                 None => {
-                    loads.push(KeyLoad { key, repos: 0, queued: 0, in_flight: 0 });
+                    let service_type = match key {
+                        LimitKey::CodeHost(_) => repo.service_type.clone(),
+                        LimitKey::Shard(_) => String::new(),
+                    };
+                    loads.push(KeyLoad { key, service_type, repos: 0, queued: 0, in_flight: 0 });
                     loads.len() - 1
                 }
             };

@@ -25,6 +25,7 @@
 //! loaded module whose file name sorts first (byte order) among those implementing it serves
 //! it; the others are on standby. `lifecycle` is per module.
 
+mod batch;
 mod bindings;
 pub mod componentize;
 pub mod engine;
@@ -46,6 +47,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 
+pub use batch::Columns;
 pub use bindings::{PACKAGE, WIT_TEXT};
 pub use engine::{short_digest, CallLimits, PolicyEngine};
 pub use module::{CallFailure, Interface, Module, Rejection, Source};
@@ -305,8 +307,7 @@ impl PolicyHost {
             return None;
         }
         drop(set);
-        let views: Vec<bindings::WitRepoView> = repos.iter().map(RepoView::to_wit).collect();
-        self.decide(Interface::Prioritize, now, |module| module.prioritize_views(&views, now))
+        self.decide(Interface::Prioritize, now, |module| module.prioritize(repos, now))
     }
 
     /// `reenqueue` through the chain; `None`: use the built-in retry rhythm.
@@ -390,11 +391,8 @@ impl Prioritizer for PolicyHost {
         if self.set.load().chain(Interface::Prioritize).is_empty() {
             return (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN));
         }
-        let views: Vec<bindings::WitRepoView> = batch
-            .iter()
-            .map(|c| RepoView::wit_from_repo(c.repo, c.state, c.shard, self.shard_addr(c.shard), c.record))
-            .collect();
-        match self.decide(Interface::Prioritize, now, |module| module.prioritize_views(&views, now)) {
+        let shard_addrs = &self.config.shard_addrs;
+        match self.decide(Interface::Prioritize, now, |module| module.prioritize_candidates(batch, shard_addrs, now)) {
             Some(decided) => (decided.answers, decided.digest),
             None => (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN)),
         }
@@ -466,6 +464,7 @@ impl RateLimitPolicy for PolicyHost {
             .iter()
             .map(|load| KeyLoad {
                 key: to_view(&load.key),
+                service_type: load.service_type.as_deref().unwrap_or_default().to_string(),
                 repos: load.repos,
                 queued: load.queued,
                 in_flight: load.in_flight,

@@ -20,12 +20,13 @@ use std::time::Duration;
 use wasmtime::component::{types::ComponentItem, Instance, InstancePre};
 use wasmtime::Store;
 
-use super::bindings::{self, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
+use super::batch::{self, CandidateRow, Columns, Row};
+use super::bindings::{lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
 use super::view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure};
 use crate::model::Timestamp;
-use crate::schedule::Priority;
+use crate::schedule::{Candidate, Priority};
 
 /// Longest delay a `reenqueue` answer may ask for.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -141,6 +142,8 @@ pub struct Module {
     pub config: String,
     /// Exported interfaces, in [`Interface`] order.
     pub interfaces: Vec<Interface>,
+    /// The columns `prioritize` reads (its `columns` answer at load); empty without it.
+    pub columns: Columns,
     pub loaded_at: Timestamp,
     /// Whether the precompiled code came from the disk cache.
     pub from_cache: bool,
@@ -184,6 +187,14 @@ impl Module {
         let (component, from_cache) = engine.compile(&source.bytes, &digest).map_err(reject)?;
         let wasm_engine = engine.engine();
         let component_type = component.component_type();
+
+        let names = component_type.imports(wasm_engine).chain(component_type.exports(wasm_engine)).map(|(n, _)| n);
+        if let Some(other) = names.filter_map(contract_version).find(|&v| v != VERSION) {
+            return Err(reject(format!(
+                "was built against clonekeeper:policy@{other}, and this clonekeeper speaks {PACKAGE}: \
+                 rebuild it against wit/policy.wit (docs/policies.md lists what changed between versions)"
+            )));
+        }
 
         let allowed_imports =
             [format!("clonekeeper:policy/log@{VERSION}"), format!("clonekeeper:policy/types@{VERSION}")];
@@ -231,7 +242,7 @@ impl Module {
         let pre =
             engine.linker().instantiate_pre(&component).map_err(|e| reject(format!("cannot be linked: {e:#}")))?;
         let has = |i: Interface| interfaces.contains(&i);
-        let indices_error = |i: Interface, e: wasmtime::Error| reject(format!("export {i}: {e:#}"));
+        let indices_error = |i: Interface, e: wasmtime::Error| reject(type_error(i, &e));
         let exports = Exports {
             lifecycle: has(Interface::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
@@ -250,12 +261,13 @@ impl Module {
                 .transpose()
                 .map_err(|e| indices_error(Interface::Reenqueue, e))?,
         };
-        let module = Module {
+        let mut module = Module {
             name: Arc::from(source.name.as_str()),
             path: source.path.clone(),
             digest: Arc::from(digest.as_str()),
             config: source.config.clone(),
             interfaces,
+            columns: Columns::default(),
             loaded_at: now,
             from_cache,
             health: Mutex::new(Health::default()),
@@ -263,7 +275,7 @@ impl Module {
             pre,
             exports,
         };
-        module.check_types_and_init().map_err(reject)?;
+        module.columns = module.check_types_and_init().map_err(reject)?;
         Ok(module)
     }
 
@@ -272,13 +284,16 @@ impl Module {
     }
 
     /// Instantiates once, type-checks every export against the contract (a wrong signature
-    /// fails here, not mid-tick) and runs `init`.
-    fn check_types_and_init(&self) -> Result<(), String> {
+    /// fails here, not mid-tick), runs `init`, and asks `prioritize` which columns it reads.
+    fn check_types_and_init(&self) -> Result<Columns, String> {
         let (mut store, instance) = self.instantiate().map_err(|e| e.to_string())?;
         let e = &self.exports;
-        if let Some(indices) = &e.prioritize {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Prioritize, &e))?;
-        }
+        let prioritizer = match &e.prioritize {
+            Some(indices) => {
+                Some(indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Prioritize, &e))?)
+            }
+            None => None,
+        };
         if let Some(indices) = &e.rate_limits {
             indices.load(&mut store, &instance).map_err(|e| type_error(Interface::RateLimits, &e))?;
         }
@@ -291,7 +306,14 @@ impl Module {
         self.init(&mut store, &instance).map_err(|e| match e {
             CallFailure::BadAnswer(message) => message,
             other => format!("init {other}"),
-        })
+        })?;
+        match prioritizer {
+            Some(guest) => guest
+                .call_columns(&mut store)
+                .map(|columns| Columns::from_wit(&columns))
+                .map_err(|e| format!("prioritize's columns {}", self.failure(e))),
+            None => Ok(Columns::default()),
+        }
     }
 
     /// A fresh store and instance, with `init` not yet called.
@@ -345,43 +367,39 @@ impl Module {
 
     /// `prioritize` on a batch, answers checked: one per repo, scores finite.
     pub fn prioritize(&self, repos: &[RepoView], now: Timestamp) -> Result<Vec<Priority>, CallFailure> {
+        self.prioritize_rows(repos, now)
+    }
+
+    /// `prioritize` on the scheduler's candidates (`shard_addrs` indexed by their shards).
+    pub fn prioritize_candidates(
+        &self,
+        batch: &[Candidate<'_>],
+        shard_addrs: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Priority>, CallFailure> {
+        let rows: Vec<CandidateRow<'_>> =
+            batch.iter().map(|candidate| CandidateRow { candidate, shard_addrs }).collect();
+        self.prioritize_rows(&rows, now)
+    }
+
+    /// `prioritize` on any rows: the batch carries only the columns this module reads.
+    pub(super) fn prioritize_rows<R: Row>(&self, rows: &[R], now: Timestamp) -> Result<Vec<Priority>, CallFailure> {
         let Some(indices) = &self.exports.prioritize else {
             return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
         };
-        let views: Vec<bindings::WitRepoView> = repos.iter().map(RepoView::to_wit).collect();
-        self.prioritize_wit(indices, &views, now)
-    }
-
-    /// `prioritize` on views already converted (the fallback chain converts once).
-    pub(super) fn prioritize_views(
-        &self,
-        views: &[bindings::WitRepoView],
-        now: Timestamp,
-    ) -> Result<Vec<Priority>, CallFailure> {
-        let Some(indices) = &self.exports.prioritize else {
-            return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
-        };
-        self.prioritize_wit(indices, views, now)
-    }
-
-    fn prioritize_wit(
-        &self,
-        indices: &prioritize::GuestIndices,
-        views: &[bindings::WitRepoView],
-        now: Timestamp,
-    ) -> Result<Vec<Priority>, CallFailure> {
+        let repos = batch::build(rows, self.columns);
         let (mut store, instance) = self.ready()?;
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
-        let answers = guest.call_prioritize(&mut store, now.as_millis(), views).map_err(|e| self.failure(e))?;
-        check_len("prioritize", answers.len(), views.len())?;
+        let answers = guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
+        check_len("prioritize", answers.len(), rows.len())?;
         answers
             .into_iter()
-            .enumerate()
-            .map(|(idx, answer)| match answer {
+            .zip(rows)
+            .map(|(answer, row)| match answer {
                 prioritize::Priority::Score(score) if score.is_finite() => Ok(Priority::Score(score)),
                 prioritize::Priority::Score(score) => Err(CallFailure::BadAnswer(format!(
                     "prioritize gave repo {} the score {score}, which is not finite",
-                    views[idx].name
+                    row.name()
                 ))),
                 prioritize::Priority::NotNow => Ok(Priority::NotNow),
             })
@@ -441,6 +459,7 @@ impl Module {
             .iter()
             .map(|load| rate_limits::KeyLoad {
                 key: load.key.to_wit(),
+                service_type: load.service_type.clone(),
                 repos: load.repos,
                 queued: load.queued,
                 in_flight: load.in_flight,
@@ -492,6 +511,14 @@ impl Module {
         }
     }
 
+    /// This module fed `columns` instead of those it asked for (the benchmark measures what
+    /// the choice saves; extra columns are only extra data to a module).
+    pub fn with_columns(&self, columns: Columns) -> Module {
+        let mut module = self.with_config(&self.config);
+        module.columns = columns;
+        module
+    }
+
     /// This module with another config, sharing the compiled code (fixtures may bring their
     /// own config).
     pub fn with_config(&self, config: &str) -> Module {
@@ -501,6 +528,7 @@ impl Module {
             digest: Arc::clone(&self.digest),
             config: config.to_string(),
             interfaces: self.interfaces.clone(),
+            columns: self.columns,
             loaded_at: self.loaded_at,
             from_cache: self.from_cache,
             health: Mutex::new(Health::default()),
@@ -522,6 +550,12 @@ fn check_len(function: &str, got: usize, want: usize) -> Result<(), CallFailure>
     } else {
         Err(CallFailure::BadAnswer(format!("{function} returned {got} answers for {want} inputs")))
     }
+}
+
+/// The version in a contract import or export name, e.g. `0.1.0` in
+/// `clonekeeper:policy/log@0.1.0`; `None` for names outside the contract.
+fn contract_version(name: &str) -> Option<&str> {
+    name.strip_prefix("clonekeeper:policy/")?.split_once('@').map(|(_, version)| version)
 }
 
 fn type_error(interface: Interface, error: &wasmtime::Error) -> String {

@@ -197,7 +197,7 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
+wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc", "bitflags"] }
 
 [profile.release]
 opt-level = "s"
@@ -213,12 +213,13 @@ const RUST_LIB: &str = r#"//! {{name}}: a clonekeeper policy (world `prioritizer
 //! 1000, from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 //!
 //! `init` runs before every call in a fresh instance, so keep it cheap; nothing survives
-//! from one call to the next.
+//! from one call to the next. `prioritize` gets its repositories column by column, and only
+//! the columns `columns` names: add a column there before reading it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{RepoView, Timestamp};
+use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, Timestamp};
 use exports::clonekeeper::policy::{lifecycle, prioritize};
 use prioritize::Priority;
 
@@ -259,13 +260,19 @@ impl lifecycle::Guest for Policy {
 }
 
 impl prioritize::Guest for Policy {
-    fn prioritize(_now: Timestamp, repos: Vec<RepoView>) -> Vec<Priority> {
+    fn columns() -> Vec<Column> {
+        vec![Column::Stars, Column::Flags]
+    }
+
+    fn prioritize(_now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
         let fork_penalty = f64::from_bits(FORK_PENALTY.load(Ordering::Relaxed));
         repos
+            .stars
             .iter()
-            .map(|repo| {
-                let stars = f64::from(repo.stars.unwrap_or(0));
-                Priority::Score(if repo.fork { stars - fork_penalty } else { stars })
+            .zip(&repos.flags)
+            .map(|(&stars, &flags)| {
+                let stars = f64::from(stars.unwrap_or(0));
+                Priority::Score(if flags.contains(RepoFlags::FORK) { stars - fork_penalty } else { stars })
             })
             .collect()
     }
@@ -304,7 +311,8 @@ Scores each repository by its stars (unknown: 0); forks lose `fork_penalty` (def
 from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 
 `init` runs before every call in a fresh instance, so keep it cheap; nothing survives from
-one call to the next.
+one call to the next. `prioritize` gets its repositories column by column, and only the
+columns `columns` names: add a column there before reading it.
 """
 
 import tomllib
@@ -312,6 +320,7 @@ import tomllib
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.prioritize import Priority_Score
+from wit_world.imports.types import Column, RepoBatch, RepoFlags
 
 fork_penalty = 1000.0
 
@@ -333,10 +342,13 @@ class Lifecycle(exports.Lifecycle):
 
 
 class Prioritize(exports.Prioritize):
-    def prioritize(self, now: int, repos: list) -> list:
+    def columns(self) -> list:
+        return [Column.STARS, Column.FLAGS]
+
+    def prioritize(self, now: int, repos: RepoBatch) -> list:
         return [
-            Priority_Score(float(repo.stars or 0) - (fork_penalty if repo.fork else 0.0))
-            for repo in repos
+            Priority_Score(float(stars or 0) - (fork_penalty if RepoFlags.FORK in flags else 0.0))
+            for stars, flags in zip(repos.stars, repos.flags)
         ]
 "#;
 
@@ -358,7 +370,8 @@ const JS_APP: &str = r#"// {{name}}: a clonekeeper policy (world `prioritizer`).
 // from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 //
 // `init` runs before every call in a fresh instance, so keep it cheap; nothing survives from
-// one call to the next.
+// one call to the next. `prioritize` gets its repositories column by column, and only the
+// columns `columns` names: add a column there before reading it.
 
 let forkPenalty = 1000;
 
@@ -384,11 +397,17 @@ export const lifecycle = {
 };
 
 export const prioritize = {
+  columns() {
+    return ['stars', 'flags'];
+  },
+
   prioritize(now, repos) {
-    return repos.map((repo) => ({
-      tag: 'score',
-      val: (repo.stars ?? 0) - (repo.fork ? forkPenalty : 0),
-    }));
+    const out = new Array(repos.len);
+    for (let i = 0; i < repos.len; i++) {
+      const stars = repos.stars[i] ?? 0;
+      out[i] = { tag: 'score', val: stars - (repos.flags[i].fork ? forkPenalty : 0) };
+    }
+    return out;
   },
 };
 "#;

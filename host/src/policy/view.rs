@@ -2,7 +2,8 @@
 //! conversions from the core's types and into the generated WIT types.
 //!
 //! These mirror `wit/policy.wit` field by field; the CLI and fixtures build them from JSON, the
-//! sidecar from its repo records.
+//! sidecar from its repo records. `prioritize` takes its repos column by column (`batch.rs`);
+//! these rows are what authors write in fixtures and what `reenqueue` takes.
 
 use std::fmt;
 use std::time::Duration;
@@ -101,36 +102,6 @@ impl RepoView {
         }
     }
 
-    /// The WIT view of a desired repo, built directly (the hot path: one copy of each string,
-    /// not two).
-    pub(super) fn wit_from_repo(
-        repo: &DesiredRepo,
-        state: RepoState,
-        shard: ShardIdx,
-        shard_addr: &str,
-        record: Option<&AttemptRecord>,
-    ) -> WitRepoView {
-        WitRepoView {
-            id: repo.id,
-            name: repo.name.as_str().to_string(),
-            code_host: repo.code_host().to_string(),
-            service_type: repo.service_type.as_deref().unwrap_or_default().to_string(),
-            private: repo.private,
-            fork: repo.fork,
-            archived: repo.archived,
-            stars: repo.stars,
-            created_at: repo.created_at.map(Timestamp::as_millis),
-            updated_at: repo.updated_at.map(Timestamp::as_millis),
-            size_bytes: None,
-            state: ViewState::from(state).into(),
-            shard: u32::from(shard),
-            shard_addr: shard_addr.to_string(),
-            attempts: record.map_or(0, |r| r.attempts),
-            last_error: record.and_then(|r| r.last_error.clone()),
-            last_attempt_at: record.and_then(|r| r.last_attempt_at).map(Timestamp::as_millis),
-        }
-    }
-
     /// The generated WIT type (copies the strings).
     pub(super) fn to_wit(&self) -> WitRepoView {
         WitRepoView {
@@ -210,6 +181,9 @@ impl fmt::Display for LimitKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyLoad {
     pub key: LimitKey,
+    /// For a code host, its repos' (most common) service type; empty for a shard or unknown.
+    #[serde(default)]
+    pub service_type: String,
     #[serde(default)]
     pub repos: u32,
     #[serde(default)]

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, FakeRelativeClock};
@@ -44,6 +45,9 @@ impl fmt::Display for LimitKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyLoad {
     pub key: LimitKey,
+    /// For a code host, the service type of most of its repos (`github`, …), so a policy can
+    /// budget self-hosted instances by kind; `None` for a shard or when the repo DB is silent.
+    pub service_type: Option<Arc<str>>,
     /// Desired repos behind the key.
     pub repos: u32,
     /// Repos due and waiting.

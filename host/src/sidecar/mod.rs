@@ -12,6 +12,7 @@
 //! - Every attempt is stored before its call is made; every outcome after.
 
 mod control;
+mod loads;
 mod lost;
 mod observe;
 mod persist;
@@ -43,6 +44,7 @@ use crate::sources::gitserver::GitserverClient;
 use crate::sources::repo_db::{RepoDb, WriteBack};
 use crate::state::StateStore;
 use crate::status::{DispatchTotals, ShardStatus, StateCounts, Status};
+use loads::HostLoad;
 
 /// How many problems and orphans the status lists by name.
 const STATUS_SAMPLE: usize = 20;
@@ -450,38 +452,42 @@ impl Sidecar {
 
     /// The load on every code host and shard, for the rate-limit policy.
     fn key_loads(&self, desired: &[DesiredRepo], plan: &Plan, jobs: &[schedule::Job]) -> Vec<KeyLoad> {
-        let mut hosts: HashMap<&str, [u32; 3]> = HashMap::new();
+        let mut hosts: HashMap<&str, HostLoad> = HashMap::new();
         for repo in desired {
-            hosts.entry(repo.code_host()).or_default()[0] += 1;
+            let host = hosts.entry(repo.code_host()).or_default();
+            host.repos += 1;
+            host.count_service_type(repo.service_type.as_ref());
         }
         let mut shard_queued = vec![0u32; self.parts.config.shards.len()];
         for job in jobs {
             if let Some(repo) = desired.get(job.repo as usize) {
-                hosts.entry(repo.code_host()).or_default()[1] += 1;
+                hosts.entry(repo.code_host()).or_default().queued += 1;
             }
             if let Some(count) = shard_queued.get_mut(usize::from(job.shard)) {
                 *count += 1;
             }
         }
         for name in self.scheduler.in_flight() {
-            if let Some(counts) = hosts.get_mut(schedule::code_host_of(name.as_str())) {
-                counts[2] += 1;
+            if let Some(host) = hosts.get_mut(schedule::code_host_of(name.as_str())) {
+                host.in_flight += 1;
             }
         }
         let in_flight = self.scheduler.in_flight_per_shard();
         let mut loads: Vec<KeyLoad> = hosts
             .into_iter()
-            .map(|(host, [repos, queued, in_flight])| KeyLoad {
+            .map(|(host, load)| KeyLoad {
                 key: LimitKey::CodeHost(host.into()),
-                repos,
-                queued,
-                in_flight,
+                service_type: load.service_type(),
+                repos: load.repos,
+                queued: load.queued,
+                in_flight: load.in_flight,
             })
             .collect();
         loads.sort_by(|a, b| a.key.cmp(&b.key));
         for (idx, queued) in shard_queued.into_iter().enumerate() {
             loads.push(KeyLoad {
                 key: LimitKey::Shard(idx as ShardIdx),
+                service_type: None,
                 repos: plan.shards.get(idx).map_or(0, |c| u32::try_from(c.desired).unwrap_or(u32::MAX)),
                 queued,
                 in_flight: in_flight.get(idx).map_or(0, |&n| u32::try_from(n).unwrap_or(u32::MAX)),

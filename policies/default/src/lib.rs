@@ -2,14 +2,15 @@
 //!
 //! - Order (`prioritize`), as `host/src/schedule/priority.rs`: never-attempted repos before
 //!   failed ones; among never-attempted the oldest `created_at` first; among failed the one
-//!   whose last attempt is oldest first; the host breaks ties by the lower repo id.
+//!   whose last attempt is oldest first; the host breaks ties by the lower repo id. It reads
+//!   the attempts, created-at and last-attempt-at columns.
 //! - Retry (`reenqueue`), as `host/src/schedule/backoff.rs`: wait `base · 2^(attempts-1)`,
 //!   capped at `max`; never give up unless `max_attempts` is set. Unlike the host, no jitter.
 
 use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{RepoView, Timestamp};
+use clonekeeper::policy::types::{Column, RepoBatch, Timestamp};
 use exports::clonekeeper::policy::{lifecycle, prioritize, reenqueue};
 use prioritize::Priority;
 use reenqueue::{Failure, Retry};
@@ -57,8 +58,16 @@ impl lifecycle::Guest for Policy {
 }
 
 impl prioritize::Guest for Policy {
-    fn prioritize(_now: Timestamp, repos: Vec<RepoView>) -> Vec<Priority> {
-        repos.iter().map(|repo| Priority::Score(score(repo))).collect()
+    fn columns() -> Vec<Column> {
+        vec![Column::Attempts, Column::CreatedAt, Column::LastAttemptAt]
+    }
+
+    fn prioritize(_now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
+        let rows = repos.attempts.iter().zip(&repos.created_at).zip(&repos.last_attempt_at);
+        rows.map(|((&attempts, &created_at), &last_attempt_at)| {
+            Priority::Score(score(attempts, created_at, last_attempt_at))
+        })
+        .collect()
     }
 }
 
@@ -82,11 +91,11 @@ export!(Policy);
 
 /// Higher goes first: never-attempted repos score `2·BAND − created_at`, failed ones
 /// `−last_attempt_at`, so each group runs oldest first. Unknown times count as 0.
-fn score(repo: &RepoView) -> f64 {
-    if repo.attempts > 0 {
-        -(repo.last_attempt_at.unwrap_or(0) as f64)
+fn score(attempts: u32, created_at: Option<Timestamp>, last_attempt_at: Option<Timestamp>) -> f64 {
+    if attempts > 0 {
+        -(last_attempt_at.unwrap_or(0) as f64)
     } else {
-        2.0 * BAND - repo.created_at.unwrap_or(0) as f64
+        2.0 * BAND - created_at.unwrap_or(0) as f64
     }
 }
 

@@ -11,11 +11,14 @@
 //! With the defaults a repository with 1,000 stars scores about 10, one updated today 10 more,
 //! and the penalties (1,000 each) put every fork and archived repository after all others.
 //! Unknown stars count as 0, an unknown `updated_at` as no recent activity.
+//!
+//! It reads three columns of the batch (stars, updated-at, flags), so only those cross into
+//! the module.
 
 use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{RepoView, Timestamp};
+use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, Timestamp};
 use exports::clonekeeper::policy::{lifecycle, prioritize};
 use prioritize::Priority;
 
@@ -55,26 +58,32 @@ impl lifecycle::Guest for Policy {
 }
 
 impl prioritize::Guest for Policy {
-    fn prioritize(now: Timestamp, repos: Vec<RepoView>) -> Vec<Priority> {
+    fn columns() -> Vec<Column> {
+        vec![Column::Stars, Column::UpdatedAt, Column::Flags]
+    }
+
+    fn prioritize(now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
         let weights = *WEIGHTS.lock().unwrap();
-        repos.iter().map(|repo| Priority::Score(score(&weights, now, repo))).collect()
+        let rows = repos.stars.iter().zip(&repos.updated_at).zip(&repos.flags);
+        rows.map(|((&stars, &updated_at), &flags)| Priority::Score(score(&weights, now, stars, updated_at, flags)))
+            .collect()
     }
 }
 
 export!(Policy);
 
-fn score(w: &Weights, now: Timestamp, repo: &RepoView) -> f64 {
-    let stars = f64::from(repo.stars.unwrap_or(0));
+fn score(w: &Weights, now: Timestamp, stars: Option<u32>, updated_at: Option<Timestamp>, flags: RepoFlags) -> f64 {
+    let stars = f64::from(stars.unwrap_or(0));
     // Activity decays from 1 (updated now, or in the future) by half every half-life.
-    let activity = repo.updated_at.map_or(0.0, |updated| {
+    let activity = updated_at.map_or(0.0, |updated| {
         let age_days = (now.saturating_sub(updated)).max(0) as f64 / DAY_MS;
         (-age_days / w.activity_half_life_days).exp2()
     });
     let mut score = w.stars_weight * (1.0 + stars).log2() + w.activity_weight * activity;
-    if repo.fork {
+    if flags.contains(RepoFlags::FORK) {
         score -= w.fork_penalty;
     }
-    if repo.archived {
+    if flags.contains(RepoFlags::ARCHIVED) {
         score -= w.archived_penalty;
     }
     score

@@ -35,6 +35,7 @@ fn check_lists_the_interfaces() {
     assert!(out.contains("stars.wasm: ok"), "{out}");
     assert!(out.contains("interfaces  prioritize, lifecycle"), "{out}");
     assert!(out.contains("world       prioritizer"), "{out}");
+    assert!(out.contains("columns     stars (what prioritize reads)"), "{out}");
 
     std::fs::write(dir.path().join("junk.wasm"), b"\x00asm\x0d\x00\x01\x00xx").expect("write");
     let (code, _) = cli(&["check", dir.path().join("junk.wasm").to_str().expect("utf-8")]);

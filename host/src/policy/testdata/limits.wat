@@ -1,17 +1,17 @@
 ;; world: limiter
 ;; A well-behaved limiter: every key seen gets 3600 per hour, burst 2, at most 1 in flight.
-;; key-load = 24 bytes (key: 12, repos, queued, in-flight); limit = 28 bytes
+;; key-load = 32 bytes (key: 12, service-type: 8, repos, queued, in-flight); limit = 28 bytes
 ;; (key: 12, per-hour @12, burst @16, max-in-flight option<u32> @20/@24).
 (module
   ;; @prelude
-  (func (export "clonekeeper:policy/rate-limits@0.1.0#limits")
+  (func (export "clonekeeper:policy/rate-limits@0.2.0#limits")
     (param $now i64) (param $seen i32) (param $n i32) (result i32)
     (local $out i32) (local $i i32) (local $src i32) (local $dst i32)
     (local.set $out (call $list_area (local.get $n) (i32.const 28) (i32.const 4)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $src (i32.add (local.get $seen) (i32.mul (local.get $i) (i32.const 24))))
+        (local.set $src (i32.add (local.get $seen) (i32.mul (local.get $i) (i32.const 32))))
         (local.set $dst (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 28))))
         (i32.store (local.get $dst) (i32.load (local.get $src)))
         (i32.store offset=4 (local.get $dst) (i32.load offset=4 (local.get $src)))

@@ -2,9 +2,12 @@
 ;; Hostile: prioritize answers NaN scores, which are out of range.
 (module
   ;; @prelude
-  (func (export "clonekeeper:policy/prioritize@0.1.0#prioritize")
-    (param $now i64) (param $repos i32) (param $n i32) (result i32)
+  (func (export "clonekeeper:policy/prioritize@0.2.0#columns") (result i32)
+    (call $columns_none))
+  (func (export "clonekeeper:policy/prioritize@0.2.0#prioritize")
+    (param $args i32) (result i32) (local $n i32)
     (local $out i32) (local $i i32) (local $dst i32)
+    (local.set $n (i32.load offset=8 (local.get $args)))
     (local.set $out (call $list_area (local.get $n) (i32.const 16) (i32.const 8)))
     (block $done
       (loop $next

@@ -27,8 +27,16 @@
   (i32.store offset=4 (local.get $ret) (local.get $n))
   (local.get $ret))
 ;; init(config) -> result<_, string>: accepts anything.
-(func (export "clonekeeper:policy/lifecycle@0.1.0#init") (param i32 i32) (result i32)
+(func (export "clonekeeper:policy/lifecycle@0.2.0#init") (param i32 i32) (result i32)
   (local $ret i32)
   (local.set $ret (call $realloc (i32.const 0) (i32.const 0) (i32.const 4) (i32.const 12)))
   (i32.store8 (local.get $ret) (i32.const 0))
   (local.get $ret))
+;; `columns` answers: none, or one column by its index in the WIT `column` enum.
+(func $columns_none (result i32)
+  (call $return_list (i32.const 0) (i32.const 0)))
+(func $columns_one (param $column i32) (result i32)
+  (local $ptr i32)
+  (local.set $ptr (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 1)))
+  (i32.store8 (local.get $ptr) (local.get $column))
+  (call $return_list (local.get $ptr) (i32.const 1)))

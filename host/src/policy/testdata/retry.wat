@@ -5,7 +5,7 @@
 (module
   ;; @prelude
   (data (i32.const 64) "too many attempts")
-  (func (export "clonekeeper:policy/reenqueue@0.1.0#reenqueue")
+  (func (export "clonekeeper:policy/reenqueue@0.2.0#reenqueue")
     (param $now i64) (param $failures i32) (param $n i32) (result i32)
     (local $out i32) (local $i i32) (local $src i32) (local $dst i32)
     (local.set $out (call $list_area (local.get $n) (i32.const 16) (i32.const 8)))

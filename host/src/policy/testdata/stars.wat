@@ -1,23 +1,28 @@
 ;; world: prioritizer
 ;; A well-behaved prioritizer: score = stars (0 when unknown) + BONUS.
-;; repo-view is 144 bytes; `stars: option<u32>` has its flag at offset 36, its value at 40.
+;; Reads the `stars` column: `stars` (option<u32>, 8 bytes an entry: flag at 0, value at 4)
+;; sits at offset 68 of the argument area (`now` at 0, the `repo-batch` record from 8).
 (module
   ;; @prelude
-  (func (export "clonekeeper:policy/prioritize@0.1.0#prioritize")
-    (param $now i64) (param $repos i32) (param $n i32) (result i32)
-    (local $out i32) (local $i i32) (local $src i32) (local $dst i32)
+  (func (export "clonekeeper:policy/prioritize@0.2.0#columns") (result i32)
+    (call $columns_one (i32.const 5 (; stars ;))))
+  (func (export "clonekeeper:policy/prioritize@0.2.0#prioritize")
+    (param $args i32) (result i32) (local $n i32)
+    (local $stars i32) (local $out i32) (local $i i32) (local $src i32) (local $dst i32)
+    (local.set $n (i32.load offset=8 (local.get $args)))
+    (local.set $stars (i32.load offset=68 (local.get $args)))
     (local.set $out (call $list_area (local.get $n) (i32.const 16) (i32.const 8)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $src (i32.add (local.get $repos) (i32.mul (local.get $i) (i32.const 144))))
+        (local.set $src (i32.add (local.get $stars) (i32.mul (local.get $i) (i32.const 8))))
         (local.set $dst (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 16))))
         (i32.store8 (local.get $dst) (i32.const 0))
         (f64.store offset=8 (local.get $dst)
           (f64.add
             (f64.const 0 (; BONUS ;))
-            (if (result f64) (i32.load8_u offset=36 (local.get $src))
-              (then (f64.convert_i32_u (i32.load offset=40 (local.get $src))))
+            (if (result f64) (i32.load8_u (local.get $src))
+              (then (f64.convert_i32_u (i32.load offset=4 (local.get $src))))
               (else (f64.const 0)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))

@@ -2,7 +2,9 @@
 ;; Hostile: prioritize traps.
 (module
   ;; @prelude
-  (func (export "clonekeeper:policy/prioritize@0.1.0#prioritize")
-    (param $now i64) (param $repos i32) (param $n i32) (result i32)
+  (func (export "clonekeeper:policy/prioritize@0.2.0#columns") (result i32)
+    (call $columns_none))
+  (func (export "clonekeeper:policy/prioritize@0.2.0#prioritize")
+    (param $args i32) (result i32)
     unreachable)
 )

@@ -2,6 +2,6 @@
 ;; Hostile: exports `prioritize` as func(now: s64) -> u32.
 (module
   ;; @prelude
-  (func (export "clonekeeper:policy/prioritize@0.1.0#prioritize") (param i64) (result i32)
+  (func (export "clonekeeper:policy/prioritize@0.2.0#prioritize") (param i64) (result i32)
     (i32.const 7))
 )

@@ -142,7 +142,7 @@ fn extra_imports_are_refused_naming_the_import() {
 
         world extra-import {
             import wasi:cli/environment@0.2.0;
-            include clonekeeper:policy/prioritizer@0.1.0;
+            include clonekeeper:policy/prioritizer@0.2.0;
         }
     "#;
     let bytes = componentize_with_wit(core_wat("extra_import").as_bytes(), wit, "extra-import").expect("encodes");
@@ -154,21 +154,63 @@ fn extra_imports_are_refused_naming_the_import() {
 #[test]
 fn a_wrong_signature_is_refused_at_load() {
     let forged = r#"
-        package clonekeeper:policy@0.1.0;
+        package clonekeeper:policy@0.2.0;
         interface prioritize { prioritize: func(now: s64) -> u32; }
         interface lifecycle { init: func(config: string) -> result<_, string>; }
         world wrong-signature { export lifecycle; export prioritize; }
     "#;
-    let mut core = wat::parse_str(core_wat("wrong_signature")).expect("core module");
+    let error = load("forged", forged_component(&core_wat("wrong_signature"), forged, "wrong-signature")).unwrap_err();
+    assert!(error.error.contains("types that do not match wit/policy.wit"), "{}", error.error);
+    assert!(error.error.contains("clonekeeper:policy/prioritize@0.2.0"), "{}", error.error);
+}
+
+/// A component of `core` (a WAT text) for `world` of the WIT text `contract`.
+fn forged_component(core: &str, contract: &str, world: &str) -> Vec<u8> {
+    let mut core = wat::parse_str(core).expect("core module");
     let mut resolve = wit_parser::Resolve::default();
-    let package = resolve.push_str("forged.wit", forged).expect("forged WIT parses");
-    let world = resolve.select_world(&[package], Some("wrong-signature")).expect("world");
+    let package = resolve.push_str("forged.wit", contract).expect("forged WIT parses");
+    let world = resolve.select_world(&[package], Some(world)).expect("world");
     wit_component::embed_component_metadata(&mut core, &resolve, world, wit_component::StringEncoding::UTF8)
         .expect("embeds");
-    let bytes = wit_component::ComponentEncoder::default().module(&core).expect("module").encode().expect("encodes");
-    let error = load("forged", bytes).unwrap_err();
-    assert!(error.error.contains("types that do not match wit/policy.wit"), "{}", error.error);
-    assert!(error.error.contains("clonekeeper:policy/prioritize@0.1.0"), "{}", error.error);
+    wit_component::ComponentEncoder::default().module(&core).expect("module").encode().expect("encodes")
+}
+
+#[test]
+fn a_module_built_against_another_contract_version_is_refused_naming_both() {
+    let old = r#"
+        package clonekeeper:policy@0.1.0;
+        interface prioritize { prioritize: func(now: s64) -> u32; }
+        interface lifecycle { init: func(config: string) -> result<_, string>; }
+        world old { export lifecycle; export prioritize; }
+    "#;
+    let core = core_wat("wrong_signature").replace("@0.2.0", "@0.1.0");
+    let error = load("old", forged_component(&core, old, "old")).unwrap_err();
+    assert!(error.error.contains("built against clonekeeper:policy@0.1.0"), "{}", error.error);
+    assert!(error.error.contains("speaks clonekeeper:policy@0.2.0"), "{}", error.error);
+}
+
+#[test]
+fn a_module_whose_columns_trap_is_refused_at_load() {
+    let core = core_wat("stars").replace("(call $columns_one (i32.const 5 (; stars ;)))", "unreachable");
+    let bytes = componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
+    let error = load("no-columns", bytes).unwrap_err();
+    assert!(error.error.contains("prioritize's columns trapped"), "{}", error.error);
+}
+
+#[test]
+fn prioritize_gets_the_columns_it_asks_for_and_no_others() {
+    let module = load("stars", component("stars", "prioritizer")).expect("loads");
+    assert_eq!(module.columns.names(), vec!["stars"]);
+    let repos: Vec<RepoView> =
+        [Some(7), None, Some(1)].into_iter().map(|stars| RepoView { stars, ..RepoView::default() }).collect();
+    let answers = module.prioritize(&repos, Timestamp::from_millis(0)).expect("answers");
+    assert_eq!(answers, vec![Priority::Score(7.0), Priority::Score(0.0), Priority::Score(1.0)]);
+    // `oldest_first` reads ids only: the stars above must not reach it, the ids must.
+    let module = load("oldest", component("oldest_first", "prioritizer")).expect("loads");
+    assert_eq!(module.columns.names(), vec!["id"]);
+    let repos: Vec<RepoView> = [5, 2, 9].into_iter().map(|id| RepoView { id, ..RepoView::default() }).collect();
+    let answers = module.prioritize(&repos, Timestamp::from_millis(0)).expect("answers");
+    assert_eq!(answers, vec![Priority::Score(-5.0), Priority::NotNow, Priority::Score(-9.0)]);
 }
 
 #[test]
@@ -262,8 +304,20 @@ fn reenqueue_answers_are_checked() {
 fn rate_limit_answers_are_checked() {
     let module = load("limits", component("limits", "limiter")).expect("loads");
     let seen = vec![
-        KeyLoad { key: LimitKey::CodeHost("github.com".to_string()), repos: 10, queued: 5, in_flight: 1 },
-        KeyLoad { key: LimitKey::Shard("gitserver-0:3178".to_string()), repos: 10, queued: 5, in_flight: 1 },
+        KeyLoad {
+            key: LimitKey::CodeHost("github.com".to_string()),
+            service_type: "github".to_string(),
+            repos: 10,
+            queued: 5,
+            in_flight: 1,
+        },
+        KeyLoad {
+            key: LimitKey::Shard("gitserver-0:3178".to_string()),
+            service_type: String::new(),
+            repos: 10,
+            queued: 5,
+            in_flight: 1,
+        },
     ];
     let answers = module.rate_limits(&seen, now()).expect("answers");
     assert_eq!(answers.len(), 2);

@@ -1,0 +1,375 @@
+//! The columnar `repo-batch` that `prioritize` takes, filled with only the columns a module
+//! reads (its `columns` answer at load).
+//!
+//! **Why columns.** Copying data into a guest is the cost of a policy call, not the guest's
+//! arithmetic: the canonical ABI lowers a list of records field by field, and every string
+//! through a call into the guest's allocator. A list of integers is one copy. So the batch is
+//! a record of lists, strings that repeat (code hosts, service types, shard addresses) travel
+//! once per batch as tables with indices, and a module pays only for the columns it reads
+//! (names, the only per-repository strings, cost most). BENCHMARKS.md has the figures.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::bindings::{CloneState, Column, RepoBatch, RepoFlags};
+use super::view::{RepoView, ViewState};
+use crate::model::Timestamp;
+use crate::schedule::Candidate;
+
+/// The set of columns a module reads.
+#[derive(Copy, Clone, Default, PartialEq, Eq)]
+pub struct Columns(u16);
+
+/// Every column, in WIT order.
+const ALL: [Column; 14] = [
+    Column::Id,
+    Column::Name,
+    Column::CodeHost,
+    Column::ServiceType,
+    Column::Flags,
+    Column::Stars,
+    Column::CreatedAt,
+    Column::UpdatedAt,
+    Column::SizeBytes,
+    Column::State,
+    Column::Shard,
+    Column::Attempts,
+    Column::LastError,
+    Column::LastAttemptAt,
+];
+
+impl Columns {
+    /// Every column (for views and tools that show a whole batch).
+    pub fn all() -> Columns {
+        Columns::from_wit(&ALL)
+    }
+
+    pub(super) fn from_wit(columns: &[Column]) -> Columns {
+        Columns(columns.iter().fold(0, |bits, &c| bits | bit(c)))
+    }
+
+    pub(super) fn has(self, column: Column) -> bool {
+        self.0 & bit(column) != 0
+    }
+
+    /// The WIT names of the columns in the set, e.g. `["stars", "updated-at"]`.
+    pub fn names(self) -> Vec<&'static str> {
+        ALL.into_iter().filter(|&c| self.has(c)).map(column_name).collect()
+    }
+}
+
+impl fmt::Debug for Columns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+fn bit(column: Column) -> u16 {
+    1 << (column as u16)
+}
+
+fn column_name(column: Column) -> &'static str {
+    match column {
+        Column::Id => "id",
+        Column::Name => "name",
+        Column::CodeHost => "code-host",
+        Column::ServiceType => "service-type",
+        Column::Flags => "flags",
+        Column::Stars => "stars",
+        Column::CreatedAt => "created-at",
+        Column::UpdatedAt => "updated-at",
+        Column::SizeBytes => "size-bytes",
+        Column::State => "state",
+        Column::Shard => "shard",
+        Column::Attempts => "attempts",
+        Column::LastError => "last-error",
+        Column::LastAttemptAt => "last-attempt-at",
+    }
+}
+
+/// One repository as the batch builder reads it: the scheduler's candidates and the CLI's
+/// and fixtures' [`RepoView`] rows both are.
+pub(super) trait Row {
+    fn id(&self) -> i64;
+    fn name(&self) -> &str;
+    fn code_host(&self) -> &str;
+    fn service_type(&self) -> &str;
+    fn flags(&self) -> RepoFlags;
+    fn stars(&self) -> Option<u32>;
+    fn created_at(&self) -> Option<i64>;
+    fn updated_at(&self) -> Option<i64>;
+    fn size_bytes(&self) -> Option<u64>;
+    fn state(&self) -> CloneState;
+    fn shard(&self) -> u32;
+    fn shard_addr(&self) -> &str;
+    fn attempts(&self) -> u32;
+    fn last_error(&self) -> Option<&str>;
+    fn last_attempt_at(&self) -> Option<i64>;
+}
+
+fn flags_of(private: bool, fork: bool, archived: bool) -> RepoFlags {
+    let mut flags = RepoFlags::empty();
+    if private {
+        flags |= RepoFlags::PRIVATE;
+    }
+    if fork {
+        flags |= RepoFlags::FORK;
+    }
+    if archived {
+        flags |= RepoFlags::ARCHIVED;
+    }
+    flags
+}
+
+/// A scheduler candidate with the shard address list it indexes.
+pub(super) struct CandidateRow<'a> {
+    pub candidate: &'a Candidate<'a>,
+    pub shard_addrs: &'a [String],
+}
+
+impl Row for CandidateRow<'_> {
+    fn id(&self) -> i64 {
+        self.candidate.repo.id
+    }
+    fn name(&self) -> &str {
+        self.candidate.repo.name.as_str()
+    }
+    fn code_host(&self) -> &str {
+        self.candidate.repo.code_host()
+    }
+    fn service_type(&self) -> &str {
+        self.candidate.repo.service_type.as_deref().unwrap_or_default()
+    }
+    fn flags(&self) -> RepoFlags {
+        let repo = self.candidate.repo;
+        flags_of(repo.private, repo.fork, repo.archived)
+    }
+    fn stars(&self) -> Option<u32> {
+        self.candidate.repo.stars
+    }
+    fn created_at(&self) -> Option<i64> {
+        self.candidate.repo.created_at.map(Timestamp::as_millis)
+    }
+    fn updated_at(&self) -> Option<i64> {
+        self.candidate.repo.updated_at.map(Timestamp::as_millis)
+    }
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
+    fn state(&self) -> CloneState {
+        ViewState::from(self.candidate.state).into()
+    }
+    fn shard(&self) -> u32 {
+        u32::from(self.candidate.shard)
+    }
+    fn shard_addr(&self) -> &str {
+        self.shard_addrs.get(usize::from(self.candidate.shard)).map_or("", String::as_str)
+    }
+    fn attempts(&self) -> u32 {
+        self.candidate.record.map_or(0, |r| r.attempts)
+    }
+    fn last_error(&self) -> Option<&str> {
+        self.candidate.record.and_then(|r| r.last_error.as_deref())
+    }
+    fn last_attempt_at(&self) -> Option<i64> {
+        self.candidate.record.and_then(|r| r.last_attempt_at).map(Timestamp::as_millis)
+    }
+}
+
+impl Row for RepoView {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn code_host(&self) -> &str {
+        &self.code_host
+    }
+    fn service_type(&self) -> &str {
+        &self.service_type
+    }
+    fn flags(&self) -> RepoFlags {
+        flags_of(self.private, self.fork, self.archived)
+    }
+    fn stars(&self) -> Option<u32> {
+        self.stars
+    }
+    fn created_at(&self) -> Option<i64> {
+        self.created_at
+    }
+    fn updated_at(&self) -> Option<i64> {
+        self.updated_at
+    }
+    fn size_bytes(&self) -> Option<u64> {
+        self.size_bytes
+    }
+    fn state(&self) -> CloneState {
+        self.state.into()
+    }
+    fn shard(&self) -> u32 {
+        self.shard
+    }
+    fn shard_addr(&self) -> &str {
+        &self.shard_addr
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+    fn last_attempt_at(&self) -> Option<i64> {
+        self.last_attempt_at
+    }
+}
+
+/// Distinct strings of a batch, in first-seen order, and each row's index among them.
+#[derive(Default)]
+struct Table<'a> {
+    index: HashMap<&'a str, u32>,
+    names: Vec<String>,
+    of_rows: Vec<u32>,
+}
+
+impl<'a> Table<'a> {
+    fn with_capacity(rows: usize) -> Table<'a> {
+        Table { of_rows: Vec::with_capacity(rows), ..Table::default() }
+    }
+
+    fn push(&mut self, value: &'a str) {
+        let next = self.names.len() as u32;
+        let idx = *self.index.entry(value).or_insert_with(|| {
+            self.names.push(value.to_string());
+            next
+        });
+        self.of_rows.push(idx);
+    }
+}
+
+/// The batch of `rows` with the columns in `wanted` filled, in one pass over the rows.
+pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
+    let n = rows.len();
+    let capacity = |column: Column| if wanted.has(column) { n } else { 0 };
+    let mut batch = RepoBatch {
+        len: u32::try_from(n).unwrap_or(u32::MAX),
+        ids: Vec::with_capacity(capacity(Column::Id)),
+        names: Vec::with_capacity(capacity(Column::Name)),
+        code_hosts: Vec::new(),
+        code_host_names: Vec::new(),
+        service_types: Vec::new(),
+        service_type_names: Vec::new(),
+        flags: Vec::with_capacity(capacity(Column::Flags)),
+        stars: Vec::with_capacity(capacity(Column::Stars)),
+        created_at: Vec::with_capacity(capacity(Column::CreatedAt)),
+        updated_at: Vec::with_capacity(capacity(Column::UpdatedAt)),
+        size_bytes: Vec::with_capacity(capacity(Column::SizeBytes)),
+        states: Vec::with_capacity(capacity(Column::State)),
+        shards: Vec::with_capacity(capacity(Column::Shard)),
+        shard_addrs: Vec::new(),
+        attempts: Vec::with_capacity(capacity(Column::Attempts)),
+        last_errors: Vec::with_capacity(capacity(Column::LastError)),
+        last_attempt_at: Vec::with_capacity(capacity(Column::LastAttemptAt)),
+    };
+    let mut code_hosts = Table::with_capacity(capacity(Column::CodeHost));
+    let mut service_types = Table::with_capacity(capacity(Column::ServiceType));
+    let has = |column: Column| wanted.has(column);
+    for row in rows {
+        if has(Column::Id) {
+            batch.ids.push(row.id());
+        }
+        if has(Column::Name) {
+            batch.names.push(row.name().to_string());
+        }
+        if has(Column::CodeHost) {
+            code_hosts.push(row.code_host());
+        }
+        if has(Column::ServiceType) {
+            service_types.push(row.service_type());
+        }
+        if has(Column::Flags) {
+            batch.flags.push(row.flags());
+        }
+        if has(Column::Stars) {
+            batch.stars.push(row.stars());
+        }
+        if has(Column::CreatedAt) {
+            batch.created_at.push(row.created_at());
+        }
+        if has(Column::UpdatedAt) {
+            batch.updated_at.push(row.updated_at());
+        }
+        if has(Column::SizeBytes) {
+            batch.size_bytes.push(row.size_bytes());
+        }
+        if has(Column::State) {
+            batch.states.push(row.state());
+        }
+        if has(Column::Shard) {
+            let shard = row.shard();
+            batch.shards.push(shard);
+            let idx = shard as usize;
+            if batch.shard_addrs.len() <= idx {
+                batch.shard_addrs.resize(idx + 1, String::new());
+            }
+            if batch.shard_addrs[idx].is_empty() {
+                batch.shard_addrs[idx] = row.shard_addr().to_string();
+            }
+        }
+        if has(Column::Attempts) {
+            batch.attempts.push(row.attempts());
+        }
+        if has(Column::LastError) {
+            batch.last_errors.push(row.last_error().map(str::to_string));
+        }
+        if has(Column::LastAttemptAt) {
+            batch.last_attempt_at.push(row.last_attempt_at());
+        }
+    }
+    (batch.code_hosts, batch.code_host_names) = (code_hosts.of_rows, code_hosts.names);
+    (batch.service_types, batch.service_type_names) = (service_types.of_rows, service_types.names);
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: i64, name: &str, shard: u32) -> RepoView {
+        RepoView {
+            id,
+            name: name.to_string(),
+            code_host: name.split('/').next().unwrap_or_default().to_string(),
+            service_type: "github".to_string(),
+            fork: id % 2 == 0,
+            stars: Some(id as u32),
+            shard,
+            shard_addr: format!("gitserver-{shard}:3178"),
+            ..RepoView::default()
+        }
+    }
+
+    #[test]
+    fn only_wanted_columns_are_filled_and_each_has_one_entry_per_repo() {
+        let rows = [view(1, "github.com/a/x", 2), view(2, "gitlab.com/b/y", 0), view(3, "github.com/c/z", 2)];
+        let batch = build(&rows, Columns::from_wit(&[Column::Stars, Column::Flags, Column::CodeHost, Column::Shard]));
+        assert_eq!(batch.len, 3);
+        assert_eq!(batch.stars, vec![Some(1), Some(2), Some(3)]);
+        assert_eq!(batch.flags, vec![RepoFlags::empty(), RepoFlags::FORK, RepoFlags::empty()]);
+        assert_eq!(batch.code_host_names, vec!["github.com", "gitlab.com"]);
+        assert_eq!(batch.code_hosts, vec![0, 1, 0]);
+        assert_eq!(batch.shards, vec![2, 0, 2]);
+        assert_eq!(batch.shard_addrs, vec!["gitserver-0:3178", "", "gitserver-2:3178"]);
+        // Not asked for: empty, whatever the rows hold.
+        assert!(batch.ids.is_empty() && batch.names.is_empty() && batch.service_types.is_empty());
+        assert!(batch.service_type_names.is_empty() && batch.attempts.is_empty() && batch.last_errors.is_empty());
+    }
+
+    #[test]
+    fn column_sets_name_their_columns_in_wit_order() {
+        let set = Columns::from_wit(&[Column::UpdatedAt, Column::Stars, Column::Stars]);
+        assert_eq!(set.names(), vec!["stars", "updated-at"]);
+        assert_eq!(Columns::all().names().len(), ALL.len());
+        assert!(!Columns::default().has(Column::Id));
+    }
+}
