@@ -105,6 +105,9 @@ pub struct PolicyStatus {
     pub digest: String,
     /// The interfaces it implements (`prioritize`, `rate-limits`, `reenqueue`, `lifecycle`).
     pub interfaces: Vec<String>,
+    /// The `repo-batch` columns its `prioritize` reads (empty without `prioritize`).
+    #[serde(default)]
+    pub columns: Vec<String>,
     /// The decision interfaces it answers now (first by file name among those implementing it).
     #[serde(default)]
     pub serving: Vec<String>,

@@ -72,7 +72,9 @@ async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
     let live = sidecar
         .wait_for("popular-first live", |s| s.policies.iter().any(|p| p.name == "popular-first" && p.state == "active"))
         .await;
-    let digest = live.policies.iter().find(|p| p.name == "popular-first").map(|p| p.digest.clone()).unwrap_or_default();
+    let status = live.policies.iter().find(|p| p.name == "popular-first").expect("listed");
+    assert_eq!(status.columns, ["flags", "stars", "updated-at"], "status names the columns it reads");
+    let digest = status.digest.clone();
     // Two ticks later the queue has been rebuilt by the module.
     sidecar.wait_for("two more ticks", |s| s.ticks >= live.ticks + 2).await;
     let at_swap = dispatched(0).await.expect("the dispatch log");
