@@ -46,9 +46,8 @@ export const prioritize = {
     const { len, names, sizeBytes, flags, attempts } = repos;
     const out = new Array(len);
     for (let i = 0; i < len; i++) {
-      // size-bytes is an option<u64>: undefined or a BigInt.
-      const size = sizeBytes[i];
-      const large = size !== undefined && Number(size) > config.large_bytes;
+      // size-bytes is a u64 (a BigInt), 0 when unknown: an unknown size is not large.
+      const large = Number(sizeBytes[i]) > config.large_bytes;
       if (!offPeak && (large || (flags[i].archived && config.archived_off_peak))) {
         out[i] = { tag: 'not-now' };
         continue;

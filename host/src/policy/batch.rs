@@ -4,9 +4,11 @@
 //! **Why columns.** Copying data into a guest is the cost of a policy call, not the guest's
 //! arithmetic: the canonical ABI lowers a list of records field by field, and every string
 //! through a call into the guest's allocator. A list of integers is one copy. So the batch is
-//! a record of lists, strings that repeat (code hosts, service types, shard addresses) travel
-//! once per batch as tables with indices, and a module pays only for the columns it reads
-//! (names, the only per-repository strings, cost most). BENCHMARKS.md has the figures.
+//! a record of lists; numbers are plain (0 when unknown, with a `…-known` bit in `flags`)
+//! rather than options, which are lowered one at a time; strings that repeat (code hosts,
+//! service types, shard addresses) travel once per batch as tables with indices; and a module
+//! pays only for the columns it reads (names, the only per-repository strings, cost most).
+//! BENCHMARKS.md has the figures.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -94,7 +96,7 @@ pub(super) trait Row {
     fn name(&self) -> &str;
     fn code_host(&self) -> &str;
     fn service_type(&self) -> &str;
-    fn flags(&self) -> RepoFlags;
+    fn private_fork_archived(&self) -> (bool, bool, bool);
     fn stars(&self) -> Option<u32>;
     fn created_at(&self) -> Option<i64>;
     fn updated_at(&self) -> Option<i64>;
@@ -107,17 +109,25 @@ pub(super) trait Row {
     fn last_attempt_at(&self) -> Option<i64>;
 }
 
-fn flags_of(private: bool, fork: bool, archived: bool) -> RepoFlags {
+/// The row's facts, and which of the numbers in `wanted` are known: a `…-known` bit means
+/// nothing without its column, and reading a field no column needs costs memory traffic.
+fn flags_of<R: Row>(row: &R, wanted: Columns) -> RepoFlags {
+    let (private, fork, archived) = row.private_fork_archived();
     let mut flags = RepoFlags::empty();
-    if private {
-        flags |= RepoFlags::PRIVATE;
-    }
-    if fork {
-        flags |= RepoFlags::FORK;
-    }
-    if archived {
-        flags |= RepoFlags::ARCHIVED;
-    }
+    let mut set = |yes: bool, bit: RepoFlags| {
+        if yes {
+            flags |= bit;
+        }
+    };
+    set(private, RepoFlags::PRIVATE);
+    set(fork, RepoFlags::FORK);
+    set(archived, RepoFlags::ARCHIVED);
+    let known = |column: Column, is_known: &dyn Fn() -> bool| wanted.has(column) && is_known();
+    set(known(Column::Stars, &|| row.stars().is_some()), RepoFlags::STARS_KNOWN);
+    set(known(Column::CreatedAt, &|| row.created_at().is_some()), RepoFlags::CREATED_AT_KNOWN);
+    set(known(Column::UpdatedAt, &|| row.updated_at().is_some()), RepoFlags::UPDATED_AT_KNOWN);
+    set(known(Column::SizeBytes, &|| row.size_bytes().is_some()), RepoFlags::SIZE_BYTES_KNOWN);
+    set(known(Column::LastAttemptAt, &|| row.last_attempt_at().is_some()), RepoFlags::LAST_ATTEMPT_AT_KNOWN);
     flags
 }
 
@@ -140,9 +150,9 @@ impl Row for CandidateRow<'_> {
     fn service_type(&self) -> &str {
         self.candidate.repo.service_type.as_deref().unwrap_or_default()
     }
-    fn flags(&self) -> RepoFlags {
+    fn private_fork_archived(&self) -> (bool, bool, bool) {
         let repo = self.candidate.repo;
-        flags_of(repo.private, repo.fork, repo.archived)
+        (repo.private, repo.fork, repo.archived)
     }
     fn stars(&self) -> Option<u32> {
         self.candidate.repo.stars
@@ -189,8 +199,8 @@ impl Row for RepoView {
     fn service_type(&self) -> &str {
         &self.service_type
     }
-    fn flags(&self) -> RepoFlags {
-        flags_of(self.private, self.fork, self.archived)
+    fn private_fork_archived(&self) -> (bool, bool, bool) {
+        (self.private, self.fork, self.archived)
     }
     fn stars(&self) -> Option<u32> {
         self.stars
@@ -247,7 +257,8 @@ impl<'a> Table<'a> {
     }
 }
 
-/// The batch of `rows` with the columns in `wanted` filled, in one pass over the rows.
+/// The batch of `rows` with the columns in `wanted` filled, in one pass over the rows (one
+/// pass per column measured slower: each pass reads the rows again).
 pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
     let n = rows.len();
     let capacity = |column: Column| if wanted.has(column) { n } else { 0 };
@@ -288,19 +299,19 @@ pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
             service_types.push(row.service_type());
         }
         if has(Column::Flags) {
-            batch.flags.push(row.flags());
+            batch.flags.push(flags_of(row, wanted));
         }
         if has(Column::Stars) {
-            batch.stars.push(row.stars());
+            batch.stars.push(row.stars().unwrap_or(0));
         }
         if has(Column::CreatedAt) {
-            batch.created_at.push(row.created_at());
+            batch.created_at.push(row.created_at().unwrap_or(0));
         }
         if has(Column::UpdatedAt) {
-            batch.updated_at.push(row.updated_at());
+            batch.updated_at.push(row.updated_at().unwrap_or(0));
         }
         if has(Column::SizeBytes) {
-            batch.size_bytes.push(row.size_bytes());
+            batch.size_bytes.push(row.size_bytes().unwrap_or(0));
         }
         if has(Column::State) {
             batch.states.push(row.state());
@@ -323,7 +334,7 @@ pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
             batch.last_errors.push(row.last_error().map(str::to_string));
         }
         if has(Column::LastAttemptAt) {
-            batch.last_attempt_at.push(row.last_attempt_at());
+            batch.last_attempt_at.push(row.last_attempt_at().unwrap_or(0));
         }
     }
     (batch.code_hosts, batch.code_host_names) = (code_hosts.of_rows, code_hosts.names);
@@ -351,11 +362,18 @@ mod tests {
 
     #[test]
     fn only_wanted_columns_are_filled_and_each_has_one_entry_per_repo() {
-        let rows = [view(1, "github.com/a/x", 2), view(2, "gitlab.com/b/y", 0), view(3, "github.com/c/z", 2)];
-        let batch = build(&rows, Columns::from_wit(&[Column::Stars, Column::Flags, Column::CodeHost, Column::Shard]));
+        let mut rows = [view(1, "github.com/a/x", 2), view(2, "gitlab.com/b/y", 0), view(3, "github.com/c/z", 2)];
+        rows[2].stars = None;
+        rows[2].updated_at = Some(1_700_000_000_000);
+        let wanted = [Column::Stars, Column::UpdatedAt, Column::Flags, Column::CodeHost, Column::Shard];
+        let batch = build(&rows, Columns::from_wit(&wanted));
         assert_eq!(batch.len, 3);
-        assert_eq!(batch.stars, vec![Some(1), Some(2), Some(3)]);
-        assert_eq!(batch.flags, vec![RepoFlags::empty(), RepoFlags::FORK, RepoFlags::empty()]);
+        assert_eq!(batch.stars, vec![1, 2, 0], "unknown stars are 0");
+        assert_eq!(
+            batch.flags,
+            vec![RepoFlags::STARS_KNOWN, RepoFlags::FORK | RepoFlags::STARS_KNOWN, RepoFlags::UPDATED_AT_KNOWN],
+            "…with their known bit clear"
+        );
         assert_eq!(batch.code_host_names, vec!["github.com", "gitlab.com"]);
         assert_eq!(batch.code_hosts, vec![0, 1, 0]);
         assert_eq!(batch.shards, vec![2, 0, 2]);

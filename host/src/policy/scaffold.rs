@@ -271,7 +271,7 @@ impl prioritize::Guest for Policy {
             .iter()
             .zip(&repos.flags)
             .map(|(&stars, &flags)| {
-                let stars = f64::from(stars.unwrap_or(0));
+                let stars = f64::from(stars);
                 Priority::Score(if flags.contains(RepoFlags::FORK) { stars - fork_penalty } else { stars })
             })
             .collect()
@@ -347,7 +347,7 @@ class Prioritize(exports.Prioritize):
 
     def prioritize(self, now: int, repos: RepoBatch) -> list:
         return [
-            Priority_Score(float(stars or 0) - (fork_penalty if RepoFlags.FORK in flags else 0.0))
+            Priority_Score(float(stars) - (fork_penalty if RepoFlags.FORK in flags else 0.0))
             for stars, flags in zip(repos.stars, repos.flags)
         ]
 "#;
@@ -404,7 +404,7 @@ export const prioritize = {
   prioritize(now, repos) {
     const out = new Array(repos.len);
     for (let i = 0; i < repos.len; i++) {
-      const stars = repos.stars[i] ?? 0;
+      const stars = repos.stars[i];
       out[i] = { tag: 'score', val: stars - (repos.flags[i].fork ? forkPenalty : 0) };
     }
     return out;

@@ -90,12 +90,12 @@ impl reenqueue::Guest for Policy {
 export!(Policy);
 
 /// Higher goes first: never-attempted repos score `2·BAND − created_at`, failed ones
-/// `−last_attempt_at`, so each group runs oldest first. Unknown times count as 0.
-fn score(attempts: u32, created_at: Option<Timestamp>, last_attempt_at: Option<Timestamp>) -> f64 {
+/// `−last_attempt_at`, so each group runs oldest first. Unknown times arrive as 0.
+fn score(attempts: u32, created_at: Timestamp, last_attempt_at: Timestamp) -> f64 {
     if attempts > 0 {
-        -(last_attempt_at.unwrap_or(0) as f64)
+        -(last_attempt_at as f64)
     } else {
-        2.0 * BAND - created_at.unwrap_or(0) as f64
+        2.0 * BAND - created_at as f64
     }
 }
 

@@ -65,15 +65,19 @@ impl prioritize::Guest for Policy {
     fn prioritize(now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
         let weights = *WEIGHTS.lock().unwrap();
         let rows = repos.stars.iter().zip(&repos.updated_at).zip(&repos.flags);
-        rows.map(|((&stars, &updated_at), &flags)| Priority::Score(score(&weights, now, stars, updated_at, flags)))
-            .collect()
+        rows.map(|((&stars, &updated_at), &flags)| {
+            // Unknown stars arrive as 0; an unknown updated-at (its bit clear) means no activity.
+            let updated_at = flags.contains(RepoFlags::UPDATED_AT_KNOWN).then_some(updated_at);
+            Priority::Score(score(&weights, now, stars, updated_at, flags))
+        })
+        .collect()
     }
 }
 
 export!(Policy);
 
-fn score(w: &Weights, now: Timestamp, stars: Option<u32>, updated_at: Option<Timestamp>, flags: RepoFlags) -> f64 {
-    let stars = f64::from(stars.unwrap_or(0));
+fn score(w: &Weights, now: Timestamp, stars: u32, updated_at: Option<Timestamp>, flags: RepoFlags) -> f64 {
+    let stars = f64::from(stars);
     // Activity decays from 1 (updated now, or in the future) by half every half-life.
     let activity = updated_at.map_or(0.0, |updated| {
         let age_days = (now.saturating_sub(updated)).max(0) as f64 / DAY_MS;

@@ -1,7 +1,7 @@
 ;; world: prioritizer
 ;; A well-behaved prioritizer: score = stars (0 when unknown) + BONUS.
-;; Reads the `stars` column: `stars` (option<u32>, 8 bytes an entry: flag at 0, value at 4)
-;; sits at offset 68 of the argument area (`now` at 0, the `repo-batch` record from 8).
+;; Reads the `stars` column: `stars` (list<u32>, 0 when unknown) sits at offset 68 of the
+;; argument area (`now` at 0, the `repo-batch` record from 8).
 (module
   ;; @prelude
   (func (export "clonekeeper:policy/prioritize@0.2.0#columns") (result i32)
@@ -15,15 +15,13 @@
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $src (i32.add (local.get $stars) (i32.mul (local.get $i) (i32.const 8))))
+        (local.set $src (i32.add (local.get $stars) (i32.mul (local.get $i) (i32.const 4))))
         (local.set $dst (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 16))))
         (i32.store8 (local.get $dst) (i32.const 0))
         (f64.store offset=8 (local.get $dst)
           (f64.add
             (f64.const 0 (; BONUS ;))
-            (if (result f64) (i32.load8_u (local.get $src))
-              (then (f64.convert_i32_u (i32.load offset=4 (local.get $src))))
-              (else (f64.const 0)))))
+            (f64.convert_i32_u (i32.load (local.get $src)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
     (call $return_list (local.get $out) (local.get $n)))
