@@ -62,7 +62,7 @@ impl Interface {
             .find(|i| i.as_str() == name)
     }
 
-    /// The export name in a component, e.g. `clonekeeper:policy/rate-limits@0.1.0`.
+    /// The export name in a component, e.g. `clonekeeper:policy/rate-limits@0.2.0`.
     pub fn export_name(self) -> String {
         format!("clonekeeper:policy/{}@{VERSION}", self.as_str())
     }

@@ -329,6 +329,33 @@ fn rate_limit_answers_are_checked() {
     assert!(error.contains("per-hour 0"), "{error}");
 }
 
+#[test]
+fn the_host_tells_a_rate_limit_policy_each_code_host_s_service_type() {
+    // A limiter whose per-hour is 1 + the length of the key's service type (key-load: the
+    // service-type string's length sits at offset 16).
+    let by_type = core_wat("limits")
+        .replace("(i32.const 3600 (; PER_HOUR ;))", "(i32.add (i32.const 1) (i32.load offset=16 (local.get $src)))");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "limits.wasm", &componentize(by_type.as_bytes(), Some("limiter")).expect("encodes"));
+    let host = host_for(dir.path(), 3);
+    host.reload(now()).expect("reload");
+    let load = |key: crate::schedule::LimitKey, service_type: Option<&str>| crate::schedule::KeyLoad {
+        key,
+        service_type: service_type.map(Arc::from),
+        repos: 1,
+        queued: 1,
+        in_flight: 0,
+    };
+    let seen = [
+        load(crate::schedule::LimitKey::CodeHost("gitlab.example.com".into()), Some("gitlab")),
+        load(crate::schedule::LimitKey::CodeHost("git.example.org".into()), None),
+        load(crate::schedule::LimitKey::Shard(0), None),
+    ];
+    let limits = RateLimitPolicy::limits(&*host, &seen, now());
+    let per_hour: Vec<u32> = limits.iter().map(|(_, limit)| limit.per_hour.get()).collect();
+    assert_eq!(per_hour, [7, 1, 1], "gitlab, unknown, a shard: {limits:?}");
+}
+
 // === The host: fallback, quarantine, status ===
 
 #[test]
