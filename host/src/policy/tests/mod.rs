@@ -190,11 +190,20 @@ fn a_module_built_against_another_contract_version_is_refused_naming_both() {
 }
 
 #[test]
-fn a_module_whose_columns_trap_is_refused_at_load() {
-    let core = core_wat("stars").replace("(call $columns_one (i32.const 5 (; stars ;)))", "unreachable");
-    let bytes = componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
-    let error = load("no-columns", bytes).unwrap_err();
-    assert!(error.error.contains("prioritize's columns trapped"), "{}", error.error);
+fn a_module_whose_columns_trap_or_hang_or_answer_junk_is_refused_at_load() {
+    let columns = "(call $columns_one (i32.const 5 (; stars ;)))";
+    let cases = [
+        ("unreachable", "prioritize's columns trapped"),
+        ("(loop $forever (br $forever)) (i32.const 0)", "prioritize's columns timed out"),
+        // A column index past the end of the enum.
+        ("(call $columns_one (i32.const 99))", "prioritize's columns trapped"),
+    ];
+    for (body, expected) in cases {
+        let core = core_wat("stars").replace(columns, body);
+        let bytes = componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
+        let error = load("bad-columns", bytes).unwrap_err();
+        assert!(error.error.contains(expected), "{body}: {}", error.error);
+    }
 }
 
 #[test]
