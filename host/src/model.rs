@@ -106,8 +106,9 @@ pub enum RecordedState {
     NotTracked,
     /// `repo.cloned` (late-2020 shape).
     ClonedFlag(bool),
-    /// `gitserver_repos.clone_status` (2021 shape); `None` when the repo has no row yet.
-    Status(Option<CloneStatus>),
+    /// `gitserver_repos` (2021 shape): `clone_status`, `None` when the repo has no row yet,
+    /// and `shard_id`, as an index into the load's `recorded_shards`.
+    Status { status: Option<CloneStatus>, shard: Option<u16> },
 }
 
 /// gitserver's own clone-status vocabulary (`gitserver_repos.clone_status`).

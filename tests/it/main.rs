@@ -15,3 +15,4 @@ mod shard_down;
 mod sidecar_sigkill;
 mod sigterm;
 mod status_endpoint;
+mod writeback_shard;

@@ -13,6 +13,16 @@ impl Sidecar {
             return;
         }
         let snapshot = Arc::clone(&self.snapshot);
+        // The configured shard each recorded `shard_id` names. An address clonekeeper does not
+        // know (gitserver may spell its own differently) is left alone, so the two never take
+        // turns rewriting a row; one naming another configured shard is corrected (a reshard).
+        let addrs = self.parts.config.shards.addrs();
+        let recorded_shards: Vec<Option<ShardIdx>> = snapshot
+            .desired
+            .recorded_shards
+            .iter()
+            .map(|id| addrs.iter().position(|addr| addr == &**id).and_then(|idx| ShardIdx::try_from(idx).ok()))
+            .collect();
         let mut changes = Vec::new();
         for ((repo, state), shard) in snapshot.desired.repos.iter().zip(&plan.states).zip(&snapshot.routes) {
             let status = match state {
@@ -24,7 +34,12 @@ impl Sidecar {
             let stale = match repo.recorded {
                 RecordedState::NotTracked => false,
                 RecordedState::ClonedFlag(cloned) => cloned != (status == CloneStatus::Cloned),
-                RecordedState::Status(recorded) => recorded != Some(status) || *state == RepoState::Failed,
+                RecordedState::Status { status: recorded, shard: recorded_shard } => {
+                    let elsewhere = recorded_shard
+                        .and_then(|idx| recorded_shards.get(usize::from(idx)).copied().flatten())
+                        .is_some_and(|recorded| recorded != *shard);
+                    recorded != Some(status) || *state == RepoState::Failed || elsewhere
+                }
             };
             if stale {
                 changes.push(WriteBack {

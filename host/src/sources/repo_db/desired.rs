@@ -1,7 +1,7 @@
 //! Turns rows of the desired-repos query into [`DesiredRepo`]s as they stream in, collecting a
 //! [`RowProblem`] for every value that cannot be used as it is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +25,7 @@ const ARCHIVED: usize = 7;
 const PRIVATE: usize = 8;
 const STARS: usize = 9;
 const RECORDED: usize = 10;
+const RECORDED_SHARD: usize = 11;
 
 /// Typed access to one row of the desired-repos query, whatever the backend. Values borrow
 /// from the row, so decoding allocates only what a [`DesiredRepo`] keeps.
@@ -81,11 +82,21 @@ pub(super) struct Builder {
     problems: Vec<RowProblem>,
     /// Interned `external_service_type` values: a handful per load, shared by every repo.
     service_types: HashSet<Arc<str>>,
+    /// The distinct `gitserver_repos.shard_id` values, in first-seen order, and their indices.
+    recorded_shards: Vec<Arc<str>>,
+    recorded_shard_index: HashMap<Arc<str>, u16>,
 }
 
 impl Builder {
     pub(super) fn new(shape: SchemaShape) -> Builder {
-        Builder { shape, repos: Vec::new(), problems: Vec::new(), service_types: HashSet::new() }
+        Builder {
+            shape,
+            repos: Vec::new(),
+            problems: Vec::new(),
+            service_types: HashSet::new(),
+            recorded_shards: Vec::new(),
+            recorded_shard_index: HashMap::new(),
+        }
     }
 
     /// Adds one row. Fails only when the row has no readable id, which means the query and
@@ -156,7 +167,7 @@ impl Builder {
 
     /// Sorts by name and keeps the lowest id of each name, reporting the others.
     pub(super) fn finish(self) -> DesiredSet {
-        let Builder { mut repos, mut problems, .. } = self;
+        let Builder { mut repos, mut problems, recorded_shards, .. } = self;
         repos.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         repos.dedup_by(|later, kept| {
             if later.name != kept.name {
@@ -175,7 +186,7 @@ impl Builder {
         });
         repos.shrink_to_fit();
         problems.sort_by_key(|problem| problem.repo_id);
-        DesiredSet { repos, problems }
+        DesiredSet { repos, problems, recorded_shards }
     }
 
     fn recorded(&mut self, id: i64, raw_name: &str, row: &impl DesiredRow) -> RecordedState {
@@ -195,7 +206,11 @@ impl Builder {
                         None
                     }
                 };
-                RecordedState::Status(status)
+                let shard = match self.field(id, raw_name, "shard_id", row.text(RECORDED_SHARD)) {
+                    Some(shard) if !shard.is_empty() => self.recorded_shard(shard),
+                    _ => None,
+                };
+                RecordedState::Status { status, shard }
             }
         }
     }
@@ -210,6 +225,19 @@ impl Builder {
 
     fn problem(&mut self, repo_id: i64, name: &str, message: String) {
         self.problems.push(RowProblem { repo_id, name: name.to_owned(), message });
+    }
+
+    /// The index of a `shard_id` value; `None` past 65,535 distinct values (never, with real
+    /// shard counts: such a value is then treated as unknown, and left alone).
+    fn recorded_shard(&mut self, shard: &str) -> Option<u16> {
+        if let Some(&idx) = self.recorded_shard_index.get(shard) {
+            return Some(idx);
+        }
+        let idx = u16::try_from(self.recorded_shards.len()).ok()?;
+        let shard: Arc<str> = Arc::from(shard);
+        self.recorded_shards.push(Arc::clone(&shard));
+        self.recorded_shard_index.insert(shard, idx);
+        Some(idx)
     }
 
     fn intern(&mut self, kind: &str) -> Arc<str> {

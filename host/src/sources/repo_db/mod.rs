@@ -11,6 +11,7 @@
 //! - Only this module knows the repo DB's SQL; the rest of clonekeeper sees [`DesiredRepo`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::TryStreamExt;
@@ -93,6 +94,8 @@ pub struct DesiredSet {
     pub repos: Vec<DesiredRepo>,
     /// Sorted by `repo_id`. A row here may still be in `repos` (e.g. without a clone URL).
     pub problems: Vec<RowProblem>,
+    /// The distinct `gitserver_repos.shard_id` values, which `RecordedState::Status` indexes.
+    pub recorded_shards: Vec<Arc<str>>,
 }
 
 /// A `repo` row that could not be used as it is. Reported, never fatal: operators fix the row,

@@ -40,10 +40,10 @@ fn postgres(shape: SchemaShape, stars_column: bool) -> String {
                AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
               THEN (repo.metadata ->> 'stargazerCount')::bigint END"
     };
-    let recorded = match shape {
-        SchemaShape::Sources2020_06 => "NULL::boolean",
-        SchemaShape::ClonedFlag2020_10 => "repo.cloned",
-        SchemaShape::GitserverRepos2021 => "gr.clone_status",
+    let (recorded, recorded_shard) = match shape {
+        SchemaShape::Sources2020_06 => ("NULL::boolean", "NULL::text"),
+        SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL::text"),
+        SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
     };
     let mut joins = String::new();
     if shape != SchemaShape::Sources2020_06 {
@@ -60,7 +60,7 @@ fn postgres(shape: SchemaShape, stars_column: bool) -> String {
     format!(
         "SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.external_service_type, \
                 repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private, \
-                {stars}, {recorded} \
+                {stars}, {recorded}, {recorded_shard} \
          FROM repo{joins} \
          WHERE repo.deleted_at IS NULL"
     )
@@ -87,10 +87,10 @@ fn sqlite(shape: SchemaShape, stars_column: bool) -> String {
                          AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
                         THEN json_extract(repo.metadata, '$.stargazerCount') END END"
     };
-    let recorded = match shape {
-        SchemaShape::Sources2020_06 => "NULL",
-        SchemaShape::ClonedFlag2020_10 => "repo.cloned",
-        SchemaShape::GitserverRepos2021 => "gr.clone_status",
+    let (recorded, recorded_shard) = match shape {
+        SchemaShape::Sources2020_06 => ("NULL", "NULL"),
+        SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL"),
+        SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
     };
     let mut joins = String::new();
     if shape != SchemaShape::Sources2020_06 {
@@ -109,7 +109,7 @@ fn sqlite(shape: SchemaShape, stars_column: bool) -> String {
     format!(
         "SELECT repo.id, repo.name, {clone_url}, repo.external_service_type, \
                 {created_at}, {updated_at}, repo.fork, repo.archived, repo.private, \
-                {stars}, {recorded} \
+                {stars}, {recorded}, {recorded_shard} \
          FROM repo{joins} \
          WHERE repo.deleted_at IS NULL"
     )

@@ -26,7 +26,7 @@ fn render(set: &DesiredSet) -> String {
         writeln!(
             out,
             "{} {} url={} type={} created={} updated={} stars={:?} fork={} archived={} \
-             private={} recorded={:?}",
+             private={} recorded={}",
             repo.id,
             repo.name,
             repo.clone_url.as_deref().unwrap_or("-"),
@@ -37,7 +37,7 @@ fn render(set: &DesiredSet) -> String {
             repo.fork,
             repo.archived,
             repo.private,
-            repo.recorded,
+            describe(set, repo.recorded),
         )
         .expect("writing to a String");
     }
@@ -52,8 +52,20 @@ async fn check_load(repo_db: &RepoDb, expect: Expect) {
     expect.assert_eq(&render(&set));
 }
 
-fn recorded_of(set: &DesiredSet, id: i64) -> RecordedState {
-    set.repos.iter().find(|repo| repo.id == id).unwrap_or_else(|| panic!("repo {id} is desired")).recorded
+/// A recorded state with its shard index resolved to the `shard_id` it stands for.
+fn describe(set: &DesiredSet, recorded: RecordedState) -> String {
+    match recorded {
+        RecordedState::Status { status, shard } => {
+            let shard = shard.map_or("-", |idx| &*set.recorded_shards[usize::from(idx)]);
+            format!("Status({status:?} on {shard})")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn recorded_of(set: &DesiredSet, id: i64) -> String {
+    let repo = set.repos.iter().find(|repo| repo.id == id).unwrap_or_else(|| panic!("repo {id} is desired"));
+    describe(set, repo.recorded)
 }
 
 fn change(repo_id: i64, status: CloneStatus, shard: &str, last_error: Option<&str>) -> WriteBack {
@@ -210,9 +222,9 @@ async fn check_2020_10(db: Database) {
     assert_eq!(written, 2, "repo 1 and 5 change; 3 stays uncloned; 999 does not exist");
 
     let set = repo_db.load_desired().await.expect("loading again");
-    assert_eq!(recorded_of(&set, 1), RecordedState::ClonedFlag(false));
-    assert_eq!(recorded_of(&set, 3), RecordedState::ClonedFlag(false));
-    assert_eq!(recorded_of(&set, 5), RecordedState::ClonedFlag(true));
+    assert_eq!(recorded_of(&set, 1), "ClonedFlag(false)");
+    assert_eq!(recorded_of(&set, 3), "ClonedFlag(false)");
+    assert_eq!(recorded_of(&set, 5), "ClonedFlag(true)");
 
     let written = repo_db.write_back(&changes).await.expect("writing back again");
     assert_eq!(written, 0, "nothing left to change");
@@ -271,10 +283,10 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
     check_load(
         &repo_db,
         expect![[r#"
-            1 github.com/foo/bar url=https://github.com/Foo/Bar.git type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(7) fork=false archived=false private=false recorded=Status(Some(Cloning))
-            6 github.com/has/status url=https://github.com/has/status type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(0) fork=false archived=false private=false recorded=Status(Some(Cloned))
-            5 github.com/negative/stars url=https://github.com/negative/stars type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None)
-            3 github.com/no/url url=- type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None)
+            1 github.com/foo/bar url=https://github.com/Foo/Bar.git type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(7) fork=false archived=false private=false recorded=Status(Some(Cloning) on gs-0)
+            6 github.com/has/status url=https://github.com/has/status type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(0) fork=false archived=false private=false recorded=Status(Some(Cloned) on gs-1)
+            5 github.com/negative/stars url=https://github.com/negative/stars type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None on gs-1)
+            3 github.com/no/url url=- type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None on -)
             problem: repo row 3 (github.com/no/url): no clone URL
             problem: repo row 4 (github.com/foo/bar): name normalises to the same name as repo row 1; skipped in favour of the lower id
             problem: repo row 5 (github.com/negative/stars): stars -1 out of range; ignored
@@ -293,9 +305,9 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
     assert_eq!(written, 2, "1 changes, 3 is new, 6 is unchanged, 999 does not exist");
 
     let set = repo_db.load_desired().await.expect("loading again");
-    assert_eq!(recorded_of(&set, 1), RecordedState::Status(Some(CloneStatus::Cloned)));
-    assert_eq!(recorded_of(&set, 3), RecordedState::Status(Some(CloneStatus::NotCloned)));
-    assert_eq!(recorded_of(&set, 6), RecordedState::Status(Some(CloneStatus::Cloned)));
+    assert_eq!(recorded_of(&set, 1), "Status(Some(Cloned) on gs-0)");
+    assert_eq!(recorded_of(&set, 3), "Status(Some(NotCloned) on gs-1)");
+    assert_eq!(recorded_of(&set, 6), "Status(Some(Cloned) on gs-1)");
     let (shard, last_error): (String, Option<String>) =
         sqlx::query_as("SELECT shard_id, last_error FROM gitserver_repos WHERE repo_id = 3")
             .fetch_one(&pool)
@@ -332,8 +344,8 @@ async fn sqlite_2021_reads_and_upserts_gitserver_repos() {
     check_load(
         &repo_db,
         expect![[r#"
-            1 github.com/foo/bar url=https://github.com/Foo/Bar.git type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(7) fork=false archived=false private=false recorded=Status(Some(Cloning))
-            2 github.com/no/status url=https://github.com/no/status type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None)
+            1 github.com/foo/bar url=https://github.com/Foo/Bar.git type=github created=2020-01-01T00:00:00.000Z updated=- stars=Some(7) fork=false archived=false private=false recorded=Status(Some(Cloning) on gs-0)
+            2 github.com/no/status url=https://github.com/no/status type=github created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=Status(None on -)
         "#]],
     )
     .await;
@@ -345,8 +357,8 @@ async fn sqlite_2021_reads_and_upserts_gitserver_repos() {
     ];
     assert_eq!(repo_db.write_back(&changes).await.expect("writing back"), 2);
     let set = repo_db.load_desired().await.expect("loading again");
-    assert_eq!(recorded_of(&set, 1), RecordedState::Status(Some(CloneStatus::Cloned)));
-    assert_eq!(recorded_of(&set, 2), RecordedState::Status(Some(CloneStatus::NotCloned)));
+    assert_eq!(recorded_of(&set, 1), "Status(Some(Cloned) on gs-0)");
+    assert_eq!(recorded_of(&set, 2), "Status(Some(NotCloned) on gs-1)");
     assert_eq!(repo_db.write_back(&changes).await.expect("again"), 0);
 }
 
