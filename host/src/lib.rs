@@ -21,6 +21,7 @@ pub mod sidecar;
 pub mod sources;
 pub mod state;
 pub mod status;
+pub mod text;
 
 #[cfg(test)]
 mod tidy;
