@@ -19,11 +19,25 @@ pub(crate) mod test_support;
 /// writes, so a few connections are plenty and leave the repo DB's connection budget alone.
 const POOL_SIZE: u32 = 4;
 
-/// How long a SQLite writer waits for another writer's lock before giving up.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a caller waits for a free pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Server-side bounds on every statement of a pool's sessions, so a locked table or a runaway
+/// query fails with an error that names it instead of hanging a tick.
+///
+/// Postgres gets them as session settings at connect time (`statement_timeout`,
+/// `lock_timeout`); SQLite has no statement timeout, and its lock wait is the busy timeout.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DbTimeouts {
+    pub statement: Duration,
+    pub lock: Duration,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> DbTimeouts {
+        DbTimeouts { statement: Duration::from_secs(120), lock: Duration::from_secs(10) }
+    }
+}
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -71,12 +85,22 @@ impl Database {
     /// mode with a busy timeout, so a reader never blocks the writer and two writers wait
     /// for each other instead of failing at once.
     pub async fn connect(url: &str) -> Result<Database, DbError> {
+        Database::connect_with(url, DbTimeouts::default()).await
+    }
+
+    /// [`Database::connect`] with the given statement and lock timeouts.
+    pub async fn connect_with(url: &str, timeouts: DbTimeouts) -> Result<Database, DbError> {
         let redacted = redact_url(url);
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => {
+                let millis = |d: Duration| d.as_millis().max(1).to_string();
                 let options = PgConnectOptions::from_str(url)
-                    .map_err(|source| DbError::InvalidUrl { url: redacted.clone(), source })?;
+                    .map_err(|source| DbError::InvalidUrl { url: redacted.clone(), source })?
+                    .options([
+                        ("statement_timeout", millis(timeouts.statement)),
+                        ("lock_timeout", millis(timeouts.lock)),
+                    ]);
                 let pool = PgPoolOptions::new()
                     .max_connections(POOL_SIZE)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -90,7 +114,7 @@ impl Database {
                     .map_err(|source| DbError::InvalidUrl { url: redacted.clone(), source })?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(timeouts.lock);
                 let mut pool_options =
                     SqlitePoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT);
                 if is_sqlite_in_memory(url) {

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dispatch;
 pub mod error_chain;
 pub mod explain;
+pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -53,7 +53,14 @@ pub struct LoadLabels {
     pub result: LoadResult,
 }
 
+/// `step` label of `clonekeeper_tick_step`: the tick loop's current step.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: &'static str,
+}
+
 type ShardGauge = Family<ShardLabel, Gauge>;
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric clonekeeper exports, registered once.
 #[derive(Debug)]
@@ -79,6 +86,11 @@ pub struct Metrics {
     pub policy_eval: Family<PolicyEvalLabels, Histogram>,
     pub policy_loads: Family<LoadLabels, Counter>,
     pub policy_fallbacks: Counter,
+    /// Set by [`crate::liveness::Liveness`].
+    pub last_tick_completed: FloatGauge,
+    pub last_repo_db_read: FloatGauge,
+    pub stall_after_seconds: FloatGauge,
+    pub tick_step: Family<StepLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -129,8 +141,32 @@ impl Default for Metrics {
             "Policy calls answered by a fallback (last good module or built-in)",
             policy_fallbacks.clone(),
         );
+        let last_tick_completed = FloatGauge::default();
+        registry.register(
+            "last_tick_completed_timestamp_seconds",
+            "Unix time the last tick completed; 0 before the first",
+            last_tick_completed.clone(),
+        );
+        let last_repo_db_read = FloatGauge::default();
+        registry.register(
+            "last_repo_db_read_timestamp_seconds",
+            "Unix time of the last successful read of the desired repos; 0 before the first",
+            last_repo_db_read.clone(),
+        );
+        let stall_after_seconds = FloatGauge::default();
+        registry.register(
+            "stall_after_seconds",
+            "[sync] stall_after: how long without a completed tick or repo DB read counts as a stall",
+            stall_after_seconds.clone(),
+        );
+        let tick_step = Family::<StepLabel, Gauge>::default();
+        registry.register("tick_step", "1 for the step the tick loop is in now, 0 for the others", tick_step.clone());
         Metrics {
             registry,
+            last_tick_completed,
+            last_repo_db_read,
+            stall_after_seconds,
+            tick_step,
             desired,
             cloned,
             cloning,

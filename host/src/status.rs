@@ -55,6 +55,10 @@ pub struct ShardStatus {
     pub reachable: bool,
     /// Why the last list call failed.
     pub error: Option<String>,
+    /// When the shard's observation still running started, if a tick found it unfinished:
+    /// the shard is late and its last answer is in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_since: Option<String>,
     #[serde(flatten)]
     pub counts: StateCounts,
 }

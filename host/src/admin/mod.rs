@@ -1,10 +1,13 @@
 //! The admin HTTP server.
 //!
 //! Read calls (no token needed):
-//! - `GET /healthz`: 200 while the process serves requests.
+//! - `GET /healthz`: 200 while the process serves requests and its tick loop runs; 503 once
+//!   the loop task has ended (a restart helps then, and only then).
 //! - `GET /readyz`: 200 when the repo DB answers, at least one shard answered its last list
-//!   call and a first tick is done (the first tick waits for the policy folder's first load,
-//!   so policies are loaded too); 503 with the reasons otherwise.
+//!   call, a first tick is done (the first tick waits for the policy folder's first load,
+//!   so policies are loaded too), and the loop is not stalled ([`crate::liveness`]: a tick
+//!   completed and the repo DB was read within `[sync] stall_after`, and the state DB takes
+//!   attempt records); 503 with the reasons otherwise, naming the step a stall is stuck in.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /v1/status`: the status document.
 //! - `GET /v1/repos/{name}`: explain one repo.
@@ -34,7 +37,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
+use crate::model::Timestamp;
 use crate::sidecar::{ControlRequest, StatusCell};
 
 /// A readiness probe of a dependency: `Err` names what is not ready.
@@ -48,6 +53,7 @@ pub type Reload = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, Str
 pub struct AdminState {
     pub status: StatusCell,
     pub metrics: Arc<Metrics>,
+    pub liveness: Arc<Liveness>,
     pub control: mpsc::Sender<ControlRequest>,
     /// Checks run by `/readyz` besides the status document (e.g. a repo DB ping).
     pub probes: Vec<(String, Probe)>,
@@ -58,7 +64,7 @@ pub struct AdminState {
 /// Builds the router; separate from [`serve`] so tests can drive it directly.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status_json))
@@ -107,8 +113,16 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
     }
 }
 
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.liveness.loop_running() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the tick loop is not running\n").into_response()
+    }
+}
+
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let mut problems = Vec::new();
+    let mut problems = state.liveness.report().problems(Timestamp::now());
     for (what, probe) in &state.probes {
         match tokio::time::timeout(Duration::from_secs(2), probe()).await {
             Ok(Ok(())) => {}

@@ -100,7 +100,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         ("CLONEKEEPER_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
     ];
     let config = Config::load_from(None, vars.map(|(k, v)| (k.to_string(), v))).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shared = Shared::default();
+    let shared = Shared::new(config.stall_after);
     let status = Arc::clone(&shared.status);
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -112,6 +112,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     let admin_state = AdminState {
         status: Arc::clone(&shared.status),
         metrics: Arc::clone(&shared.metrics),
+        liveness: Arc::clone(&shared.liveness),
         control: control_tx,
         probes: Vec::new(),
         reload: None,

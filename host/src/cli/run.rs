@@ -41,7 +41,7 @@ pub async fn main(config_path: Option<&Path>) -> ExitCode {
 
 /// Connects everything, serves the admin API and runs the tick loop until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let shared = Shared::default();
+    let shared = Shared::new(config.stall_after);
     let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     // The admin API starts first, so probes answer while the databases are still awaited.
     let repo_db_cell: Arc<OnceLock<RepoDb>> = Arc::new(OnceLock::new());
@@ -61,6 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_state = AdminState {
         status: Arc::clone(&shared.status),
         metrics: Arc::clone(&shared.metrics),
+        liveness: Arc::clone(&shared.liveness),
         control: control_tx,
         probes: vec![("repo DB".to_string(), repo_db_probe)],
         reload: policy.as_ref().map(reload_hook),
@@ -81,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let Some(repo_db) = retry_until_up("repo DB", || async {
-        let db = Database::connect(&config.repo_db_url).await?;
+        let db = Database::connect_with(&config.repo_db_url, config.repo_db_timeouts).await?;
         Ok::<_, anyhow::Error>(RepoDb::open(db).await?)
     })
     .await
@@ -91,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let _ = repo_db_cell.set(repo_db.clone());
     let Some(state) = retry_until_up("state DB", || async {
-        let db = Database::connect(&config.state_url).await?;
+        let db = Database::connect_with(&config.state_url, config.state_timeouts).await?;
         Ok::<_, anyhow::Error>(StateStore::open(db).await?)
     })
     .await

@@ -11,6 +11,7 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+pub use crate::db::DbTimeouts;
 use crate::routing::{Routing, ShardMap};
 use crate::schedule::{Backoff, Limits};
 
@@ -21,12 +22,17 @@ const SECTIONS: &[&str] = &["repo_db", "state", "gitserver", "sync", "dispatch",
 #[derive(Clone, Debug)]
 pub struct Config {
     pub repo_db_url: String,
+    /// Statement and lock timeouts of the repo DB's sessions.
+    pub repo_db_timeouts: DbTimeouts,
     /// Where attempts and backoff are stored; the repo DB unless configured.
     pub state_url: String,
+    pub state_timeouts: DbTimeouts,
     pub shards: ShardMap,
     pub list_timeout: Duration,
     pub max_response_bytes: usize,
     pub interval: Duration,
+    /// How long without a completed tick (or a successful repo DB read) counts as a stall.
+    pub stall_after: Duration,
     pub limits: Limits,
     pub target: DispatchTarget,
     pub dispatch_timeout: Duration,
@@ -109,12 +115,20 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct RepoDbSection {
     url: String,
+    #[serde(default = "defaults::repo_db_statement_timeout", with = "humantime_serde")]
+    statement_timeout: Duration,
+    #[serde(default = "defaults::lock_timeout", with = "humantime_serde")]
+    lock_timeout: Duration,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateSection {
     url: Option<String>,
+    #[serde(default = "defaults::state_statement_timeout", with = "humantime_serde")]
+    statement_timeout: Duration,
+    #[serde(default = "defaults::lock_timeout", with = "humantime_serde")]
+    lock_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +157,9 @@ enum RoutingName {
 struct SyncSection {
     #[serde(default = "defaults::interval", with = "humantime_serde")]
     interval: Duration,
+    /// None: the larger of 3 × interval and 60 s.
+    #[serde(default, with = "humantime_serde")]
+    stall_after: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +243,20 @@ mod defaults {
     pub fn list_timeout() -> Duration {
         Duration::from_secs(30)
     }
+    pub fn repo_db_statement_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn state_statement_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn lock_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    /// The larger of 3 × interval and 60 s: long enough for a slow tick at scale, short
+    /// enough that a stuck one is seen within minutes.
+    pub fn stall_after(interval: Duration) -> Duration {
+        (interval * 3).max(Duration::from_secs(60))
+    }
     pub fn max_response_mb() -> u32 {
         512
     }
@@ -279,7 +310,7 @@ macro_rules! section_defaults {
         }
     )*};
 }
-section_defaults!(SyncSection, DispatchSection, AdminSection, LogSection, PolicySection);
+section_defaults!(StateSection, SyncSection, DispatchSection, AdminSection, LogSection, PolicySection);
 
 fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -351,6 +382,24 @@ impl Config {
             check(seen.insert(addr), format!("gitserver.addrs: {addr:?} is listed twice"));
         }
         check(file.sync.interval >= Duration::from_millis(100), "sync.interval: must be at least 100ms".to_string());
+        let stall_after = file.sync.stall_after.unwrap_or_else(|| defaults::stall_after(file.sync.interval));
+        check(
+            stall_after > file.sync.interval,
+            format!(
+                "sync.stall_after: {} must be longer than sync.interval ({})",
+                humantime::format_duration(stall_after),
+                humantime::format_duration(file.sync.interval)
+            ),
+        );
+        for (key, timeouts) in [
+            ("repo_db", (file.repo_db.statement_timeout, file.repo_db.lock_timeout)),
+            ("state", (file.state.statement_timeout, file.state.lock_timeout)),
+        ] {
+            check(
+                timeouts.0 >= Duration::from_secs(1) && timeouts.1 >= Duration::from_millis(100),
+                format!("{key}.statement_timeout and {key}.lock_timeout: must be at least 1s and 100ms"),
+            );
+        }
         check(
             file.dispatch.max_in_flight_per_shard >= 1,
             "dispatch.max_in_flight_per_shard: must be at least 1".to_string(),
@@ -406,11 +455,14 @@ impl Config {
         };
         Ok(Config {
             state_url: file.state.url.unwrap_or_else(|| file.repo_db.url.clone()),
+            state_timeouts: DbTimeouts { statement: file.state.statement_timeout, lock: file.state.lock_timeout },
+            repo_db_timeouts: DbTimeouts { statement: file.repo_db.statement_timeout, lock: file.repo_db.lock_timeout },
             repo_db_url: file.repo_db.url,
             shards,
             list_timeout: file.gitserver.timeout,
             max_response_bytes: (file.gitserver.max_response_mb as usize) << 20,
             interval: file.sync.interval,
+            stall_after,
             limits: Limits {
                 max_in_flight_per_shard: file.dispatch.max_in_flight_per_shard,
                 max_in_flight: file.dispatch.max_in_flight,

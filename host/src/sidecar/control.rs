@@ -68,12 +68,9 @@ impl Sidecar {
             return Err(format!("{name:?} is not a repository name"));
         };
         let shards = &self.parts.config.shards;
-        let listed_on = self
-            .last_lists
-            .iter()
-            .enumerate()
-            .filter(|(_, list)| list.as_ref().is_some_and(|l| l.cloned.iter().flatten().any(|n| n == &name)))
-            .map(|(idx, _)| shards.addr(idx as u16).to_string())
+        let listed_on = (0..shards.len())
+            .filter(|&idx| self.shards.lists(idx, &name))
+            .map(|idx| shards.addr(idx as u16).to_string())
             .collect();
         let record = self.attempts.get(&name);
         let mut explain = Explain {

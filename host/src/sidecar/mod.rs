@@ -17,6 +17,7 @@ mod lost;
 mod observe;
 mod persist;
 mod publish;
+mod shard_views;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,16 +28,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use control::ControlRequest;
-pub use observe::{Observation, Snapshot};
+pub use observe::{Observation, ShardObservation, Snapshot};
 pub use persist::Persister;
 
 use crate::config::{Config, DispatchTarget};
 use crate::dispatch::{self, Dispatch, Outcome};
 use crate::error_chain::error_chain;
+use crate::liveness::{Liveness, Step};
 use crate::metrics::{DispatchLabels, DispatchResult, ShardLabel};
 use crate::model::{AttemptRecord, CloneStatus, DesiredRepo, RecordedState, RepoName, ShardIdx, Timestamp};
 use crate::policy::{short_digest, PolicyHost};
-use crate::reconcile::{self, Actual, Context, Plan, Problem, RepoState, ShardActual};
+use crate::reconcile::{self, Context, Plan, Problem, RepoState};
 use crate::schedule::{
     self, Failure, KeyLoad, LimitKey, Prioritizer, RateLimitPolicy, RetryDecision, RetryPolicy, Scheduler,
 };
@@ -45,6 +47,7 @@ use crate::sources::repo_db::{RepoDb, WriteBack};
 use crate::state::StateStore;
 use crate::status::{DispatchTotals, ShardStatus, StateCounts, Status};
 use loads::HostLoad;
+use shard_views::{ShardViews, Transition};
 
 /// How many problems and orphans the status lists by name.
 const STATUS_SAMPLE: usize = 20;
@@ -68,11 +71,28 @@ pub struct Parts {
 /// The live status, swapped atomically after every change; readers never block the loop.
 pub type StatusCell = Arc<ArcSwap<Status>>;
 
-/// What the loop shares with the admin API: the status document and the metrics.
-#[derive(Clone, Debug, Default)]
+/// What the loop shares with the admin API: the status document, the metrics and the
+/// loop's liveness.
+#[derive(Clone, Debug)]
 pub struct Shared {
     pub status: StatusCell,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub liveness: Arc<Liveness>,
+}
+
+impl Shared {
+    /// `stall_after`: `[sync] stall_after`, when the loop counts as stalled.
+    pub fn new(stall_after: Duration) -> Shared {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let liveness = Arc::new(Liveness::new(stall_after, Arc::clone(&metrics), Timestamp::now()));
+        Shared { status: StatusCell::default(), metrics, liveness }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new(Duration::from_secs(60))
+    }
 }
 
 /// Runs until `shutdown` resolves. Errors only if the attempt state cannot be loaded at start.
@@ -82,8 +102,13 @@ pub async fn run(
     mut control: mpsc::Receiver<ControlRequest>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), crate::state::StateError> {
-    let Shared { status, metrics } = shared;
+    let Shared { status, metrics, liveness } = shared;
+    // `/healthz` fails once this guard is dropped: the loop ended or panicked.
+    let _running = liveness.loop_guard();
+    let watchdog = AbortOnDrop(tokio::spawn(crate::liveness::watchdog(Arc::clone(&liveness))));
+    liveness.enter(Step::StateLoad, Timestamp::now());
     let mut attempts = parts.state.load().await?;
+    liveness.enter(Step::Idle, Timestamp::now());
     let (persister, writer) = Persister::start(parts.state.clone());
     // A record still marked in flight was interrupted by a stop; the next observation decides
     // whether gitserver finished it. The attempt itself still counts.
@@ -98,8 +123,7 @@ pub async fn run(
         scheduler: Scheduler::new(parts.config.shards.len(), parts.config.limits),
         attempts,
         snapshot: Arc::new(Snapshot::default()),
-        last_lists: vec![None; parts.config.shards.len()],
-        shard_errors: vec![None; parts.config.shards.len()],
+        shards: ShardViews::new(parts.config.shards.len()),
         plan: Plan::default(),
         persister,
         status,
@@ -113,12 +137,23 @@ pub async fn run(
         in_flight_repos: HashMap::new(),
         decisions: HashMap::new(),
         metrics,
+        liveness: Arc::clone(&liveness),
         parts: Arc::clone(&parts),
     };
+    let sources = Arc::new(observe::Sources {
+        repo_db: parts.repo_db.clone(),
+        client: parts.client.clone(),
+        shards: parts.config.shards.clone(),
+        // Past the server's own statement timeout: a hung connection is abandoned too.
+        repo_db_timeout: parts.config.repo_db_timeouts.statement + Duration::from_secs(5),
+        late_after: observe::late_after(parts.config.interval),
+        liveness: Arc::clone(&liveness),
+    });
+    let mut shard_tasks = Some(observe::ShardTasks::default());
     sidecar.publish();
 
     let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<Outcome>();
-    let mut observing: Option<JoinHandle<Observation>> = None;
+    let mut observing: Option<JoinHandle<(Observation, observe::ShardTasks)>> = None;
     let mut next_tick = tokio::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
@@ -130,19 +165,25 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(next_tick), if observing.is_none() => {
-                let parts = Arc::clone(&parts);
                 let previous = Arc::clone(&sidecar.snapshot);
-                observing = Some(tokio::spawn(async move {
-                    observe::observe(&parts.repo_db, &parts.client, &parts.config.shards, previous).await
-                }));
+                let tasks = shard_tasks.take().unwrap_or_default();
+                observing = Some(tokio::spawn(observe::observe(Arc::clone(&sources), previous, tasks)));
             }
             joined = async { observing.as_mut().expect("guarded by the branch condition").await }, if observing.is_some() => {
                 observing = None;
+                let mut took = Duration::ZERO;
                 match joined {
-                    Ok(observation) => sidecar.handle_observation(observation, Timestamp::now()),
+                    Ok((observation, tasks)) => {
+                        shard_tasks = Some(tasks);
+                        took = observation.took;
+                        sidecar.handle_observation(observation, Timestamp::now());
+                    }
                     Err(error) => tracing::error!(%error, "The observation task failed; the next tick retries."),
                 }
-                next_tick = tokio::time::Instant::now() + parts.config.interval;
+                liveness.enter(Step::Idle, Timestamp::now());
+                // A tick that took longer than the interval (a stall that cleared, a slow
+                // read) is followed at once, so what changed meanwhile is seen without delay.
+                next_tick = tokio::time::Instant::now() + parts.config.interval.saturating_sub(took);
                 sidecar.fill(&outcome_tx);
                 sidecar.publish();
             }
@@ -165,7 +206,11 @@ pub async fn run(
     if let Some(task) = observing {
         task.abort();
     }
+    if let Some(mut tasks) = shard_tasks {
+        tasks.abort_all();
+    }
     drop(sidecar);
+    drop(watchdog);
     if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
         tracing::warn!("The state DB did not take the last attempt records within 10s.");
     }
@@ -177,9 +222,8 @@ struct Sidecar {
     scheduler: Scheduler,
     attempts: HashMap<RepoName, AttemptRecord>,
     snapshot: Arc<Snapshot>,
-    /// Each shard's last successful list (`None`: never listed).
-    last_lists: Vec<Option<Arc<ShardActual>>>,
-    shard_errors: Vec<Option<String>>,
+    /// Each shard's last answer, kept through failed and late reads.
+    shards: ShardViews,
     plan: Plan,
     persister: Persister,
     status: StatusCell,
@@ -196,6 +240,7 @@ struct Sidecar {
     /// The last prioritisation of each queued repo (by desired index): score and module.
     decisions: HashMap<u32, (f64, Arc<str>)>,
     metrics: Arc<crate::metrics::Metrics>,
+    liveness: Arc<Liveness>,
 }
 
 impl Sidecar {
@@ -213,45 +258,33 @@ impl Sidecar {
                 self.repo_db_error = Some(error);
             }
         }
-        for (idx, answer) in observation.shards.into_iter().enumerate() {
-            let addr = self.parts.config.shards.addr(idx as u16).to_string();
-            match answer {
-                Ok(answer) => {
+        for (idx, shard_observation) in observation.shards.into_iter().enumerate() {
+            let addr = self.parts.config.shards.addr(idx as u16);
+            match self.shards.handle(idx, shard_observation) {
+                Transition::Answered { recovered } => {
                     self.scheduler.handle_shard_up(idx as u16);
-                    if self.shard_errors[idx].take().is_some() {
+                    if recovered {
                         tracing::info!(shard = %addr, "Shard reachable again.");
                     }
-                    self.last_lists[idx] = Some(Arc::new(ShardActual {
-                        reachable: true,
-                        cloned: Some(answer.cloned),
-                        cloning: answer.cloning,
-                    }));
                 }
-                Err(error) => {
+                Transition::Failed { first } => {
                     self.scheduler.handle_shard_down(idx as u16, now);
-                    if self.shard_errors[idx].is_none() {
-                        tracing::warn!(shard = %addr, %error, "Shard unreachable; keeping its last list.");
+                    if first {
+                        let error = self.shards.error(idx).unwrap_or_default();
+                        tracing::warn!(shard = %addr, %error, "Shard unreachable; keeping its last lists.");
                     }
-                    self.shard_errors[idx] = Some(error);
+                }
+                Transition::Late { first } => {
+                    if first {
+                        tracing::warn!(
+                            shard = %addr,
+                            "Shard has not answered its list calls yet; keeping its last lists, the other shards go on."
+                        );
+                    }
                 }
             }
         }
-        let actual = Actual {
-            shards: self
-                .last_lists
-                .iter()
-                .zip(&self.shard_errors)
-                .map(|(list, error)| match list {
-                    Some(list) => ShardActual {
-                        reachable: error.is_none(),
-                        cloned: list.cloned.clone(),
-                        // A clone in progress on an unreachable shard is not known to continue.
-                        cloning: if error.is_none() { list.cloning.clone() } else { Vec::new() },
-                    },
-                    None => ShardActual::default(),
-                })
-                .collect(),
-        };
+        let actual = self.shards.actual();
 
         let in_flight: HashSet<RepoName> = self.scheduler.in_flight().cloned().collect();
         let snapshot = Arc::clone(&self.snapshot);
@@ -270,6 +303,7 @@ impl Sidecar {
 
         // Policy calls are bounded by their deadline but may take it; keep the runtime's
         // other tasks (dispatches, admin API) running meanwhile.
+        self.liveness.enter(Step::Policy, now);
         let ordered = off_runtime(|| {
             schedule::order(
                 desired,
@@ -305,6 +339,7 @@ impl Sidecar {
         self.plan = plan;
         self.ticks += 1;
         self.last_tick_at = Some(now);
+        self.liveness.tick_completed(Timestamp::now());
         self.metrics.ticks.inc();
         self.metrics.tick_duration.observe(observation_took.as_secs_f64());
         self.metrics.repo_db_up.set(i64::from(self.repo_db_error.is_none()));
@@ -520,6 +555,15 @@ fn off_runtime<T>(call: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(call)
         }
         _ => call(),
+    }
+}
+
+/// Aborts a background task when dropped, so it ends with its owner even on a panic.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -2,13 +2,24 @@
 //!
 //! Runs in its own task so that dispatch outcomes keep being handled while a large repo DB
 //! is read. One query for the repo DB, one list call per shard, and progress calls batched.
+//!
+//! **Each shard on its own clock.** Every shard is observed by a task of its own that
+//! outlives the tick if it must: a tick waits for the repo DB read and then at most
+//! [`late_after`] for the shards; a shard still observing by then is reported
+//! [`ShardObservation::Late`] (its last answer stays in use) and its task goes on, its answer
+//! taken by a later tick. One shard that accepts connections and never answers therefore
+//! slows no other shard's healing; its calls end at the client's timeout and it is then
+//! reported unreachable.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::future::join_all;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::error_chain::error_chain;
-use crate::model::{RepoName, ShardIdx};
+use crate::liveness::{Liveness, Step};
+use crate::model::{RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::gitserver::GitserverClient;
 use crate::sources::repo_db::{DesiredSet, RepoDb};
@@ -29,64 +40,173 @@ pub struct ShardAnswer {
     pub cloning: Vec<RepoName>,
 }
 
+/// What a tick learned of one shard.
+#[derive(Debug)]
+pub enum ShardObservation {
+    /// The shard's list and progress calls answered (possibly for an earlier tick, if it was
+    /// late then).
+    Answered(ShardAnswer),
+    /// A call failed; the message names the shard and the call.
+    Failed(String),
+    /// The shard's observation, started at `since`, has not finished yet.
+    Late { since: Timestamp },
+}
+
 /// The result of one observation; failures are kept per source so the rest still counts.
 #[derive(Debug)]
 pub struct Observation {
     /// A fresh snapshot, or why the repo DB could not be read.
     pub snapshot: Result<Arc<Snapshot>, String>,
-    pub shards: Vec<Result<ShardAnswer, String>>,
+    pub shards: Vec<ShardObservation>,
     /// How long the observation took.
-    pub took: std::time::Duration,
+    pub took: Duration,
 }
 
-/// Reads the repo DB and lists every shard concurrently. `previous` is the last good snapshot,
-/// used to decide which names to ask about when the repo DB read fails.
+/// What observing needs; shared with the shard tasks.
+pub struct Sources {
+    pub repo_db: RepoDb,
+    pub client: GitserverClient,
+    pub shards: ShardMap,
+    /// Bound of one repo DB read, past the server's own statement timeout.
+    pub repo_db_timeout: Duration,
+    /// How long a tick waits for the shards once the repo DB is read.
+    pub late_after: Duration,
+    pub liveness: Arc<Liveness>,
+}
+
+/// How long a tick waits for shard answers after the repo DB read: the interval, within
+/// 1–5 s. A healthy shard answers well within it; a later one is reported late.
+pub fn late_after(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// The shard observations still running, carried from tick to tick by the tick loop.
+#[derive(Debug, Default)]
+pub struct ShardTasks {
+    running: Vec<Option<(Timestamp, JoinHandle<Result<ShardAnswer, String>>)>>,
+}
+
+impl ShardTasks {
+    /// Stops every running observation (at shutdown).
+    pub fn abort_all(&mut self) {
+        for (_, task) in self.running.iter_mut().filter_map(Option::take) {
+            task.abort();
+        }
+    }
+}
+
+/// Reads the repo DB and observes every shard. `previous` is the last good snapshot, used to
+/// decide which names to ask about when the repo DB read fails. Returns the tasks of shards
+/// still observing, for the next tick.
 pub async fn observe(
-    repo_db: &RepoDb,
-    client: &GitserverClient,
-    shards: &ShardMap,
+    sources: Arc<Sources>,
     previous: Arc<Snapshot>,
-) -> Observation {
+    mut tasks: ShardTasks,
+) -> (Observation, ShardTasks) {
     let started = std::time::Instant::now();
-    let lists = join_all(shards.addrs().iter().map(|addr| client.list_cloned(addr)));
-    let (desired, lists) = futures::join!(repo_db.load_desired(), lists);
+    let n_shards = sources.shards.len();
+    tasks.running.resize_with(n_shards, || None);
+    sources.liveness.enter(Step::RepoDbRead, Timestamp::now());
 
-    let snapshot = match desired {
-        Ok(desired) => {
-            let shards = shards.clone();
-            let routed = tokio::task::spawn_blocking(move || {
-                let routes = desired.repos.iter().map(|r| shards.shard_for(&r.name)).collect();
-                Snapshot { desired, routes }
-            })
-            .await;
-            routed.map(Arc::new).map_err(|e| format!("routing the desired set failed: {e}"))
+    // Answers of tasks that finished since the last tick, and a fresh task for every idle
+    // shard. Each fresh task lists at once and asks for progress once the snapshot is known.
+    let (snapshot_tx, snapshot_rx) = watch::channel::<Option<Arc<Snapshot>>>(None);
+    let mut carried: Vec<Option<Result<ShardAnswer, String>>> = Vec::with_capacity(n_shards);
+    for (idx, slot) in tasks.running.iter_mut().enumerate() {
+        carried.push(match slot.take_if(|(_, task)| task.is_finished()) {
+            Some((_, task)) => Some(joined(task.await)),
+            None => None,
+        });
+        if slot.is_none() {
+            let shard = ShardIdx::try_from(idx).expect("shard count fits ShardIdx");
+            let task = tokio::spawn(observe_shard(Arc::clone(&sources), shard, snapshot_rx.clone()));
+            *slot = Some((Timestamp::now(), task));
         }
-        Err(error) => Err(error_chain(&error)),
-    };
+    }
+
+    let snapshot = read_desired(&sources).await;
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
+    let _ = snapshot_tx.send(Some(current));
 
-    let answers = lists.into_iter().enumerate().map(|(shard_idx, list)| {
-        let current = Arc::clone(&current);
-        async move {
-            let cloned = list.map_err(|e| e.to_string())?;
-            let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
-            let listed: std::collections::HashSet<&str> = cloned.iter().map(RepoName::as_str).collect();
-            let missing: Vec<&RepoName> = current
-                .desired
-                .repos
-                .iter()
-                .zip(&current.routes)
-                .filter(|(repo, &owner)| owner == shard && !listed.contains(repo.name.as_str()))
-                .map(|(repo, _)| &repo.name)
-                .collect();
-            let addr = shards.addr(shard);
-            let progress = client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
-            drop(listed);
-            let mut cloned = cloned;
-            cloned.extend(progress.cloned);
-            Ok(ShardAnswer { cloned, cloning: progress.cloning })
+    sources.liveness.enter(Step::ShardLists, Timestamp::now());
+    let deadline = tokio::time::Instant::now() + sources.late_after;
+    let mut shards = Vec::with_capacity(n_shards);
+    for (slot, carried) in tasks.running.iter_mut().zip(carried) {
+        let observation = match slot.as_mut() {
+            Some((since, task)) => match tokio::time::timeout_at(deadline, task).await {
+                Ok(result) => {
+                    *slot = None;
+                    to_observation(joined(result))
+                }
+                Err(_) => carried.map_or(ShardObservation::Late { since: *since }, to_observation),
+            },
+            None => {
+                carried.map_or_else(|| ShardObservation::Failed("no observation was started".into()), to_observation)
+            }
+        };
+        shards.push(observation);
+    }
+    (Observation { snapshot, shards, took: started.elapsed() }, tasks)
+}
+
+/// One bounded read of the desired set, routed off the runtime.
+async fn read_desired(sources: &Sources) -> Result<Arc<Snapshot>, String> {
+    let desired = match tokio::time::timeout(sources.repo_db_timeout, sources.repo_db.load_desired()).await {
+        Ok(Ok(desired)) => desired,
+        Ok(Err(error)) => return Err(error_chain(&error)),
+        Err(_) => {
+            return Err(format!(
+                "{}: reading the desired repos took longer than {} and was abandoned",
+                sources.repo_db.database().describe(),
+                humantime::format_duration(sources.repo_db_timeout)
+            ))
         }
-    });
-    let shards = join_all(answers).await;
-    Observation { snapshot, shards, took: started.elapsed() }
+    };
+    sources.liveness.repo_db_read_succeeded(Timestamp::now());
+    let shards = sources.shards.clone();
+    tokio::task::spawn_blocking(move || {
+        let routes = desired.repos.iter().map(|r| shards.shard_for(&r.name)).collect();
+        Arc::new(Snapshot { desired, routes })
+    })
+    .await
+    .map_err(|e| format!("routing the desired set failed: {e}"))
+}
+
+/// Lists one shard, then asks about its desired repos the list lacks (using the snapshot of
+/// the tick that started it).
+async fn observe_shard(
+    sources: Arc<Sources>,
+    shard: ShardIdx,
+    mut snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+) -> Result<ShardAnswer, String> {
+    let addr = sources.shards.addr(shard);
+    let mut cloned = sources.client.list_cloned(addr).await.map_err(|e| e.to_string())?;
+    let current = match snapshot.wait_for(Option::is_some).await {
+        Ok(current) => current.as_ref().map(Arc::clone).unwrap_or_default(),
+        Err(_) => return Err(format!("shard {addr}: the tick that listed it ended before the repo DB was read")),
+    };
+    let listed: std::collections::HashSet<&str> = cloned.iter().map(RepoName::as_str).collect();
+    let missing: Vec<&RepoName> = current
+        .desired
+        .repos
+        .iter()
+        .zip(&current.routes)
+        .filter(|(repo, &owner)| owner == shard && !listed.contains(repo.name.as_str()))
+        .map(|(repo, _)| &repo.name)
+        .collect();
+    let progress = sources.client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
+    drop(listed);
+    cloned.extend(progress.cloned);
+    Ok(ShardAnswer { cloned, cloning: progress.cloning })
+}
+
+fn joined(result: Result<Result<ShardAnswer, String>, tokio::task::JoinError>) -> Result<ShardAnswer, String> {
+    result.unwrap_or_else(|error| Err(format!("the shard's observation task failed: {error}")))
+}
+
+fn to_observation(answer: Result<ShardAnswer, String>) -> ShardObservation {
+    match answer {
+        Ok(answer) => ShardObservation::Answered(answer),
+        Err(error) => ShardObservation::Failed(error),
+    }
 }

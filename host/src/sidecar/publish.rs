@@ -116,8 +116,9 @@ impl Sidecar {
             .enumerate()
             .map(|(idx, counts)| ShardStatus {
                 addr: self.parts.config.shards.addr(idx as u16).to_string(),
-                reachable: self.shard_errors[idx].is_none() && self.last_lists[idx].is_some(),
-                error: self.shard_errors[idx].clone(),
+                reachable: self.shards.reachable(idx),
+                error: self.shards.error(idx).map(str::to_string),
+                late_since: self.shards.late_since(idx).map(Timestamp::to_rfc3339),
                 counts: StateCounts::from(counts),
             })
             .collect();

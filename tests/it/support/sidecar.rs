@@ -29,6 +29,9 @@ pub struct SidecarConfig {
     pub admin_token: Option<&'static str>,
     /// `[policy] dir`: the watched folder of policy modules.
     pub policy_dir: Option<std::path::PathBuf>,
+    /// Further settings as `CLONEKEEPER_<SECTION>_<KEY>` variables, e.g.
+    /// `("CLONEKEEPER_SYNC_STALL_AFTER", "2s")`.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl SidecarConfig {
@@ -44,6 +47,7 @@ impl SidecarConfig {
             writeback: false,
             admin_token: None,
             policy_dir: None,
+            env: Vec::new(),
         }
     }
 
@@ -110,6 +114,7 @@ pub struct Sidecar {
     admin_port: u16,
     child: Mutex<Option<Child>>,
     http: reqwest::Client,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Sidecar {
@@ -120,7 +125,8 @@ impl Sidecar {
         std::fs::write(&config_path, config.render(admin_port)).expect("writing the config");
         let log_path = dir.path().join("clonekeeper.log");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
-        let sidecar = Sidecar { dir, config_path, log_path, admin_port, child: Mutex::new(None), http };
+        let env = config.env.clone();
+        let sidecar = Sidecar { dir, config_path, log_path, admin_port, child: Mutex::new(None), http, env };
         sidecar.spawn();
         sidecar
     }
@@ -130,6 +136,7 @@ impl Sidecar {
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .current_dir(self.dir.path())
             .spawn()
             .expect("starting clonekeeper-under-test");
@@ -182,6 +189,15 @@ impl Sidecar {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// `GET path` on the admin API: the status code and the body.
+    pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let url = self.url(path);
+        let response = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let code = response.status().as_u16();
+        let body = response.text().await.map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+        Ok((code, body))
     }
 
     /// The raw `/v1/status` document.
