@@ -293,4 +293,19 @@ mod tests {
         assert!(db.describe().ends_with(&format!("/{}", test_db.name())), "{}", db.describe());
         db.close().await;
     }
+
+    #[tokio::test]
+    async fn postgres_sessions_carry_the_statement_and_lock_timeouts() {
+        let test_db = test_support::PgTestDb::create().await;
+        let timeouts = DbTimeouts { statement: Duration::from_millis(1500), lock: Duration::from_millis(250) };
+        let db = Database::connect_with(test_db.url(), timeouts).await.expect("connecting");
+        let Database::Postgres(pool) = &db else { panic!("postgres: URL opens Postgres") };
+        let statement: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(pool).await.expect("SHOW");
+        let lock: String = sqlx::query_scalar("SHOW lock_timeout").fetch_one(pool).await.expect("SHOW");
+        assert_eq!((statement.as_str(), lock.as_str()), ("1500ms", "250ms"));
+        let error =
+            sqlx::query("SELECT pg_sleep(3)").execute(pool).await.expect_err("the statement timeout cancels it");
+        assert!(error.to_string().contains("statement timeout"), "{error}");
+        db.close().await;
+    }
 }

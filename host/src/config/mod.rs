@@ -425,6 +425,15 @@ impl Config {
                 );
             }
         }
+        if let Some(token) = file.admin.token.as_deref().filter(|t| !t.is_empty()) {
+            check(
+                token.len() >= MIN_TOKEN_BYTES && !is_placeholder(token),
+                format!(
+                    "admin.token: a placeholder or shorter than {MIN_TOKEN_BYTES} bytes; \
+                     generate one, e.g. `openssl rand -hex 32`"
+                ),
+            );
+        }
         check(file.gitserver.max_response_mb >= 1, "gitserver.max_response_mb: must be at least 1".to_string());
         let target = match (file.dispatch.target, &file.dispatch.repo_updater_addr) {
             (TargetName::Gitserver, _) => Some(DispatchTarget::Gitserver),
@@ -487,6 +496,15 @@ impl Config {
             },
         })
     }
+}
+
+/// The shortest admin token accepted: a guessable token on a pod IP is no protection.
+const MIN_TOKEN_BYTES: usize = 16;
+
+/// Tokens copied from an example rather than generated.
+fn is_placeholder(token: &str) -> bool {
+    let folded: String = token.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    folded.starts_with("changeme") || ["placeholder", "secret", "password", "token"].contains(&folded.as_str())
 }
 
 /// `REPO_DB_URL` → `repo_db.url`; variables of unknown sections are not ours and are ignored.

@@ -165,3 +165,37 @@ fn missing_file_and_missing_keys_are_clear() {
     let p = problems("[gitserver]\naddrs = [\"a:1\"]\n", &[]);
     assert!(p.contains("repo_db"), "{p}");
 }
+
+#[test]
+fn stall_after_defaults_to_three_intervals_but_at_least_a_minute() {
+    assert_eq!(load(MINIMAL, &[]).unwrap().stall_after, Duration::from_secs(60));
+    let slow = load(MINIMAL, &[("CLONEKEEPER_SYNC_INTERVAL", "45s")]).unwrap();
+    assert_eq!(slow.stall_after, Duration::from_secs(135));
+    let set = load(MINIMAL, &[("CLONEKEEPER_SYNC_STALL_AFTER", "5m")]).unwrap();
+    assert_eq!(set.stall_after, Duration::from_secs(300));
+    let error = load(MINIMAL, &[("CLONEKEEPER_SYNC_STALL_AFTER", "5s")]).unwrap_err();
+    assert!(error.to_string().contains("sync.stall_after: 5s must be longer than sync.interval (10s)"), "{error}");
+}
+
+#[test]
+fn every_pool_gets_statement_and_lock_timeouts() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.repo_db_timeouts, DbTimeouts { statement: Duration::from_secs(120), lock: Duration::from_secs(10) });
+    assert_eq!(c.state_timeouts, DbTimeouts { statement: Duration::from_secs(30), lock: Duration::from_secs(10) });
+    let text = format!("{MINIMAL}\n[state]\nstatement_timeout = \"5s\"\nlock_timeout = \"50ms\"\n");
+    let error = load(&text, &[]).unwrap_err();
+    assert!(error.to_string().contains("state.statement_timeout and state.lock_timeout"), "{error}");
+}
+
+#[test]
+fn placeholder_and_short_admin_tokens_are_refused() {
+    for token in ["CHANGE-ME", "change-me-please-now", "short"] {
+        let error = load(MINIMAL, &[("CLONEKEEPER_ADMIN_TOKEN", token)]).unwrap_err();
+        assert!(error.to_string().contains("admin.token: a placeholder or shorter than 16 bytes"), "{token}: {error}");
+    }
+    let generated = "3f1c9a0e7b2d4c6f8a1b3d5e7f9a0c2e";
+    assert_eq!(
+        load(MINIMAL, &[("CLONEKEEPER_ADMIN_TOKEN", generated)]).unwrap().admin_token.as_deref(),
+        Some(generated)
+    );
+}

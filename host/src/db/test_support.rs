@@ -51,6 +51,10 @@ impl PgTestDb {
         &self.name
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A new pool on this database.
     pub(crate) async fn connect(&self) -> Database {
         Database::connect(&self.url).await.expect("connecting to the test database")
