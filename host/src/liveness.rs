@@ -74,7 +74,8 @@ pub struct Liveness {
     last_repo_db_read: AtomicI64,
     /// When the oldest attempt record not yet in the state DB was handed to the writer; 0: none.
     state_unwritten_since: AtomicI64,
-    loop_running: AtomicBool,
+    /// Set when the tick loop task ends (normally or by a panic); before it starts, false.
+    loop_ended: AtomicBool,
     metrics: std::sync::Arc<Metrics>,
 }
 
@@ -88,7 +89,7 @@ pub struct Report {
     pub last_tick: Option<Timestamp>,
     pub last_repo_db_read: Option<Timestamp>,
     pub state_unwritten_since: Option<Timestamp>,
-    pub loop_running: bool,
+    pub loop_ended: bool,
 }
 
 impl Liveness {
@@ -102,7 +103,7 @@ impl Liveness {
             last_tick: AtomicI64::new(0),
             last_repo_db_read: AtomicI64::new(0),
             state_unwritten_since: AtomicI64::new(0),
-            loop_running: AtomicBool::new(false),
+            loop_ended: AtomicBool::new(false),
             metrics,
         };
         liveness.set_step_gauge(Step::Startup);
@@ -133,14 +134,15 @@ impl Liveness {
         self.state_unwritten_since.store(since.map_or(0, Timestamp::as_millis), Ordering::Relaxed);
     }
 
-    /// Marks the tick loop as running until the returned guard drops (also on a panic).
+    /// A guard whose drop (the loop's end, also by a panic) marks the loop as ended.
     pub fn loop_guard(self: &std::sync::Arc<Self>) -> LoopGuard {
-        self.loop_running.store(true, Ordering::Relaxed);
         LoopGuard(std::sync::Arc::clone(self))
     }
 
-    pub fn loop_running(&self) -> bool {
-        self.loop_running.load(Ordering::Relaxed)
+    /// Whether the tick loop has ended: the one failure a restart cures. Not yet started
+    /// (still connecting to the databases) is not ended.
+    pub fn loop_ended(&self) -> bool {
+        self.loop_ended.load(Ordering::Relaxed)
     }
 
     pub fn report(&self) -> Report {
@@ -154,7 +156,7 @@ impl Liveness {
             last_tick: at(&self.last_tick),
             last_repo_db_read: at(&self.last_repo_db_read),
             state_unwritten_since: at(&self.state_unwritten_since),
-            loop_running: self.loop_running(),
+            loop_ended: self.loop_ended(),
         }
     }
 
@@ -194,7 +196,7 @@ pub struct LoopGuard(std::sync::Arc<Liveness>);
 
 impl Drop for LoopGuard {
     fn drop(&mut self) {
-        self.0.loop_running.store(false, Ordering::Relaxed);
+        self.0.loop_ended.store(true, Ordering::Relaxed);
     }
 }
 
@@ -258,7 +260,7 @@ mod tests {
             last_tick: Some(Timestamp::from_millis(now_ms)),
             last_repo_db_read: Some(Timestamp::from_millis(now_ms)),
             state_unwritten_since: None,
-            loop_running: true,
+            loop_ended: false,
         }
     }
 
@@ -311,16 +313,17 @@ mod tests {
     }
 
     #[test]
-    fn the_loop_guard_clears_running_on_drop_and_on_panic() {
+    fn the_loop_guard_marks_the_loop_ended_on_drop_and_on_panic() {
         let liveness = std::sync::Arc::new(Liveness::new(
             Duration::from_secs(60),
             std::sync::Arc::default(),
             Timestamp::from_millis(1),
         ));
+        assert!(!liveness.loop_ended(), "not started is not ended");
         let guard = liveness.loop_guard();
-        assert!(liveness.loop_running());
+        assert!(!liveness.loop_ended());
         drop(guard);
-        assert!(!liveness.loop_running());
+        assert!(liveness.loop_ended());
         let inner = std::sync::Arc::clone(&liveness);
         let result = std::thread::spawn(move || {
             let _guard = inner.loop_guard();
@@ -328,6 +331,6 @@ mod tests {
         })
         .join();
         assert!(result.is_err());
-        assert!(!liveness.loop_running());
+        assert!(liveness.loop_ended());
     }
 }

@@ -114,10 +114,10 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {
-    if state.liveness.loop_running() {
-        (StatusCode::OK, "ok\n").into_response()
+    if state.liveness.loop_ended() {
+        (StatusCode::SERVICE_UNAVAILABLE, "the tick loop has ended\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the tick loop is not running\n").into_response()
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 
