@@ -79,6 +79,8 @@ pub struct Metrics {
     pub policy_eval: Family<PolicyEvalLabels, Histogram>,
     pub policy_loads: Family<LoadLabels, Counter>,
     pub policy_fallbacks: Counter,
+    pub state_records_refused: Counter,
+    pub writeback_records_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -129,6 +131,18 @@ impl Default for Metrics {
             "Policy calls answered by a fallback (last good module or built-in)",
             policy_fallbacks.clone(),
         );
+        let state_records_refused = Counter::default();
+        registry.register(
+            "state_records_refused",
+            "Attempt records the state DB refused and that were set aside",
+            state_records_refused.clone(),
+        );
+        let writeback_records_refused = Counter::default();
+        registry.register(
+            "writeback_records_refused",
+            "Write-back rows the repo DB refused and that were set aside",
+            writeback_records_refused.clone(),
+        );
         Metrics {
             registry,
             desired,
@@ -151,6 +165,8 @@ impl Default for Metrics {
             policy_eval,
             policy_loads,
             policy_fallbacks,
+            state_records_refused,
+            writeback_records_refused,
         }
     }
 }
