@@ -7,6 +7,7 @@
 //! generous deadline, and the deadline only bounds a failure, it is never a timing assertion.
 
 pub mod db;
+pub mod postgres;
 pub mod routing;
 pub mod shard;
 pub mod sidecar;
