@@ -18,6 +18,8 @@
 //!   records every `/repo-update` that started a clone and, per repository, the largest
 //!   number of `/repo-update` requests handled at the same time, so a test can prove that a
 //!   client never dispatched one repository twice at once. See [`DispatchLog`].
+//! - `POST /debug/repo-update-error`: test instrumentation too: `/repo-update` of a chosen
+//!   repository answers a chosen `Error` (a NUL byte, say). See [`RepoUpdateFault`].
 //!
 //! Storage: `<repos_dir>/<normalised name>/.git` is a bare mirror. Clones run in
 //! `<repos_dir>/.tmp/` and are renamed into place once complete, so a mirror is either
@@ -27,6 +29,7 @@ mod cli;
 mod clones;
 mod config;
 mod debug;
+mod faults;
 pub mod fixture;
 mod git;
 mod json_body;
@@ -38,4 +41,5 @@ mod server;
 pub use cli::cli_main;
 pub use config::{Config, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_CLONES};
 pub use debug::{DispatchEvent, DispatchLog};
+pub use faults::RepoUpdateFault;
 pub use server::Server;

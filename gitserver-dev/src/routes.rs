@@ -17,6 +17,7 @@ use gitserver_api::{
 
 use crate::clones::{Claim, CloneError, Clones};
 use crate::debug::Dispatches;
+use crate::faults::{Faults, RepoUpdateFault};
 use crate::git;
 use crate::json_body::JsonBody;
 use crate::layout::Layout;
@@ -28,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) layout: Layout,
     pub(crate) clones: Arc<Clones>,
     pub(crate) dispatches: Arc<Dispatches>,
+    pub(crate) faults: Faults,
 }
 
 /// The server's routes.
@@ -40,6 +42,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/is-repo-cloneable", post(is_repo_cloneable))
         .route("/delete", post(delete))
         .route("/debug/dispatches", get(debug_dispatches))
+        .route("/debug/repo-update-error", post(debug_repo_update_error))
         .with_state(state)
 }
 
@@ -114,6 +117,9 @@ async fn repo_update(
 ) -> Json<RepoUpdateResponse> {
     let name = normalize_repo_name(&request.repo);
     let _in_flight = state.dispatches.enter(&name);
+    if let Some(error) = state.faults.error_for(&name) {
+        return Json(RepoUpdateResponse { error, ..RepoUpdateResponse::default() });
+    }
     let outcome = match state.clones.claim(&name, &request.url) {
         Ok(Claim::AlreadyCloned) => return Json(RepoUpdateResponse { cloned: true, ..RepoUpdateResponse::default() }),
         Ok(Claim::InProgress) => {
@@ -175,4 +181,14 @@ async fn delete(State(state): State<Arc<AppState>>, JsonBody(request): JsonBody<
 /// `GET /debug/dispatches`: see [`crate::DispatchLog`].
 async fn debug_dispatches(State(state): State<Arc<AppState>>) -> Json<crate::DispatchLog> {
     Json(state.dispatches.snapshot())
+}
+
+/// `POST /debug/repo-update-error`: see [`RepoUpdateFault`].
+async fn debug_repo_update_error(
+    State(state): State<Arc<AppState>>,
+    JsonBody(fault): JsonBody<RepoUpdateFault>,
+) -> StatusCode {
+    tracing::info!("Fault set: /repo-update of {} answers {:?}.", fault.repo, fault.error);
+    state.faults.set(fault);
+    StatusCode::OK
 }

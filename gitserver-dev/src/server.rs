@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::clones::Clones;
 use crate::config::Config;
 use crate::debug::Dispatches;
+use crate::faults::Faults;
 use crate::layout::Layout;
 use crate::routes::{self, AppState};
 
@@ -135,6 +136,7 @@ fn serve_until_stopped(
             clones: Arc::new(Clones::new(layout.clone(), config.max_concurrent_clones, config.clone_delay)),
             layout,
             dispatches: Arc::new(Dispatches::default()),
+            faults: Faults::default(),
         });
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, routes::router(state)).await {

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub last_repo_db_read: FloatGauge,
     pub stall_after_seconds: FloatGauge,
     pub tick_step: Family<StepLabel, Gauge>,
+    pub state_records_refused: Counter,
+    pub writeback_records_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -161,6 +163,18 @@ impl Default for Metrics {
         );
         let tick_step = Family::<StepLabel, Gauge>::default();
         registry.register("tick_step", "1 for the step the tick loop is in now, 0 for the others", tick_step.clone());
+        let state_records_refused = Counter::default();
+        registry.register(
+            "state_records_refused",
+            "Attempt records the state DB refused and that were set aside",
+            state_records_refused.clone(),
+        );
+        let writeback_records_refused = Counter::default();
+        registry.register(
+            "writeback_records_refused",
+            "Write-back rows the repo DB refused and that were set aside",
+            writeback_records_refused.clone(),
+        );
         Metrics {
             registry,
             last_tick_completed,
@@ -187,6 +201,8 @@ impl Default for Metrics {
             policy_eval,
             policy_loads,
             policy_fallbacks,
+            state_records_refused,
+            writeback_records_refused,
         }
     }
 }

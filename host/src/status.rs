@@ -96,6 +96,20 @@ pub struct Status {
     /// Policy modules: loaded ones by name, then rejected ones.
     #[serde(default)]
     pub policies: Vec<PolicyStatus>,
+    /// Attempt records the state DB refused (set aside so the others were written).
+    #[serde(default)]
+    pub state_refused: RefusedRecords,
+    /// Write-back rows the repo DB refused (set aside; retried by the next write-back).
+    #[serde(default)]
+    pub writeback_refused: RefusedRecords,
+}
+
+/// Records a database refused since this process started: how many, and the latest few.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecords {
+    pub total: u64,
+    /// The most recent refusals, one per repo: `name: the database's message`.
+    pub sample: Vec<String>,
 }
 
 /// One policy module's line in the status.

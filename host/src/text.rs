@@ -58,6 +58,19 @@ pub fn for_storage(text: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// The most bytes clonekeeper stores in one text column (an error, a give-up reason): git
+/// can print megabytes, and a row must stay small enough for any index or page.
+pub const STORED_TEXT_MAX_BYTES: usize = 4096;
+
+/// `text` ready for a database text column: [`for_storage`], then cut to
+/// [`STORED_TEXT_MAX_BYTES`]. The one call the store adapters make on every text they write.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    match for_storage(text) {
+        std::borrow::Cow::Borrowed(clean) if clean.len() <= STORED_TEXT_MAX_BYTES => std::borrow::Cow::Borrowed(clean),
+        clean => std::borrow::Cow::Owned(truncated(&clean, STORED_TEXT_MAX_BYTES)),
+    }
+}
+
 fn needs_replacing(c: char) -> bool {
     c.is_control() && c != '\n' && c != '\t'
 }
@@ -94,6 +107,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn storable_cleans_and_cuts() {
+        assert!(matches!(storable("plain"), std::borrow::Cow::Borrowed("plain")));
+        let long = format!("bad\0{}", "é".repeat(STORED_TEXT_MAX_BYTES));
+        let stored = storable(&long);
+        assert!(stored.len() <= STORED_TEXT_MAX_BYTES, "{} bytes", stored.len());
+        assert!(stored.starts_with("bad\u{FFFD}é") && stored.ends_with(ELLIPSIS));
     }
 
     #[test]

@@ -2,13 +2,22 @@
 //! [`Outcome`].
 //!
 //! The tick loop decides *whether* to dispatch (caps, order, backoff); this module only makes
-//! the call. Before the call it stores the started attempt, so that a process killed
-//! mid-dispatch still has the attempt on record after a restart.
+//! the call. Before the call it waits (at most [`STORE_WAIT`]) until the tick loop's
+//! attempt-state writer has stored the started attempt, so that a process killed
+//! mid-dispatch still has the attempt on record after a restart. The writer is the only one
+//! that writes attempt records; this module never touches the state DB.
+
+use std::future::Future;
+use std::time::Duration;
 
 use crate::config::DispatchTarget;
-use crate::model::{AttemptRecord, RepoName, ShardIdx, Timestamp};
+use crate::model::{RepoName, ShardIdx, Timestamp};
 use crate::sources::gitserver::GitserverClient;
-use crate::state::StateStore;
+
+/// How long a dispatch waits for its started attempt to be stored. Past it, or when the
+/// state DB is down, the call is made anyway: cloning must not stop because the state DB is
+/// slow or down (the record is still written when it comes back).
+pub const STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// One dispatch to make.
 #[derive(Clone, Debug)]
@@ -17,8 +26,6 @@ pub struct Dispatch {
     pub clone_url: String,
     pub shard: ShardIdx,
     pub shard_addr: String,
-    /// The attempt record as it stands with this attempt started.
-    pub record: AttemptRecord,
 }
 
 /// How a dispatch ended.
@@ -40,14 +47,26 @@ pub struct DispatchError {
     pub shard_down: bool,
 }
 
-/// Stores the started attempt, then makes the call. Never fails: every failure is an
-/// [`Outcome`] with an error.
-pub async fn run(dispatch: Dispatch, target: &DispatchTarget, client: &GitserverClient, state: &StateStore) -> Outcome {
-    let started_at = Timestamp::now();
-    if let Err(error) = state.save(&[(dispatch.name.clone(), dispatch.record.clone())]).await {
-        // Cloning must not stop because the state DB is down; the outcome is stored later.
-        tracing::warn!(repo = %dispatch.name, error = %crate::error_chain::error_chain(&error), "Storing a started attempt failed; dispatching anyway.");
+/// Waits until `stored` says the started attempt is stored (at most [`STORE_WAIT`]), then
+/// makes the call. Never fails: every failure is an [`Outcome`] with an error.
+pub async fn run(
+    dispatch: Dispatch,
+    target: &DispatchTarget,
+    client: &GitserverClient,
+    stored: impl Future<Output = Result<(), String>>,
+) -> Outcome {
+    match tokio::time::timeout(STORE_WAIT, stored).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(repo = %dispatch.name, %error, "Storing a started attempt failed; dispatching anyway.");
+        }
+        Err(_) => tracing::warn!(
+            repo = %dispatch.name,
+            wait_ms = STORE_WAIT.as_millis() as u64,
+            "The started attempt was not stored in time; dispatching anyway."
+        ),
     }
+    let started_at = Timestamp::now();
     let result = match target {
         DispatchTarget::Gitserver => {
             match client.repo_update(&dispatch.shard_addr, &dispatch.name, &dispatch.clone_url).await {

@@ -9,7 +9,8 @@
 //! - A failed read keeps the last good state: a repo DB error reuses the last desired set, an
 //!   unreachable shard its last list. Nothing is ever treated as empty because it failed.
 //! - A repo is dispatched only by [`Scheduler::poll_dispatch`], so never twice at once.
-//! - Every attempt is stored before its call is made; every outcome after.
+//! - Every attempt is stored before its call is made; every outcome after. One writer
+//!   ([`Persister`]) writes attempt records, in the order the loop made them.
 
 mod control;
 mod loads;
@@ -17,6 +18,7 @@ mod lost;
 mod observe;
 mod persist;
 mod publish;
+mod refused;
 mod shard_views;
 
 use std::collections::{HashMap, HashSet};
@@ -109,7 +111,7 @@ pub async fn run(
     liveness.enter(Step::StateLoad, Timestamp::now());
     let mut attempts = parts.state.load().await?;
     liveness.enter(Step::Idle, Timestamp::now());
-    let (persister, writer) = Persister::start(parts.state.clone());
+    let (persister, writer) = Persister::start(parts.state.clone(), &metrics, Some(Arc::clone(&liveness)));
     // A record still marked in flight was interrupted by a stop; the next observation decides
     // whether gitserver finished it. The attempt itself still counts.
     for (name, record) in attempts.iter_mut().filter(|(_, r)| r.in_flight) {
@@ -374,8 +376,9 @@ impl Sidecar {
                 clone_url: clone_url.to_string(),
                 shard: job.shard,
                 shard_addr: self.parts.config.shards.addr(job.shard).to_string(),
-                record: record.clone(),
             };
+            // Sent from the loop, so it is ordered before this attempt's outcome.
+            let stored = self.persister.save_acked(name.clone(), record.clone());
             self.totals.started += 1;
             if !self.dispatched_before.insert(name.clone()) || record.attempts > 1 {
                 self.totals.redispatched += 1;
@@ -384,7 +387,7 @@ impl Sidecar {
             let parts = Arc::clone(&self.parts);
             let tx = outcome_tx.clone();
             tokio::spawn(async move {
-                let outcome = dispatch::run(dispatch, &parts.config.target, &parts.client, &parts.state).await;
+                let outcome = dispatch::run(dispatch, &parts.config.target, &parts.client, stored.stored()).await;
                 let _ = tx.send(outcome);
             });
         }

@@ -47,6 +47,7 @@ impl Sidecar {
                     status,
                     shard: self.parts.config.shards.addr(*shard).to_string(),
                     last_error: self.attempts.get(&repo.name).and_then(|r| r.last_error.clone()),
+                    name: repo.name.clone(),
                 });
             }
         }
@@ -55,10 +56,17 @@ impl Sidecar {
         }
         let parts = Arc::clone(&self.parts);
         let error_cell = Arc::clone(&self.writeback_error);
+        let refusals = Arc::clone(self.persister.refusals());
         self.writeback = Some(tokio::spawn(async move {
             match parts.repo_db.write_back(&changes).await {
-                Ok(rows) => {
-                    tracing::info!(rows, "Wrote clone state back to the repo DB.");
+                Ok(written) => {
+                    tracing::info!(
+                        rows = written.rows,
+                        refused = written.refused.len(),
+                        "Wrote clone state back to the repo DB."
+                    );
+                    // A refused row is set aside; the next write-back tries it again.
+                    refusals.repo_db.record(&written.refused);
                     error_cell.store(Arc::new(None));
                 }
                 Err(error) => {
@@ -146,6 +154,8 @@ impl Sidecar {
                 .map(|o| format!("{}: {}", self.parts.config.shards.addr(o.shard), o.name))
                 .collect(),
             policies: self.parts.policy.as_ref().map(|p| p.status(Timestamp::now())).unwrap_or_default(),
+            state_refused: self.persister.refusals().state.snapshot(),
+            writeback_refused: self.persister.refusals().repo_db.snapshot(),
         };
         self.status.store(Arc::new(status));
     }

@@ -7,14 +7,24 @@
 //! stored as Unix milliseconds (`BIGINT`) on both backends. Writes are batched: one statement
 //! per [`BATCH`] records on Postgres (`UNNEST` arrays), one transaction per [`BATCH`] on
 //! SQLite.
+//!
+//! **Invariants.**
+//! - Every text this store writes goes through [`text::storable`] here, so no caller can
+//!   store a NUL byte (which Postgres refuses) or an unbounded error.
+//! - A record the database refuses is set aside and reported in [`Written::refused`]; it never
+//!   fails the records written with it. An error is returned only when the database could not
+//!   be used at all, and then the caller retries everything.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use crate::db::refusal::{refusal_message, write_isolating, Refused};
 use crate::db::Database;
 use crate::model::{AttemptRecord, RepoName, Timestamp};
+use crate::text;
 
 #[cfg(test)]
 mod tests;
@@ -113,6 +123,14 @@ pub enum StateError {
     },
 }
 
+/// What a save or forget did: how many rows it wrote or deleted, and the records the database
+/// refused, which were set aside.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub rows: u64,
+    pub refused: Vec<Refused>,
+}
+
 /// The durable store of [`AttemptRecord`]s, keyed by normalised repo name.
 ///
 /// Cloning is cheap and shares the pool, so the tick loop and a background writer can each
@@ -161,25 +179,34 @@ impl StateStore {
     }
 
     /// Inserts or overwrites the records of the given repos. When a name appears more than
-    /// once, its last record wins. Attempt counts above `i32::MAX` are stored as `i32::MAX`.
-    pub async fn save(&self, records: &[(RepoName, AttemptRecord)]) -> Result<(), StateError> {
+    /// once, its last record wins. Attempt counts above `i32::MAX` are stored as `i32::MAX`;
+    /// texts are made storable ([`text::storable`]). Records the database refuses are set
+    /// aside in [`Written::refused`]; an error means the database could not be used.
+    pub async fn save(&self, records: &[(RepoName, AttemptRecord)]) -> Result<Written, StateError> {
         let records = last_per_name(records, |(name, _)| name);
-        save(&self.db, &records).await.map_err(|source| StateError::Save {
-            db: self.db.describe(),
-            count: records.len(),
-            source,
-        })
+        let updated_at = Timestamp::now().as_millis();
+        let done = write_isolating(&records, BATCH, |part| save(&self.db, part, updated_at))
+            .await
+            .map_err(|source| StateError::Save { db: self.db.describe(), count: records.len(), source })?;
+        Ok(Written { rows: done.rows, refused: refused(done.refused, |(name, _)| name) })
     }
 
-    /// Deletes the records of `names` (e.g. once a repo is confirmed cloned) and returns how
+    /// Deletes the records of `names` (e.g. once a repo is confirmed cloned); `rows` is how
     /// many existed.
-    pub async fn forget(&self, names: &[RepoName]) -> Result<u64, StateError> {
-        forget(&self.db, names).await.map_err(|source| StateError::Forget {
-            db: self.db.describe(),
-            count: names.len(),
-            source,
-        })
+    pub async fn forget(&self, names: &[RepoName]) -> Result<Written, StateError> {
+        let done = write_isolating(names, BATCH, |part| forget(&self.db, part))
+            .await
+            .map_err(|source| StateError::Forget { db: self.db.describe(), count: names.len(), source })?;
+        Ok(Written { rows: done.rows, refused: refused(done.refused, |name| name) })
     }
+}
+
+/// The refused records with the database's message, logged here once with their names.
+fn refused<T>(refused: Vec<(&T, sqlx::Error)>, name: impl Fn(&T) -> &RepoName) -> Vec<Refused> {
+    refused
+        .into_iter()
+        .map(|(item, error)| Refused { name: name(item).clone(), message: refusal_message(&error) })
+        .collect()
 }
 
 /// Applies the migrations the database lacks; returns how many.
@@ -302,78 +329,76 @@ where
     })
 }
 
-async fn save(db: &Database, records: &[&(RepoName, AttemptRecord)]) -> Result<(), sqlx::Error> {
-    let updated_at = Timestamp::now().as_millis();
+/// Upserts one batch: one statement on Postgres, one transaction on SQLite.
+async fn save(db: &Database, batch: &[&(RepoName, AttemptRecord)], updated_at: i64) -> Result<u64, sqlx::Error> {
     let stored_attempts = |record: &AttemptRecord| i32::try_from(record.attempts).unwrap_or(i32::MAX);
     match db {
         Database::Postgres(pool) => {
-            for batch in records.chunks(BATCH) {
-                let names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
-                let attempts: Vec<i32> = batch.iter().map(|(_, r)| stored_attempts(r)).collect();
-                let last_errors: Vec<Option<&str>> = batch.iter().map(|(_, r)| r.last_error.as_deref()).collect();
-                let last_attempts: Vec<Option<i64>> =
-                    batch.iter().map(|(_, r)| r.last_attempt_at.map(Timestamp::as_millis)).collect();
-                let next_attempts: Vec<Option<i64>> =
-                    batch.iter().map(|(_, r)| r.next_attempt_at.map(Timestamp::as_millis)).collect();
-                let in_flight: Vec<bool> = batch.iter().map(|(_, r)| r.in_flight).collect();
-                let gave_up: Vec<Option<&str>> = batch.iter().map(|(_, r)| r.gave_up.as_deref()).collect();
-                sqlx::query(PG_SAVE)
-                    .bind(names)
-                    .bind(attempts)
-                    .bind(last_errors)
-                    .bind(last_attempts)
-                    .bind(next_attempts)
-                    .bind(in_flight)
-                    .bind(gave_up)
-                    .bind(updated_at)
-                    .execute(pool)
-                    .await?;
-            }
+            let names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
+            let attempts: Vec<i32> = batch.iter().map(|(_, r)| stored_attempts(r)).collect();
+            let last_errors: Vec<Option<Cow<'_, str>>> =
+                batch.iter().map(|(_, r)| stored_text(&r.last_error)).collect();
+            let last_attempts: Vec<Option<i64>> =
+                batch.iter().map(|(_, r)| r.last_attempt_at.map(Timestamp::as_millis)).collect();
+            let next_attempts: Vec<Option<i64>> =
+                batch.iter().map(|(_, r)| r.next_attempt_at.map(Timestamp::as_millis)).collect();
+            let in_flight: Vec<bool> = batch.iter().map(|(_, r)| r.in_flight).collect();
+            let gave_up: Vec<Option<Cow<'_, str>>> = batch.iter().map(|(_, r)| stored_text(&r.gave_up)).collect();
+            let last_errors: Vec<Option<&str>> = last_errors.iter().map(|text| text.as_deref()).collect();
+            let gave_up: Vec<Option<&str>> = gave_up.iter().map(|text| text.as_deref()).collect();
+            sqlx::query(PG_SAVE)
+                .bind(names)
+                .bind(attempts)
+                .bind(last_errors)
+                .bind(last_attempts)
+                .bind(next_attempts)
+                .bind(in_flight)
+                .bind(gave_up)
+                .bind(updated_at)
+                .execute(pool)
+                .await?;
         }
         Database::Sqlite(pool) => {
-            for batch in records.chunks(BATCH) {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for (name, record) in batch.iter().copied() {
-                    sqlx::query(SQLITE_SAVE)
-                        .bind(name.as_str())
-                        .bind(stored_attempts(record))
-                        .bind(record.last_error.as_deref())
-                        .bind(record.last_attempt_at.map(Timestamp::as_millis))
-                        .bind(record.next_attempt_at.map(Timestamp::as_millis))
-                        .bind(record.in_flight)
-                        .bind(record.gave_up.as_deref())
-                        .bind(updated_at)
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-                transaction.commit().await?;
+            let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for (name, record) in batch.iter().copied() {
+                sqlx::query(SQLITE_SAVE)
+                    .bind(name.as_str())
+                    .bind(stored_attempts(record))
+                    .bind(stored_text(&record.last_error))
+                    .bind(record.last_attempt_at.map(Timestamp::as_millis))
+                    .bind(record.next_attempt_at.map(Timestamp::as_millis))
+                    .bind(record.in_flight)
+                    .bind(stored_text(&record.gave_up))
+                    .bind(updated_at)
+                    .execute(&mut *transaction)
+                    .await?;
             }
+            transaction.commit().await?;
         }
     }
-    Ok(())
+    Ok(batch.len() as u64)
 }
 
-async fn forget(db: &Database, names: &[RepoName]) -> Result<u64, sqlx::Error> {
+/// A record's optional text as stored.
+fn stored_text(value: &Option<String>) -> Option<Cow<'_, str>> {
+    value.as_deref().map(text::storable)
+}
+
+/// Deletes one batch of records; returns how many existed.
+async fn forget(db: &Database, batch: &[RepoName]) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
     match db {
         Database::Postgres(pool) => {
-            for batch in names.chunks(BATCH) {
-                let batch: Vec<&str> = batch.iter().map(RepoName::as_str).collect();
-                deleted += sqlx::query(PG_FORGET).bind(batch).execute(pool).await?.rows_affected();
-            }
+            let batch: Vec<&str> = batch.iter().map(RepoName::as_str).collect();
+            deleted += sqlx::query(PG_FORGET).bind(batch).execute(pool).await?.rows_affected();
         }
         Database::Sqlite(pool) => {
-            for batch in names.chunks(BATCH) {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for name in batch {
-                    deleted += sqlx::query(SQLITE_FORGET)
-                        .bind(name.as_str())
-                        .execute(&mut *transaction)
-                        .await?
-                        .rows_affected();
-                }
-                transaction.commit().await?;
+            let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for name in batch {
+                deleted +=
+                    sqlx::query(SQLITE_FORGET).bind(name.as_str()).execute(&mut *transaction).await?.rows_affected();
             }
+            transaction.commit().await?;
         }
     }
     Ok(deleted)

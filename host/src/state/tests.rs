@@ -84,7 +84,7 @@ async fn check_life_cycle(first: Database, restarted: Database) {
 
     let forgotten =
         store.forget(&[name("github.com/a/fresh"), name("github.com/a/never-saved")]).await.expect("forgetting");
-    assert_eq!(forgotten, 1);
+    assert_eq!(forgotten, Written { rows: 1, refused: Vec::new() });
     let loaded = store.load().await.expect("loading");
     assert_eq!(loaded.len(), 2);
     assert!(!loaded.contains_key(&name("github.com/a/fresh")));
@@ -128,7 +128,7 @@ async fn check_invalid_rows_and_batches(db: Database) {
 
     let names: Vec<RepoName> = records.into_iter().map(|(name, _)| name).collect();
     let forgotten = store.forget(&names).await.expect("forgetting two batches");
-    assert_eq!(forgotten, u64::try_from(count).expect("small"));
+    assert_eq!(forgotten.rows, u64::try_from(count).expect("small"));
     assert_eq!(store.load().await.expect("loading").len(), 1);
 }
 
@@ -176,4 +176,100 @@ async fn sqlite_concurrent_migrations_both_succeed() {
         result.expect("every concurrent migration succeeds");
     }
     assert_eq!(versions(&pools[0]).await, [1]);
+}
+
+/// A NUL byte and control characters in the texts are stored replaced, a long error cut to
+/// the byte cap: none of them makes the database refuse the record.
+async fn check_text_is_made_storable(db: Database) {
+    let store = StateStore::open(db).await.expect("migrating");
+    let long = format!("fatal: {}", "é".repeat(text::STORED_TEXT_MAX_BYTES));
+    let nul = AttemptRecord {
+        last_error: Some("fatal: bad\0ref\r\x1b[31m".to_owned()),
+        gave_up: Some("policy:\0 gone".to_owned()),
+        ..failed_twice()
+    };
+    let written = store
+        .save(&[
+            (name("github.com/text/nul"), nul),
+            (name("github.com/text/long"), AttemptRecord { last_error: Some(long), ..failed_twice() }),
+            (name("github.com/text/plain"), failed_twice()),
+        ])
+        .await
+        .expect("the state DB takes every record");
+    assert_eq!(written, Written { rows: 3, refused: Vec::new() });
+    let loaded = store.load().await.expect("loading");
+    let nul = &loaded[&name("github.com/text/nul")];
+    assert_eq!(nul.last_error.as_deref(), Some("fatal: bad\u{FFFD}ref  [31m"));
+    assert_eq!(nul.gave_up.as_deref(), Some("policy:\u{FFFD} gone"));
+    let long = loaded[&name("github.com/text/long")].last_error.as_deref().expect("an error");
+    assert!(long.len() <= text::STORED_TEXT_MAX_BYTES && long.starts_with("fatal: é"), "{} bytes", long.len());
+    assert_eq!(loaded[&name("github.com/text/plain")], failed_twice());
+}
+
+#[tokio::test]
+async fn postgres_stores_nul_bytes_and_long_errors_made_storable() {
+    let test_db = PgTestDb::create().await;
+    check_text_is_made_storable(test_db.connect().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_stores_nul_bytes_and_long_errors_made_storable() {
+    let test_db = SqliteTestDb::create();
+    check_text_is_made_storable(test_db.connect().await).await;
+}
+
+/// `refuse` makes the database refuse the record of `github.com/refused/one`: it is set aside
+/// with the database's message and every other record is written, in batches of any size.
+async fn check_refused_record_is_set_aside(db: Database, refuse: &str, message: &str) {
+    let store = StateStore::open(db.clone()).await.expect("migrating");
+    execute(&db, refuse).await;
+    let mut records: Vec<(RepoName, AttemptRecord)> =
+        (0..40).map(|i| (name(&format!("github.com/ok/repo-{i}")), failed_twice())).collect();
+    records.insert(17, (name("github.com/refused/one"), failed_twice()));
+    let written = store.save(&records).await.expect("a refusal is not an error");
+    assert_eq!(written.rows, 40);
+    let refused: Vec<&str> = written.refused.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(refused, ["github.com/refused/one"]);
+    assert!(written.refused[0].message.contains(message), "{:?}", written.refused[0]);
+    let loaded = store.load().await.expect("loading");
+    assert_eq!(loaded.len(), 40);
+    assert!(!loaded.contains_key(&name("github.com/refused/one")));
+}
+
+#[tokio::test]
+async fn postgres_sets_aside_a_refused_record_and_writes_the_others() {
+    let test_db = PgTestDb::create().await;
+    let db = test_db.connect().await;
+    check_refused_record_is_set_aside(
+        db.clone(),
+        "ALTER TABLE clonekeeper_attempts ADD CONSTRAINT refuse_one CHECK (repo_name <> 'github.com/refused/one')",
+        "refuse_one",
+    )
+    .await;
+    // A name Postgres cannot hold (names are keys, so they are not rewritten) is refused
+    // alone, by save and by forget alike.
+    let store = StateStore::open(db).await.expect("opening");
+    let unstorable = name("github.com/nul/a\0b");
+    let written = store
+        .save(&[(unstorable.clone(), failed_twice()), (name("github.com/nul/fine"), failed_twice())])
+        .await
+        .expect("a refusal is not an error");
+    assert_eq!((written.rows, written.refused.len()), (1, 1), "{written:?}");
+    assert_eq!(written.refused[0].name, unstorable);
+    let forgotten =
+        store.forget(&[name("github.com/nul/fine"), unstorable.clone()]).await.expect("a refusal is not an error");
+    assert_eq!(forgotten.rows, 1);
+    assert_eq!(forgotten.refused.iter().map(|r| &r.name).collect::<Vec<_>>(), [&unstorable]);
+}
+
+#[tokio::test]
+async fn sqlite_sets_aside_a_refused_record_and_writes_the_others() {
+    let test_db = SqliteTestDb::create();
+    check_refused_record_is_set_aside(
+        test_db.connect().await,
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON clonekeeper_attempts \
+         WHEN NEW.repo_name = 'github.com/refused/one' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        "refused by the test",
+    )
+    .await;
 }

@@ -8,6 +8,7 @@
 
 pub mod db;
 pub mod hostile;
+pub mod postgres;
 pub mod routing;
 pub mod shard;
 pub mod sidecar;

@@ -77,6 +77,15 @@ impl DevShard {
         response.json().await.unwrap_or_else(|e| panic!("GET {url}: not a DispatchLog: {e}"))
     }
 
+    /// `POST /debug/repo-update-error`: from now on `/repo-update` of `repo` answers `error`
+    /// (empty clears it).
+    pub async fn fail_repo_update(&self, repo: &str, error: &str) {
+        let url = format!("http://{}/debug/repo-update-error", self.addr);
+        let fault = gitserver_dev::RepoUpdateFault { repo: repo.to_owned(), error: error.to_owned() };
+        let response = self.http.post(&url).json(&fault).send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert!(response.status().is_success(), "POST {url}: {}", response.status());
+    }
+
     /// `POST /repo-update` directly, bypassing the sidecar; blocks until the clone ends.
     pub async fn repo_update(&self, repo: &str, url: &str) -> RepoUpdateResponse {
         let body = RepoUpdateRequest { repo: repo.to_owned(), url: url.to_owned(), since: 0 };

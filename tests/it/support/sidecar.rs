@@ -210,6 +210,16 @@ impl Sidecar {
         response.json().await.map_err(|e| format!("GET {url}: not JSON: {e}"))
     }
 
+    /// `GET /v1/repos/{name}`: explain one repo.
+    pub async fn explain(&self, name: &str) -> Result<clonekeeper::explain::Explain, String> {
+        let url = self.url(&format!("/v1/repos/{name}"));
+        let response = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        response.json().await.map_err(|e| format!("GET {url}: not an Explain: {e}"))
+    }
+
     pub async fn status(&self) -> Result<Status, String> {
         let json = self.status_json().await?;
         serde_json::from_value(json).map_err(|e| format!("/v1/status is not a Status: {e}"))

@@ -16,8 +16,9 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 
+use crate::db::refusal::Refused;
 use crate::db::Database;
-use crate::model::{CloneStatus, DesiredRepo};
+use crate::model::{CloneStatus, DesiredRepo, RepoName};
 
 mod desired;
 mod query;
@@ -125,6 +126,17 @@ pub struct WriteBack {
     /// The shard's address as gitserver names it (`gitserver_repos.shard_id`).
     pub shard: String,
     pub last_error: Option<String>,
+    /// The repo's name, for reporting a row the database refuses.
+    pub name: RepoName,
+}
+
+/// What a write-back did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WrittenBack {
+    /// Rows actually changed.
+    pub rows: usize,
+    /// Repos whose row the database refused; the others were written.
+    pub refused: Vec<Refused>,
 }
 
 /// Largest number of repos written by one statement (Postgres) or one transaction (SQLite):
@@ -212,7 +224,11 @@ impl RepoDb {
     /// `gitserver_repos`; 2020-06 has nowhere to record anything and returns `Ok(0)`.
     /// Repos that no longer exist are skipped. When one repo appears more than once, its last
     /// entry wins.
-    pub async fn write_back(&self, changes: &[WriteBack]) -> Result<usize, RepoDbError> {
+    ///
+    /// Texts are made storable ([`crate::text::storable`]) on the way in. A row the database
+    /// refuses is set aside in [`WrittenBack::refused`] and the others are written; an error
+    /// means the database could not be used.
+    pub async fn write_back(&self, changes: &[WriteBack]) -> Result<WrittenBack, RepoDbError> {
         write_back::write(&self.db, self.shape, changes).await.map_err(|source| RepoDbError::WriteBack {
             db: self.db.describe(),
             shape: self.shape,

@@ -69,7 +69,8 @@ fn recorded_of(set: &DesiredSet, id: i64) -> String {
 }
 
 fn change(repo_id: i64, status: CloneStatus, shard: &str, last_error: Option<&str>) -> WriteBack {
-    WriteBack { repo_id, status, shard: shard.to_owned(), last_error: last_error.map(str::to_owned) }
+    let name = RepoName::normalize(&format!("github.com/repo/{repo_id}")).expect("a valid name");
+    WriteBack { repo_id, status, shard: shard.to_owned(), last_error: last_error.map(str::to_owned), name }
 }
 
 // === 2020-06: clone URLs in repo.sources ===
@@ -120,7 +121,7 @@ async fn postgres_2020_06_reads_clone_urls_from_sources() {
         .write_back(&[change(1, CloneStatus::Cloned, "gs-0", None)])
         .await
         .expect("write-back to 2020-06 is a no-op");
-    assert_eq!(written, 0);
+    assert_eq!(written, WrittenBack::default());
     repo_db.ping().await.expect("ping");
 }
 
@@ -219,7 +220,7 @@ async fn check_2020_10(db: Database) {
         change(999, CloneStatus::Cloned, "gs-0", None),
     ];
     let written = repo_db.write_back(&changes).await.expect("writing back");
-    assert_eq!(written, 2, "repo 1 and 5 change; 3 stays uncloned; 999 does not exist");
+    assert_eq!(written.rows, 2, "repo 1 and 5 change; 3 stays uncloned; 999 does not exist");
 
     let set = repo_db.load_desired().await.expect("loading again");
     assert_eq!(recorded_of(&set, 1), "ClonedFlag(false)");
@@ -227,7 +228,7 @@ async fn check_2020_10(db: Database) {
     assert_eq!(recorded_of(&set, 5), "ClonedFlag(true)");
 
     let written = repo_db.write_back(&changes).await.expect("writing back again");
-    assert_eq!(written, 0, "nothing left to change");
+    assert_eq!(written.rows, 0, "nothing left to change");
     repo_db.ping().await.expect("ping");
 }
 
@@ -302,7 +303,7 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
         change(999, CloneStatus::Cloned, "gs-0", None),
     ];
     let written = repo_db.write_back(&changes).await.expect("writing back");
-    assert_eq!(written, 2, "1 changes, 3 is new, 6 is unchanged, 999 does not exist");
+    assert_eq!(written.rows, 2, "1 changes, 3 is new, 6 is unchanged, 999 does not exist");
 
     let set = repo_db.load_desired().await.expect("loading again");
     assert_eq!(recorded_of(&set, 1), "Status(Some(Cloned) on gs-0)");
@@ -317,7 +318,7 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
     assert_eq!(last_error.as_deref(), Some("fatal: repository not found"));
 
     let written = repo_db.write_back(&changes).await.expect("writing back again");
-    assert_eq!(written, 0, "nothing left to change");
+    assert_eq!(written.rows, 0, "nothing left to change");
 }
 
 #[tokio::test]
@@ -355,11 +356,43 @@ async fn sqlite_2021_reads_and_upserts_gitserver_repos() {
         change(2, CloneStatus::NotCloned, "gs-1", Some("boom")),
         change(999, CloneStatus::Cloned, "gs-0", None),
     ];
-    assert_eq!(repo_db.write_back(&changes).await.expect("writing back"), 2);
+    assert_eq!(repo_db.write_back(&changes).await.expect("writing back").rows, 2);
     let set = repo_db.load_desired().await.expect("loading again");
     assert_eq!(recorded_of(&set, 1), "Status(Some(Cloned) on gs-0)");
     assert_eq!(recorded_of(&set, 2), "Status(Some(NotCloned) on gs-1)");
-    assert_eq!(repo_db.write_back(&changes).await.expect("again"), 0);
+    assert_eq!(repo_db.write_back(&changes).await.expect("again").rows, 0);
+}
+
+#[tokio::test]
+async fn postgres_write_back_stores_nul_bytes_made_storable_and_sets_aside_a_refused_row() {
+    let test_db = PgTestDb::create().await;
+    let db = test_db.connect().await;
+    run(&db, POSTGRES_SCHEMA_2021).await;
+    run(
+        &db,
+        "INSERT INTO repo (id, name, external_service_type, created_at) \
+             SELECT i, 'github.com/repo/' || i, 'github', now() FROM generate_series(1, 5) AS i; \
+         ALTER TABLE gitserver_repos ADD CONSTRAINT refuse_three CHECK (repo_id <> 3);",
+    )
+    .await;
+    let repo_db = RepoDb::open(db.clone()).await.expect("the 2021 shape is known");
+    let changes: Vec<WriteBack> = (1..=5)
+        .map(|id| change(id, CloneStatus::NotCloned, "gs-0", Some(&format!("fatal: repo {id}\0 is\x07 gone"))))
+        .collect();
+    let written = repo_db.write_back(&changes).await.expect("a refused row is not an error");
+    assert_eq!(written.rows, 4);
+    let refused: Vec<&str> = written.refused.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(refused, ["github.com/repo/3"]);
+    assert!(written.refused[0].message.contains("refuse_three"), "{:?}", written.refused);
+    let Database::Postgres(pool) = &db else { unreachable!("a Postgres test database") };
+    let stored: Vec<(i64, String)> =
+        sqlx::query_as("SELECT repo_id::bigint, last_error FROM gitserver_repos ORDER BY repo_id")
+            .fetch_all(pool)
+            .await
+            .expect("reading gitserver_repos");
+    let expected: Vec<(i64, String)> =
+        [1, 2, 4, 5].into_iter().map(|id| (id, format!("fatal: repo {id}\u{FFFD} is  gone"))).collect();
+    assert_eq!(stored, expected);
 }
 
 // === Scale and detection ===

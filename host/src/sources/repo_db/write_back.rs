@@ -1,12 +1,18 @@
 //! Records observed clone state in the repo DB: `repo.cloned` (2020-10) or `gitserver_repos`
 //! (2021), in bounded batches, touching only rows whose recorded state differs.
+//!
+//! Every text goes through [`text::storable`] here, and a row the database refuses is set
+//! aside (see [`crate::db::refusal`]) so it cannot block the write-back of every other repo.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
+use crate::db::refusal::{refusal_message, write_isolating, Refused};
 use crate::db::Database;
 use crate::model::CloneStatus;
+use crate::text;
 
-use super::{SchemaShape, WriteBack, WRITE_BATCH};
+use super::{SchemaShape, WriteBack, WrittenBack, WRITE_BATCH};
 
 /// Sets `repo.cloned` to the bound flag for the ids in `$1`, skipping rows that hold it already.
 const PG_SET_CLONED: &str = "UPDATE repo SET cloned = $2 WHERE id = ANY($1) AND cloned IS DISTINCT FROM $2";
@@ -38,75 +44,94 @@ const SQLITE_UPSERT_GITSERVER_REPOS: &str = "\
         OR gitserver_repos.shard_id IS NOT excluded.shard_id \
         OR gitserver_repos.last_error IS NOT excluded.last_error";
 
-/// Writes `changes` for `shape` and returns the number of rows changed.
-pub(super) async fn write(db: &Database, shape: SchemaShape, changes: &[WriteBack]) -> Result<usize, sqlx::Error> {
+/// Writes `changes` for `shape`: the rows changed and the repos whose row was refused.
+pub(super) async fn write(
+    db: &Database,
+    shape: SchemaShape,
+    changes: &[WriteBack],
+) -> Result<WrittenBack, sqlx::Error> {
+    if shape == SchemaShape::Sources2020_06 {
+        return Ok(WrittenBack::default());
+    }
     let changes = last_per_repo(changes);
+    let done = write_isolating(&changes, WRITE_BATCH, |batch| write_batch(db, shape, batch)).await?;
+    Ok(WrittenBack {
+        rows: usize::try_from(done.rows).unwrap_or(usize::MAX),
+        refused: done
+            .refused
+            .into_iter()
+            .map(|(change, error)| Refused { name: change.name.clone(), message: refusal_message(&error) })
+            .collect(),
+    })
+}
+
+/// Writes one batch: a statement or two on Postgres, one transaction on SQLite.
+async fn write_batch(db: &Database, shape: SchemaShape, batch: &[&WriteBack]) -> Result<u64, sqlx::Error> {
     let mut changed = 0u64;
     match (shape, db) {
-        (SchemaShape::Sources2020_06, _) => return Ok(0),
+        (SchemaShape::Sources2020_06, _) => {}
         (SchemaShape::ClonedFlag2020_10, Database::Postgres(pool)) => {
-            for batch in changes.chunks(WRITE_BATCH) {
-                for flag in [true, false] {
-                    let ids: Vec<i64> = batch
-                        .iter()
-                        .filter(|change| is_cloned(change.status) == flag)
-                        .map(|change| change.repo_id)
-                        .collect();
-                    if ids.is_empty() {
-                        continue;
-                    }
-                    changed += sqlx::query(PG_SET_CLONED).bind(ids).bind(flag).execute(pool).await?.rows_affected();
+            for flag in [true, false] {
+                let ids: Vec<i64> = batch
+                    .iter()
+                    .filter(|change| is_cloned(change.status) == flag)
+                    .map(|change| change.repo_id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
                 }
+                changed += sqlx::query(PG_SET_CLONED).bind(ids).bind(flag).execute(pool).await?.rows_affected();
             }
         }
         (SchemaShape::GitserverRepos2021, Database::Postgres(pool)) => {
-            for batch in changes.chunks(WRITE_BATCH) {
-                let ids: Vec<i64> = batch.iter().map(|change| change.repo_id).collect();
-                let statuses: Vec<&str> = batch.iter().map(|change| change.status.as_str()).collect();
-                let shards: Vec<&str> = batch.iter().map(|change| change.shard.as_str()).collect();
-                let errors: Vec<Option<&str>> = batch.iter().map(|change| change.last_error.as_deref()).collect();
-                changed += sqlx::query(PG_UPSERT_GITSERVER_REPOS)
-                    .bind(ids)
-                    .bind(statuses)
-                    .bind(shards)
-                    .bind(errors)
-                    .execute(pool)
+            let ids: Vec<i64> = batch.iter().map(|change| change.repo_id).collect();
+            let statuses: Vec<&str> = batch.iter().map(|change| change.status.as_str()).collect();
+            let shards: Vec<Cow<'_, str>> = batch.iter().map(|change| text::storable(&change.shard)).collect();
+            let shards: Vec<&str> = shards.iter().map(|shard| shard.as_ref()).collect();
+            let errors: Vec<Option<Cow<'_, str>>> = batch.iter().map(|change| stored_error(change)).collect();
+            let errors: Vec<Option<&str>> = errors.iter().map(|error| error.as_deref()).collect();
+            changed += sqlx::query(PG_UPSERT_GITSERVER_REPOS)
+                .bind(ids)
+                .bind(statuses)
+                .bind(shards)
+                .bind(errors)
+                .execute(pool)
+                .await?
+                .rows_affected();
+        }
+        (SchemaShape::ClonedFlag2020_10, Database::Sqlite(pool)) => {
+            let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for change in batch {
+                changed += sqlx::query(SQLITE_SET_CLONED)
+                    .bind(is_cloned(change.status))
+                    .bind(change.repo_id)
+                    .execute(&mut *transaction)
                     .await?
                     .rows_affected();
             }
-        }
-        (SchemaShape::ClonedFlag2020_10, Database::Sqlite(pool)) => {
-            for batch in changes.chunks(WRITE_BATCH) {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for change in batch {
-                    changed += sqlx::query(SQLITE_SET_CLONED)
-                        .bind(is_cloned(change.status))
-                        .bind(change.repo_id)
-                        .execute(&mut *transaction)
-                        .await?
-                        .rows_affected();
-                }
-                transaction.commit().await?;
-            }
+            transaction.commit().await?;
         }
         (SchemaShape::GitserverRepos2021, Database::Sqlite(pool)) => {
-            for batch in changes.chunks(WRITE_BATCH) {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for change in batch {
-                    changed += sqlx::query(SQLITE_UPSERT_GITSERVER_REPOS)
-                        .bind(change.repo_id)
-                        .bind(change.status.as_str())
-                        .bind(change.shard.as_str())
-                        .bind(change.last_error.as_deref())
-                        .execute(&mut *transaction)
-                        .await?
-                        .rows_affected();
-                }
-                transaction.commit().await?;
+            let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for change in batch {
+                changed += sqlx::query(SQLITE_UPSERT_GITSERVER_REPOS)
+                    .bind(change.repo_id)
+                    .bind(change.status.as_str())
+                    .bind(text::storable(&change.shard))
+                    .bind(stored_error(change))
+                    .execute(&mut *transaction)
+                    .await?
+                    .rows_affected();
             }
+            transaction.commit().await?;
         }
     }
-    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    Ok(changed)
+}
+
+/// The change's last error as stored.
+fn stored_error(change: &WriteBack) -> Option<Cow<'_, str>> {
+    change.last_error.as_deref().map(text::storable)
 }
 
 /// `repo.cloned` is true only for a finished clone; a clone in progress is not one yet.
