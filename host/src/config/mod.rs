@@ -477,3 +477,6 @@ impl figment::Provider for EnvVar {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;
