@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::answer::{self, MAX_DECODE_MESSAGE_BYTES};
+use super::answer;
 use super::{CallError, GitserverError};
 use crate::model::RepoName;
 
@@ -76,7 +76,8 @@ fn check_error(error: &GitserverError, call: &str) -> Result<(), TestCaseError> 
     let text = error.to_string();
     prop_assert!(text.contains(ADDR) && text.contains(call), "{text}");
     prop_assert!(matches!(error.kind, CallError::Decode(_)), "{text}");
-    prop_assert!(text.len() <= ADDR.len() + call.len() + MAX_DECODE_MESSAGE_BYTES + 64, "{} bytes", text.len());
+    // A fixed budget, not the constant itself, so the test fails if the cap goes away.
+    prop_assert!(text.len() <= 512, "{} bytes", text.len());
     prop_assert!(!error.kind.is_shard_down(), "a bad answer is not a down shard: {text}");
     Ok(())
 }
