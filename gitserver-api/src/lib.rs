@@ -8,5 +8,8 @@
 mod name;
 mod wire;
 
-pub use name::normalize_repo_name;
+pub use name::{canonical_repo_name, normalize_repo_name};
+
+#[cfg(test)]
+mod name_props;
 pub use wire::*;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitserver_api::normalize_repo_name;
+use gitserver_api::canonical_repo_name;
 
 /// Milliseconds since the Unix epoch.
 ///
@@ -52,8 +52,8 @@ impl Timestamp {
 
 /// A repository name in gitserver's normal form: the key for comparing, routing and storing.
 ///
-/// Invariant: the text is the output of [`normalize_repo_name`], so two spellings of one repo
-/// always compare equal.
+/// Invariant: the text is the output of [`canonical_repo_name`], so two spellings of one repo
+/// always compare equal, and a shard sent this name stores and lists it unchanged.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RepoName(Box<str>);
 
@@ -61,7 +61,7 @@ impl RepoName {
     /// Normalises `raw` as gitserver would. Returns `None` for a name that normalises to
     /// nothing (e.g. `/` or `..`), which no shard could store.
     pub fn normalize(raw: &str) -> Option<RepoName> {
-        let normal = normalize_repo_name(raw);
+        let normal = canonical_repo_name(raw);
         (!normal.is_empty()).then(|| RepoName(normal.into_boxed_str()))
     }
 

@@ -146,3 +146,101 @@ mod tests {
         assert!(ShardMap::new(Vec::new(), Routing::Md5).is_none());
     }
 }
+
+/// Properties: md5 routing against the specification written out independently, every name
+/// on a shard that exists, and rendezvous moving only the keys it must.
+#[cfg(test)]
+mod props {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// DESIGN.md §5, written out again: md5 of the normalised name, the first 8 bytes as a
+    /// big-endian u64, modulo the number of addresses.
+    fn md5_spec(name: &str, n_shards: u64) -> u64 {
+        let digest: [u8; 16] = Md5::digest(name.as_bytes()).into();
+        let first = digest[..8].iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte));
+        first % n_shards
+    }
+
+    fn names() -> impl Strategy<Value = Vec<RepoName>> {
+        let raw = prop_oneof!["[a-z]{1,8}\\.com/[a-zA-Z0-9_-]{1,10}/[a-zA-Z0-9_.-]{1,12}", any::<String>()];
+        prop::collection::vec(raw, 1..40).prop_map(|raw| raw.iter().filter_map(|r| RepoName::normalize(r)).collect())
+    }
+
+    fn addrs(range: std::ops::Range<usize>) -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_set("[a-z][a-z0-9-]{0,12}:[1-9][0-9]{0,4}", range)
+            .prop_map(|set| set.into_iter().collect())
+            .prop_shuffle()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn md5_routing_is_the_specified_function(names in names(), n_shards in 1usize..=1000) {
+            let map = ShardMap::new((0..n_shards).map(|i| format!("gitserver-{i}:3178")).collect(), Routing::Md5)
+                .expect("between 1 and 1000 shards");
+            for name in &names {
+                let n = u64::try_from(n_shards).expect("small");
+                prop_assert_eq!(u64::from(map.shard_for(name)), md5_spec(name.as_str(), n), "{}", name);
+            }
+        }
+
+        #[test]
+        fn every_name_routes_to_a_configured_shard(names in names(), addrs in addrs(1..50)) {
+            for routing in [Routing::Md5, Routing::Rendezvous] {
+                let map = ShardMap::new(addrs.clone(), routing).expect("1 to 49 shards");
+                for name in &names {
+                    prop_assert!(usize::from(map.shard_for(name)) < addrs.len());
+                }
+            }
+        }
+
+        /// Adding a shard moves only the keys the new shard wins; removing one moves only its
+        /// own keys. Compared by address, since removal shifts the indices after it.
+        #[test]
+        fn rendezvous_moves_only_what_it_must(names in names(), addrs in addrs(2..20), pick in any::<prop::sample::Index>()) {
+            let (kept, added) = addrs.split_at(addrs.len() - 1);
+            let before = ShardMap::new(kept.to_vec(), Routing::Rendezvous).expect("non-empty");
+            let after = ShardMap::new(addrs.clone(), Routing::Rendezvous).expect("non-empty");
+            let owner = |map: &ShardMap, name: &RepoName| map.addr(map.shard_for(name)).to_string();
+            for name in &names {
+                let (old, new) = (owner(&before, name), owner(&after, name));
+                prop_assert!(old == new || new == added[0], "{name} moved from {old} to {new}, not to the added shard");
+            }
+            let removed = pick.index(addrs.len());
+            let mut fewer = addrs.clone();
+            let removed_addr = fewer.remove(removed);
+            let smaller = ShardMap::new(fewer, Routing::Rendezvous).expect("at least one left");
+            for name in &names {
+                let (old, new) = (owner(&after, name), owner(&smaller, name));
+                prop_assert!(old == new || old == removed_addr, "{name} moved from {old} to {new}, though {removed_addr} was removed");
+            }
+        }
+
+        /// Spellings that normalise alike route alike, under both schemes.
+        #[test]
+        fn spellings_route_alike(
+            org in "[a-zA-Z0-9_-]{1,10}",
+            repo in "[a-zA-Z0-9_-]{1,10}",
+            addrs in addrs(1..16),
+        ) {
+            let spellings = BTreeSet::from([
+                format!("github.com/{org}/{repo}"),
+                format!("/GitHub.com/{org}/{repo}.git"),
+                format!("github.com//{}/./x/../{}/", org.to_ascii_uppercase(), repo.to_ascii_lowercase()),
+            ]);
+            for routing in [Routing::Md5, Routing::Rendezvous] {
+                let map = ShardMap::new(addrs.clone(), routing).expect("non-empty");
+                let shards: BTreeSet<ShardIdx> = spellings
+                    .iter()
+                    .map(|s| map.shard_for(&RepoName::normalize(s).expect("a repo name")))
+                    .collect();
+                prop_assert_eq!(shards.len(), 1, "{:?} routed to {:?}", spellings, shards);
+            }
+        }
+    }
+}

@@ -547,3 +547,6 @@ impl figment::Provider for EnvVar {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -3,6 +3,7 @@
 //! Only this module speaks gitserver's HTTP. Every call has a timeout and a cap on the size
 //! of the answer, and every error names the shard and the call.
 
+pub mod answer;
 mod error;
 
 pub use error::{CallError, GitserverError};
@@ -10,10 +11,8 @@ pub use error::{CallError, GitserverError};
 use std::time::Duration;
 
 use gitserver_api::{
-    CloneProgressResponse, EnqueueRepoUpdateRequest, EnqueueRepoUpdateResponse, RepoUpdateRequest, RepoUpdateResponse,
-    ReposRequest,
+    EnqueueRepoUpdateRequest, EnqueueRepoUpdateResponse, RepoUpdateRequest, RepoUpdateResponse, ReposRequest,
 };
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::model::RepoName;
@@ -69,10 +68,9 @@ impl GitserverClient {
 
     /// `GET /list?cloned`: the names cloned on the shard, as the shard spells them (normal form).
     pub async fn list_cloned(&self, addr: &str) -> Result<Vec<RepoName>, GitserverError> {
-        let call = "GET /list?cloned";
         let request = self.http.get(url(addr, "/list?cloned")).timeout(self.config.request_timeout);
-        let names: Vec<String> = self.send(addr, call, request).await?;
-        Ok(names.into_iter().map(RepoName::from_normalized).collect())
+        let body = self.send(addr, answer::LIST, request).await?;
+        answer::list(addr, &body, self.config.max_response_bytes)
     }
 
     /// `POST /repo-clone-progress` in batches: which of `names` the shard is cloning now, and
@@ -84,15 +82,10 @@ impl GitserverClient {
             let body = ReposRequest { repos: batch.iter().map(|n| n.to_string()).collect() };
             let request =
                 self.http.post(url(addr, "/repo-clone-progress")).json(&body).timeout(self.config.request_timeout);
-            let answer: CloneProgressResponse = self.send(addr, "POST /repo-clone-progress", request).await?;
-            for (name, state) in answer.results {
-                let Some(name) = RepoName::normalize(&name) else { continue };
-                if state.cloned {
-                    progress.cloned.push(name);
-                } else if state.clone_in_progress {
-                    progress.cloning.push(name);
-                }
-            }
+            let body = self.send(addr, answer::CLONE_PROGRESS, request).await?;
+            let batch = answer::clone_progress(addr, &body, self.config.max_response_bytes)?;
+            progress.cloning.extend(batch.cloning);
+            progress.cloned.extend(batch.cloned);
         }
         Ok(progress)
     }
@@ -106,7 +99,8 @@ impl GitserverClient {
         clone_url: &str,
     ) -> Result<RepoUpdateResponse, GitserverError> {
         let body = RepoUpdateRequest { repo: name.to_string(), url: clone_url.to_string(), since: 0 };
-        self.post(addr, "/repo-update", "POST /repo-update", &body, self.config.dispatch_timeout).await
+        let body = self.post(addr, "/repo-update", answer::REPO_UPDATE, &body, self.config.dispatch_timeout).await?;
+        answer::repo_update(addr, &body, self.config.max_response_bytes)
     }
 
     /// repo-updater's `POST /enqueue-repo-update`: returns at once; the clone shows up as
@@ -118,27 +112,30 @@ impl GitserverClient {
         clone_url: &str,
     ) -> Result<EnqueueRepoUpdateResponse, GitserverError> {
         let body = EnqueueRepoUpdateRequest { repo: name.to_string(), url: clone_url.to_string() };
-        self.post(addr, "/enqueue-repo-update", "POST /enqueue-repo-update", &body, self.config.request_timeout).await
+        let body = self.post(addr, "/enqueue-repo-update", answer::ENQUEUE, &body, self.config.request_timeout).await?;
+        answer::enqueue(addr, &body, self.config.max_response_bytes)
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
+    async fn post<B: Serialize>(
         &self,
         addr: &str,
         path: &str,
         call: &'static str,
         body: &B,
         timeout: Duration,
-    ) -> Result<T, GitserverError> {
+    ) -> Result<Vec<u8>, GitserverError> {
         let request = self.http.post(url(addr, path)).json(body).timeout(timeout);
         self.send(addr, call, request).await
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// Sends `request` and returns the body of a successful answer, read up to the size cap;
+    /// decoding is `answer`'s job.
+    async fn send(
         &self,
         addr: &str,
         call: &'static str,
         request: reqwest::RequestBuilder,
-    ) -> Result<T, GitserverError> {
+    ) -> Result<Vec<u8>, GitserverError> {
         let fail = |kind| GitserverError::new(addr, call, kind);
         let mut response = request.send().await.map_err(|e| fail(CallError::transport(&e)))?;
         let status = response.status();
@@ -157,7 +154,7 @@ impl GitserverClient {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
             return Err(fail(CallError::Status { status: status.as_u16(), body: text }));
         }
-        serde_json::from_slice(&body).map_err(|e| fail(CallError::Decode(e.to_string())))
+        Ok(body)
     }
 }
 
@@ -182,5 +179,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod answer_props;
 #[cfg(test)]
 mod answer_tests;

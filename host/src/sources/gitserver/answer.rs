@@ -1,0 +1,70 @@
+//! Decoding a shard's answers: the bytes of a body in, the typed answer or an error naming the
+//! shard and the call out.
+//!
+//! Pure (no I/O, no clock), so arbitrary bytes can be fed to it directly: the property tests
+//! do, and so do the fuzz targets in `fuzz/`. The client reads the body (under the same size
+//! cap) and hands it here.
+
+use gitserver_api::{CloneProgressResponse, EnqueueRepoUpdateResponse, RepoUpdateResponse};
+use serde::de::DeserializeOwned;
+
+use super::{CallError, GitserverError, Progress};
+use crate::model::RepoName;
+use crate::text;
+
+/// The calls, as errors and logs name them.
+pub const LIST: &str = "GET /list?cloned";
+pub const CLONE_PROGRESS: &str = "POST /repo-clone-progress";
+pub const REPO_UPDATE: &str = "POST /repo-update";
+pub const ENQUEUE: &str = "POST /enqueue-repo-update";
+
+/// `GET /list?cloned`: a JSON array of names, taken as the shard spells them (its directories,
+/// already in normal form).
+pub fn list(addr: &str, body: &[u8], limit: usize) -> Result<Vec<RepoName>, GitserverError> {
+    let names: Vec<String> = json(addr, LIST, body, limit)?;
+    Ok(names.into_iter().map(RepoName::from_normalized).collect())
+}
+
+/// One batch of `POST /repo-clone-progress`: which names the shard is cloning and which it has
+/// finished cloning. Names are normalised again (the answer is keyed by what was asked, and a
+/// shard may echo another spelling); names that normalise to nothing are dropped.
+pub fn clone_progress(addr: &str, body: &[u8], limit: usize) -> Result<Progress, GitserverError> {
+    let answer: CloneProgressResponse = json(addr, CLONE_PROGRESS, body, limit)?;
+    let mut progress = Progress::default();
+    for (name, state) in answer.results {
+        let Some(name) = RepoName::normalize(&name) else { continue };
+        if state.cloned {
+            progress.cloned.push(name);
+        } else if state.clone_in_progress {
+            progress.cloning.push(name);
+        }
+    }
+    Ok(progress)
+}
+
+/// `POST /repo-update`: the shard's answer; a non-empty `Error` is git's message, for the caller
+/// to judge.
+pub fn repo_update(addr: &str, body: &[u8], limit: usize) -> Result<RepoUpdateResponse, GitserverError> {
+    json(addr, REPO_UPDATE, body, limit)
+}
+
+/// repo-updater's `POST /enqueue-repo-update`.
+pub fn enqueue(addr: &str, body: &[u8], limit: usize) -> Result<EnqueueRepoUpdateResponse, GitserverError> {
+    json(addr, ENQUEUE, body, limit)
+}
+
+/// Bytes of serde's message kept in a decode error: it quotes the offending value, which a
+/// broken shard can make as large as the answer, and the error is logged and stored.
+pub const MAX_DECODE_MESSAGE_BYTES: usize = 300;
+
+/// A body over `limit` is refused whole, even when the client's streaming check was bypassed
+/// (a fuzz target, a future caller), so no decoder ever works on more than the cap.
+fn json<T: DeserializeOwned>(addr: &str, call: &'static str, body: &[u8], limit: usize) -> Result<T, GitserverError> {
+    if body.len() > limit {
+        return Err(GitserverError::new(addr, call, CallError::TooLarge { limit }));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let message = text::truncated(&e.to_string(), MAX_DECODE_MESSAGE_BYTES);
+        GitserverError::new(addr, call, CallError::Decode(message))
+    })
+}
