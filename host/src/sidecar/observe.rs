@@ -80,10 +80,13 @@ pub fn late_after(interval: Duration) -> Duration {
     interval.clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
+/// One shard's observation in progress: when it started, and its task.
+type Running = (Timestamp, JoinHandle<Result<ShardAnswer, String>>);
+
 /// The shard observations still running, carried from tick to tick by the tick loop.
 #[derive(Debug, Default)]
 pub struct ShardTasks {
-    running: Vec<Option<(Timestamp, JoinHandle<Result<ShardAnswer, String>>)>>,
+    running: Vec<Option<Running>>,
 }
 
 impl ShardTasks {
