@@ -60,9 +60,7 @@ async fn clone_finished_between_list_and_progress_is_not_dispatched_again() {
         .route("/repo-clone-progress", post(progress))
         .route("/repo-update", post(repo_update))
         .with_state(Arc::clone(&stub));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the stub shard");
-    let addr = listener.local_addr().expect("a bound address").to_string();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (addr, server) = crate::support::serve_stub_shard(router).await;
 
     let sidecar = Sidecar::start(&SidecarConfig::new(db.url(), vec![addr]));
     let first = sidecar.wait_for("a first tick", |s| s.ticks >= 1).await;

@@ -55,11 +55,9 @@ async fn a_failed_read_does_not_redispatch_a_clone_in_progress() {
         .route("/repo-clone-progress", post(progress))
         .route("/repo-update", post(repo_update))
         .with_state(Arc::clone(&stub));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the stub shard");
-    let addr = listener.local_addr().expect("a bound address").to_string();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (addr, _server) = crate::support::serve_stub_shard(router).await;
 
-    let sidecar = Sidecar::start(&SidecarConfig::new(db.url(), vec![addr.clone()]));
+    let sidecar = Sidecar::start(&SidecarConfig::new(db.url(), vec![addr]));
     sidecar.wait_for("the repo seen cloning on its shard", |s| s.totals.cloning == 1 && s.ticks >= 2).await;
     stub.failing.store(true, Ordering::SeqCst);
     let failed = sidecar.wait_for("the shard's list failing", |s| s.shards[0].error.is_some()).await;

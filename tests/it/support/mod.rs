@@ -28,6 +28,14 @@ pub const DEADLINE: Duration = Duration::from_secs(90);
 /// How often a condition is polled.
 pub const POLL: Duration = Duration::from_millis(50);
 
+/// Serves `router` as a stub gitserver shard on a loopback port; returns its address and the
+/// server task (aborting it stops the shard).
+pub async fn serve_stub_shard(router: axum::Router) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the stub shard");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    (addr, tokio::spawn(async move { axum::serve(listener, router).await }))
+}
+
 /// Polls `probe` until it returns `Ok`, at most [`DEADLINE`]; panics naming `what` and the last
 /// reason the probe gave.
 pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
