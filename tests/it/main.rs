@@ -7,6 +7,7 @@ mod bad_config;
 mod broken_clone_url;
 mod clone_finishing_mid_observation;
 mod operator;
+mod policy_sandbox;
 mod policy_swap;
 mod routing_table;
 mod schema_shapes;

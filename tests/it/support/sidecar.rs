@@ -29,6 +29,8 @@ pub struct SidecarConfig {
     pub admin_token: Option<&'static str>,
     /// `[policy] dir`: the watched folder of policy modules.
     pub policy_dir: Option<std::path::PathBuf>,
+    /// `[policy] cache_dir`: where precompiled policy code is cached (with `policy_dir`).
+    pub policy_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl SidecarConfig {
@@ -44,6 +46,7 @@ impl SidecarConfig {
             writeback: false,
             admin_token: None,
             policy_dir: None,
+            policy_cache_dir: None,
         }
     }
 
@@ -71,7 +74,13 @@ impl SidecarConfig {
             policy = self
                 .policy_dir
                 .as_ref()
-                .map(|dir| format!("\n[policy]\ndir = {}\n", quote(&dir.to_string_lossy())))
+                .map(|dir| {
+                    let cache = self
+                        .policy_cache_dir
+                        .as_ref()
+                        .map(|cache| format!("cache_dir = {}\n", quote(&cache.to_string_lossy())));
+                    format!("\n[policy]\ndir = {}\n{}", quote(&dir.to_string_lossy()), cache.unwrap_or_default())
+                })
                 .unwrap_or_default(),
         )
     }
