@@ -88,7 +88,7 @@ pub struct LoadArgs {
     /// Budget of one call (as `policy.call_timeout`).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     call_timeout: Duration,
-    /// Memory cap of one instance in MiB (as `policy.memory_limit_mb`).
+    /// Memory cap of one call in MiB, all its memories together (as `policy.memory_limit_mb`).
     #[arg(long, default_value_t = 256)]
     memory_limit_mb: usize,
     /// Where compiled code is cached (default: $XDG_CACHE_HOME/clonekeeper/policies or

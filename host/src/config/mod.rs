@@ -47,6 +47,10 @@ pub struct Config {
     pub policy: PolicyConfig,
 }
 
+/// The default of `[policy] tick_budget`: ten default call timeouts, a pause of the tick loop
+/// that dispatch outcomes and the admin API ride out (policy calls run off the runtime).
+pub const DEFAULT_POLICY_TICK_BUDGET: Duration = Duration::from_secs(5);
+
 /// Where policy modules live and how each call is bounded (`[policy]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
@@ -55,8 +59,11 @@ pub struct PolicyConfig {
     pub dir: Option<std::path::PathBuf>,
     /// Wall-clock budget of one policy call (enforced with epoch interruption).
     pub call_timeout: Duration,
-    /// Linear memory a module may grow to.
+    /// Linear memory one call may hold, all of its memories together.
     pub memory_limit_bytes: usize,
+    /// Policy time one tick may spend in `prioritize`; past it the tick's remaining batches
+    /// get the built-in order.
+    pub tick_budget: Duration,
     /// Where precompiled code is cached, keyed by module digest and engine version.
     pub cache_dir: Option<std::path::PathBuf>,
     /// When set, only modules whose sha256 (lower-case hex) is listed are loaded.
@@ -215,6 +222,8 @@ struct PolicySection {
     call_timeout: Duration,
     #[serde(default = "defaults::policy_memory_mb")]
     memory_limit_mb: u32,
+    #[serde(default = "defaults::policy_tick_budget", with = "humantime_serde")]
+    tick_budget: Duration,
     cache_dir: Option<std::path::PathBuf>,
     #[serde(default, deserialize_with = "optional_list_or_comma_separated")]
     allowlist: Option<Vec<String>>,
@@ -292,6 +301,9 @@ mod defaults {
     }
     pub fn policy_call_timeout() -> Duration {
         Duration::from_millis(500)
+    }
+    pub fn policy_tick_budget() -> Duration {
+        super::DEFAULT_POLICY_TICK_BUDGET
     }
     pub fn policy_memory_mb() -> u32 {
         256
@@ -417,6 +429,13 @@ impl Config {
             !file.policy.call_timeout.is_zero() && file.policy.memory_limit_mb >= 1,
             "policy.call_timeout and policy.memory_limit_mb: must be above zero".to_string(),
         );
+        check(
+            file.policy.tick_budget >= file.policy.call_timeout,
+            format!(
+                "policy.tick_budget: must be at least policy.call_timeout ({}), or no call could finish",
+                humantime::format_duration(file.policy.call_timeout)
+            ),
+        );
         if let Some(list) = &file.policy.allowlist {
             for digest in list {
                 check(
@@ -490,6 +509,7 @@ impl Config {
                 dir: file.policy.dir,
                 call_timeout: file.policy.call_timeout,
                 memory_limit_bytes: (file.policy.memory_limit_mb as usize) << 20,
+                tick_budget: file.policy.tick_budget,
                 cache_dir: file.policy.cache_dir,
                 allowlist: file.policy.allowlist,
                 quarantine_after: file.policy.quarantine_after.max(1),

@@ -199,3 +199,15 @@ fn placeholder_and_short_admin_tokens_are_refused() {
         Some(generated)
     );
 }
+
+#[test]
+fn policy_tick_budget_defaults_to_5s_and_must_fit_a_call() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.policy.tick_budget, Duration::from_secs(5));
+    let c = load(&format!("{MINIMAL}\n[policy]\ntick_budget = \"2s\"\n"), &[]).unwrap();
+    assert_eq!(c.policy.tick_budget, Duration::from_secs(2));
+    let error = load(&format!("{MINIMAL}\n[policy]\ncall_timeout = \"1s\"\ntick_budget = \"500ms\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("policy.tick_budget: must be at least policy.call_timeout (1s)"), "{error}");
+}

@@ -5,19 +5,20 @@
 //! **Invariant:** every call into a module runs in a fresh [`Store`] with an epoch deadline
 //! and a memory cap ([`PolicyEngine::new_store`]); nothing a module does can outlive its call.
 
-use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use super::bindings::{self, LogLevel};
+use super::bindings;
+use super::cache::CodeCache;
+use super::limits::{self, StoreLimiter};
+use super::log::LogBudget;
 use super::PolicyError;
 
 /// How often the ticker thread advances the engine's epoch; deadlines are counted in ticks.
@@ -28,7 +29,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct CallLimits {
     /// Wall-clock budget of one call (init included).
     pub call_timeout: Duration,
-    /// Linear memory one instance may grow to, in bytes.
+    /// Linear memory one call may hold, all its memories together, in bytes.
     pub memory_limit_bytes: usize,
 }
 
@@ -42,53 +43,12 @@ impl Default for CallLimits {
 pub struct StoreData {
     pub module: Arc<str>,
     pub digest: Arc<str>,
-    limits: StoreLimits,
-    /// Log lines the module may still write in this call; a chatty module is cut off.
-    log_budget: u32,
+    limiter: StoreLimiter,
+    /// What the module may still log in this call; a chatty module is cut off.
+    pub(super) log_budget: LogBudget,
     /// Log at debug level whatever the module asks (set while `init` runs before a call:
     /// it runs before every call, and its lines were shown once at load).
     pub demote_logs: bool,
-}
-
-/// Log lines one call may write.
-const LOG_LINES_PER_CALL: u32 = 100;
-/// Longest message or field value kept from a module's log line.
-const LOG_TEXT_MAX: usize = 1024;
-
-impl bindings::clonekeeper::policy::log::Host for StoreData {
-    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        if self.log_budget == 0 {
-            return;
-        }
-        self.log_budget -= 1;
-        let mut message = message;
-        truncate(&mut message, LOG_TEXT_MAX);
-        let mut text = String::new();
-        for (key, mut value) in fields.into_iter().take(32) {
-            truncate(&mut value, LOG_TEXT_MAX);
-            text.push_str(&format!("{key}={value:?} "));
-        }
-        let fields = text.trim_end();
-        let (module, digest) = (&*self.module, short_digest(&self.digest));
-        let level = if self.demote_logs { LogLevel::Debug } else { level };
-        match level {
-            LogLevel::Debug => tracing::debug!(module, digest, fields, "Policy: {message}"),
-            LogLevel::Info => tracing::info!(module, digest, fields, "Policy: {message}"),
-            LogLevel::Warn => tracing::warn!(module, digest, fields, "Policy: {message}"),
-            LogLevel::Error => tracing::error!(module, digest, fields, "Policy: {message}"),
-        }
-    }
-}
-
-fn truncate(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
 }
 
 /// The first 12 hex digits of a digest, for log lines.
@@ -101,9 +61,8 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<StoreData>,
     limits: CallLimits,
-    cache_dir: Option<PathBuf>,
-    /// Hex digest of the engine's compatibility hash: part of every cache key.
-    engine_key: String,
+    /// The checked cache folder; `None` when caching is off or the folder was refused.
+    cache: Option<CodeCache>,
     /// Components compiled by Cranelift (not loaded from the cache) since start.
     compiled: AtomicU64,
 }
@@ -112,24 +71,30 @@ impl PolicyEngine {
     /// Builds the engine and starts its epoch ticker (a thread that ends when the engine is
     /// dropped).
     pub fn new(limits: CallLimits, cache_dir: Option<PathBuf>) -> Result<Arc<PolicyEngine>, PolicyError> {
+        // Per component, the limits the store's limiter enforces too (so a component that
+        // could never instantiate is refused at load); in total, room for many calls at once.
         let mut pooling = PoolingAllocationConfig::new();
         pooling
             .total_component_instances(128)
-            .total_core_instances(512)
-            .total_memories(128)
-            .total_tables(512)
-            .max_tables_per_module(4)
-            .table_elements(200_000)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(1024)
+            .max_core_instances_per_component(limits::MAX_CORE_INSTANCES)
+            .max_memories_per_component(limits::MAX_MEMORIES)
+            .max_tables_per_component(limits::MAX_TABLES)
+            .max_memories_per_module(limits::MAX_MEMORIES)
+            .max_tables_per_module(limits::MAX_TABLES)
+            .table_elements(limits::MAX_TABLE_ELEMENTS)
             .max_core_instance_size(4 << 20)
             .max_component_instance_size(4 << 20)
+            // No one memory may be larger than all of them together.
             .max_memory_size(limits.memory_limit_bytes)
             .max_unused_warm_slots(16);
         let mut config = Config::new();
+        // Component-model async stays off (the Cargo feature too): calls are synchronous, and
+        // none of the example components (Rust, Python, JavaScript) needs its builtins.
         config
             .wasm_component_model(true)
-            // jco's QuickJS components declare the async builtins (`task.cancel`, …) even when
-            // they never use them; calls stay synchronous.
-            .wasm_component_model_async(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
             .max_wasm_stack(1 << 20);
@@ -144,7 +109,15 @@ impl PolicyEngine {
 
         let mut hasher = Sha256Hasher::default();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hex::encode(&hasher.0.finalize()[..8]);
+        let engine_key: [u8; 8] = hasher.0.finalize()[..8].try_into().expect("sha256 has 32 bytes");
+        // An unusable cache costs compile time, not correctness: the sidecar runs on without.
+        let cache = cache_dir.and_then(|dir| match CodeCache::open(&dir, engine_key) {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                tracing::error!(%error, "The policy cache folder is refused; policies are compiled at every load.");
+                None
+            }
+        });
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -158,7 +131,7 @@ impl PolicyEngine {
             })
             .map_err(|e| PolicyError::Engine(format!("starting the epoch ticker: {e}")))?;
 
-        Ok(Arc::new(PolicyEngine { engine, linker, limits, cache_dir, engine_key, compiled: AtomicU64::new(0) }))
+        Ok(Arc::new(PolicyEngine { engine, linker, limits, cache, compiled: AtomicU64::new(0) }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -178,26 +151,19 @@ impl PolicyEngine {
         self.compiled.load(Ordering::Relaxed)
     }
 
-    /// A fresh store for one call: the epoch deadline from `call_timeout`, memory capped at
-    /// `memory_limit_bytes` (growth past it traps).
+    /// A fresh store for one call: the epoch deadline from `call_timeout`, all its memories
+    /// together capped at `memory_limit_bytes` (growth past it traps), and the counts of
+    /// [`limits`].
     pub fn new_store(&self, module: &Arc<str>, digest: &Arc<str>) -> Store<StoreData> {
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_limit_bytes)
-            .table_elements(200_000)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .trap_on_grow_failure(true)
-            .build();
         let data = StoreData {
             module: Arc::clone(module),
             digest: Arc::clone(digest),
-            limits,
-            log_budget: LOG_LINES_PER_CALL,
+            limiter: StoreLimiter::new(self.limits.memory_limit_bytes),
+            log_budget: LogBudget::default(),
             demote_logs: false,
         };
         let mut store = Store::new(&self.engine, data);
-        store.limiter(|data| &mut data.limits);
+        store.limiter(|data| &mut data.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
         store
@@ -211,24 +177,26 @@ impl PolicyEngine {
         u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
 
+    /// Whether compiled code is cached (a folder was configured and passed its checks).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
     /// Compiles `bytes` (a binary component, or WAT text), or loads its precompiled code from
     /// the cache. Returns the component and whether the cache supplied it. Slow (Cranelift):
     /// call it off the async runtime.
     pub fn compile(&self, bytes: &[u8], digest: &str) -> Result<(Component, bool), String> {
-        let cached = self.cache_path(digest);
-        if let Some(path) = &cached {
-            if path.is_file() {
-                // SAFETY: the cache directory holds only what `precompile_component` wrote for
-                // this engine (the key includes its compatibility hash); it must be as trusted
-                // as the binary itself, which the docs say.
-                match unsafe { Component::deserialize_file(&self.engine, path) } {
-                    Ok(component) => return Ok((component, true)),
-                    Err(error) => tracing::warn!(
-                        path = %path.display(),
-                        error = format!("{error:#}"),
-                        "A cached policy could not be loaded; compiling it again."
-                    ),
-                }
+        if let Some(code) = self.cache.as_ref().and_then(|cache| cache.lookup(digest)) {
+            // SAFETY: `lookup` returns only an entry of a folder owned by this user and
+            // writable by no one else, whose header says this engine compiled it from these
+            // very module bytes and whose code matches the sha256 written beside it.
+            match unsafe { Component::deserialize(&self.engine, &code) } {
+                Ok(component) => return Ok((component, true)),
+                Err(error) => tracing::warn!(
+                    digest = short_digest(digest),
+                    error = format!("{error:#}"),
+                    "A cached policy could not be loaded; compiling it again."
+                ),
             }
         }
         if bytes.is_empty() {
@@ -244,36 +212,32 @@ impl PolicyEngine {
         };
         check_component_header(&bytes)?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        let Some(path) = cached else {
-            let component = Component::new(&self.engine, &bytes).map_err(|e| format!("invalid component: {e:#}"))?;
+        let Some(cache) = &self.cache else {
+            let component = Component::new(&self.engine, &bytes).map_err(compile_error)?;
             return Ok((component, false));
         };
-        let code = self.engine.precompile_component(&bytes).map_err(|e| format!("invalid component: {e:#}"))?;
-        if let Err(error) = write_atomically(&path, &code) {
-            tracing::warn!(path = %path.display(), %error, "Caching precompiled policy code failed; continuing without.");
-        }
+        let code = self.engine.precompile_component(&bytes).map_err(compile_error)?;
+        cache.store(digest, &code);
         // SAFETY: `code` was produced by this engine a moment ago.
-        let component = unsafe { Component::deserialize(&self.engine, &code) }
-            .map_err(|e| format!("loading precompiled code: {e:#}"))?;
+        let component = unsafe { Component::deserialize(&self.engine, &code) }.map_err(compile_error)?;
         Ok((component, false))
-    }
-
-    /// Where the precompiled code of `digest` is cached, if caching is on.
-    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
-        Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
     }
 }
 
-/// Writes to a temporary file beside `path` and renames it into place, so a reader never sees
-/// half of it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// A compile error as a rejection says it: the sandbox's limits named as such.
+fn compile_error(error: wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    if text.contains("pooling allocator") || text.contains("per-instance limit") {
+        let first = crate::text::truncated(text.lines().next().unwrap_or_default(), 600);
+        return format!(
+            "exceeds the policy sandbox's limits (per component at most {} core instances, {} memories, \
+             {} tables; each memory at most policy.memory_limit_mb): {first}",
+            limits::MAX_CORE_INSTANCES,
+            limits::MAX_MEMORIES,
+            limits::MAX_TABLES,
+        );
+    }
+    format!("invalid component: {}", crate::text::truncated(&text, 2000))
 }
 
 /// Refuses what is not a binary component before Cranelift sees it, with a message an

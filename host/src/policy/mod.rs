@@ -2,9 +2,14 @@
 //! how fast (`rate-limits`) and when to retry or give up (`reenqueue`), loaded from a watched
 //! folder and called under limits.
 //!
-//! - [`engine`]: the one wasmtime engine, epoch ticker, pooling allocator, code cache.
+//! - [`engine`]: the one wasmtime engine, epoch ticker, pooling allocator.
+//! - [`cache`]: the disk cache of precompiled code, and why it can be trusted.
+//! - `log`: the `log` import, with its budgets per call.
+//! - [`limits`]: what one call may hold (memory summed over its memories; memories, tables
+//!   and instances per component).
 //! - [`module`]: loading and validating one component; calls with answer checks.
 //! - [`health`]: quarantine with backoff (pure).
+//! - [`budget`]: the policy time of one tick (`tick_budget`).
 //! - [`reload`]: the folder scan, the watcher, and the swap of the [`PolicySet`].
 //! - [`fixtures`]: the fixture format shared by `clonekeeper policy test` and the load-time
 //!   self-check.
@@ -27,10 +32,14 @@
 
 mod batch;
 mod bindings;
+pub mod budget;
+pub mod cache;
 pub mod componentize;
 pub mod engine;
 pub mod fixtures;
 pub mod health;
+pub mod limits;
+mod log;
 pub mod module;
 pub mod reload;
 pub mod scaffold;
@@ -149,6 +158,8 @@ pub struct PolicyHost {
     listener: Mutex<Option<Listener>>,
     /// Where call durations, loads and fallbacks are counted, once set.
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The `prioritize` time of the current tick.
+    tick_budget: budget::TickBudget,
 }
 
 impl PolicyHost {
@@ -161,7 +172,19 @@ impl PolicyHost {
             reload_lock: Mutex::new(()),
             listener: Mutex::new(None),
             metrics: OnceLock::new(),
+            tick_budget: budget::TickBudget::new(crate::config::DEFAULT_POLICY_TICK_BUDGET),
         }
+    }
+
+    /// Sets the policy time each tick may spend in `prioritize` (`[policy] tick_budget`).
+    pub fn set_tick_budget(&self, limit: std::time::Duration) {
+        self.tick_budget.set_limit(limit);
+    }
+
+    /// Opens the policy time budget of a new tick: the sidecar calls it before ordering a
+    /// plan. Until it is first called, calls are not budgeted.
+    pub fn start_tick(&self) {
+        self.tick_budget.start();
     }
 
     /// Counts into `metrics` from now on: `policy_eval_seconds{module,interface}` per call,
@@ -186,7 +209,7 @@ impl PolicyHost {
     ) -> Result<PolicyHost, PolicyError> {
         let limits = CallLimits { call_timeout: policy.call_timeout, memory_limit_bytes: policy.memory_limit_bytes };
         let engine = PolicyEngine::new(limits, policy.cache_dir.clone())?;
-        Ok(PolicyHost::new(
+        let host = PolicyHost::new(
             engine,
             HostConfig {
                 dir: policy.dir.clone(),
@@ -195,7 +218,9 @@ impl PolicyHost {
                 shard_addrs,
                 builtin_retry,
             },
-        ))
+        );
+        host.set_tick_budget(policy.tick_budget);
+        Ok(host)
     }
 
     pub fn engine(&self) -> &Arc<PolicyEngine> {
@@ -245,7 +270,15 @@ impl PolicyHost {
                 continue;
             }
             let started = std::time::Instant::now();
-            let result = call(module);
+            // A panic here is a host bug met while handling this module's answer: it fails
+            // this call (and the tick goes on) instead of taking the tick loop down.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(module))).unwrap_or_else(|panic| {
+                    Err(CallFailure::Trap(format!(
+                        "the host panicked handling the call: {}",
+                        reload::panic_text(&panic)
+                    )))
+                });
             if let Some(metrics) = self.metrics.get() {
                 let labels = crate::metrics::PolicyEvalLabels {
                     module: module.name.to_string(),
@@ -393,8 +426,26 @@ impl Prioritizer for PolicyHost {
         if self.set.load().chain(Interface::Prioritize).is_empty() {
             return (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN));
         }
+        if let budget::Admit::Spent { first, used } = self.tick_budget.admit() {
+            if let Some(metrics) = self.metrics.get() {
+                metrics.policy_fallbacks.inc();
+            }
+            if first {
+                tracing::warn!(
+                    budget = %humantime::format_duration(self.tick_budget.limit()),
+                    used = %humantime::format_duration(used),
+                    "The policy time budget of this tick ran out (policy.tick_budget); its remaining batches \
+                     use the built-in order."
+                );
+            }
+            return (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN));
+        }
         let shard_addrs = &self.config.shard_addrs;
-        match self.decide(Interface::Prioritize, now, |module| module.prioritize_candidates(batch, shard_addrs, now)) {
+        let started = std::time::Instant::now();
+        let decided =
+            self.decide(Interface::Prioritize, now, |module| module.prioritize_candidates(batch, shard_addrs, now));
+        self.tick_budget.charge(started.elapsed());
+        match decided {
             Some(decided) => (decided.answers, decided.digest),
             None => (BuiltinOrder.prioritize(batch, now), Arc::from(BUILTIN)),
         }

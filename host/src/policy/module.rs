@@ -24,9 +24,11 @@ use super::batch::{self, CandidateRow, Columns, Row};
 use super::bindings::{lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
+use super::limits::{MemoryCapExceeded, TableCapExceeded};
 use super::view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure};
 use crate::model::Timestamp;
 use crate::schedule::{Candidate, Priority};
+use crate::text;
 
 /// Longest delay a `reenqueue` answer may ask for.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -332,11 +334,7 @@ impl Module {
         let guest = indices.load(&mut *store, instance).map_err(|e| self.failure(e))?;
         match guest.call_init(&mut *store, &self.config) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => {
-                let mut message = message;
-                message.truncate(MAX_REASON_BYTES);
-                Err(CallFailure::BadAnswer(format!("init rejected its config: {message}")))
-            }
+            Ok(Err(message)) => Err(init_refused(&message)),
             Err(error) => Err(self.failure(error)),
         }
     }
@@ -355,10 +353,17 @@ impl Module {
         if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
             return CallFailure::Timeout(self.engine.limits().call_timeout);
         }
+        if let Some(exceeded) = error.downcast_ref::<MemoryCapExceeded>() {
+            return CallFailure::Trap(exceeded.to_string());
+        }
+        if let Some(exceeded) = error.downcast_ref::<TableCapExceeded>() {
+            return CallFailure::Trap(exceeded.to_string());
+        }
         let text = format!("{error:#}");
-        if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+        if text.contains("Memory maximum size exceeded") {
+            // One memory past the pool's slot size, which is the cap too.
             return CallFailure::Trap(format!(
-                "memory limit exceeded: the module tried to grow past policy.memory_limit_bytes ({} bytes)",
+                "memory limit exceeded: a memory would grow past policy.memory_limit_mb ({} bytes)",
                 self.engine.limits().memory_limit_bytes
             ));
         }
@@ -436,13 +441,7 @@ impl Module {
                             wit[idx].repo.name
                         )));
                     }
-                    if reason.len() > MAX_REASON_BYTES {
-                        let mut end = MAX_REASON_BYTES;
-                        while !reason.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        reason.truncate(end);
-                    }
+                    text::truncate(&mut reason, MAX_REASON_BYTES);
                     Ok(Retry::GiveUp(reason))
                 }
             })
@@ -506,7 +505,7 @@ impl Module {
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         match guest.call_init(&mut store, config) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(CallFailure::BadAnswer(format!("init rejected its config: {message}"))),
+            Ok(Err(message)) => Err(init_refused(&message)),
             Err(error) => Err(self.failure(error)),
         }
     }
@@ -571,13 +570,11 @@ fn first_lines(text: &str) -> String {
     let mut out: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).take(4).collect();
     out.dedup();
     let mut joined = out.join(" | ");
-    if joined.len() > 600 {
-        let mut end = 600;
-        while !joined.is_char_boundary(end) {
-            end -= 1;
-        }
-        joined.truncate(end);
-        joined.push('…');
-    }
+    text::truncate(&mut joined, 600);
     joined
+}
+
+/// `init`'s refusal, its message cut to [`MAX_REASON_BYTES`] (a module chooses its length).
+fn init_refused(message: &str) -> CallFailure {
+    CallFailure::BadAnswer(format!("init rejected its config: {}", text::truncated(message, MAX_REASON_BYTES)))
 }

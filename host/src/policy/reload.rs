@@ -110,7 +110,9 @@ impl PolicyHost {
     /// Rescans the policy folder and swaps in the result. Compiles what is new: call it off
     /// the async runtime. Never leaves the host without its previous good modules.
     pub fn reload(&self, now: Timestamp) -> Result<ReloadReport, PolicyError> {
-        let _one_at_a_time = self.reload_lock.lock().expect("reload lock poisoned");
+        // A reload that panicked left nothing half-done behind the lock (the set is swapped
+        // whole, at the end), so a poisoned lock is safe to take.
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(dir) = self.config.dir.clone() else {
             return Ok(ReloadReport::default());
         };
@@ -155,7 +157,7 @@ impl PolicyHost {
                 rejected.push(same.clone());
                 continue;
             }
-            match self.load_checked(&source, &dir, now) {
+            match self.load_guarded(&source, &dir, now) {
                 Ok(module) => {
                     tracing::info!(
                         module = %module.name,
@@ -209,6 +211,22 @@ impl PolicyHost {
         };
         self.swap(set);
         Ok(report)
+    }
+
+    /// [`PolicyHost::load_checked`], with a panic (a bug on our side, e.g. in checking what
+    /// the module said) turned into this module's rejection: one module must never take the
+    /// reload thread, and with it every later module, down.
+    fn load_guarded(&self, source: &Source, dir: &Path, now: Timestamp) -> Result<Module, Rejection> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_checked(source, dir, now))).unwrap_or_else(
+            |panic| {
+                Err(Rejection {
+                    name: source.name.clone(),
+                    path: source.path.clone(),
+                    digest: digest_of(&source.bytes),
+                    error: format!("loading it panicked (a clonekeeper bug; please report it): {}", panic_text(&panic)),
+                })
+            },
+        )
     }
 
     /// Loads a module and runs the fixtures it ships, if any.
@@ -299,8 +317,17 @@ impl PolicyHost {
                 let Some(host) = host.upgrade() else {
                     return;
                 };
-                if let Err(error) = host.reload(Timestamp::now()) {
-                    tracing::error!(%error, "Rescanning the policy folder failed; keeping the modules in force.");
+                let reloaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| host.reload(Timestamp::now())));
+                match reloaded {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "Rescanning the policy folder failed; keeping the modules in force.")
+                    }
+                    Err(panic) => tracing::error!(
+                        panic = panic_text(&panic),
+                        "Rescanning the policy folder panicked (a clonekeeper bug); keeping the modules in force \
+                         and watching on."
+                    ),
                 }
             })
             .map_err(|e| watch_error(format!("starting the reload thread: {e}")))?;
@@ -356,6 +383,16 @@ fn build_chains(
         }
     }
     chains
+}
+
+/// The message of a caught panic, for a log line or a rejection.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    crate::text::truncated(&text, 600)
 }
 
 /// The folder a module file sits in, for fixtures shipped beside it.

@@ -306,6 +306,7 @@ impl Sidecar {
         // Policy calls are bounded by their deadline but may take it; keep the runtime's
         // other tasks (dispatches, admin API) running meanwhile.
         self.liveness.enter(Step::Policy, now);
+        self.parts.policy.as_ref().inspect(|policy| policy.start_tick());
         let ordered = off_runtime(|| {
             schedule::order(
                 desired,

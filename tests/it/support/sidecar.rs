@@ -32,6 +32,8 @@ pub struct SidecarConfig {
     /// Further settings as `CLONEKEEPER_<SECTION>_<KEY>` variables, e.g.
     /// `("CLONEKEEPER_SYNC_STALL_AFTER", "2s")`.
     pub env: Vec<(&'static str, String)>,
+    /// `[policy] cache_dir`: where precompiled policy code is cached (with `policy_dir`).
+    pub policy_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl SidecarConfig {
@@ -48,6 +50,7 @@ impl SidecarConfig {
             admin_token: None,
             policy_dir: None,
             env: Vec::new(),
+            policy_cache_dir: None,
         }
     }
 
@@ -75,7 +78,13 @@ impl SidecarConfig {
             policy = self
                 .policy_dir
                 .as_ref()
-                .map(|dir| format!("\n[policy]\ndir = {}\n", quote(&dir.to_string_lossy())))
+                .map(|dir| {
+                    let cache = self
+                        .policy_cache_dir
+                        .as_ref()
+                        .map(|cache| format!("cache_dir = {}\n", quote(&cache.to_string_lossy())));
+                    format!("\n[policy]\ndir = {}\n{}", quote(&dir.to_string_lossy()), cache.unwrap_or_default())
+                })
                 .unwrap_or_default(),
         )
     }

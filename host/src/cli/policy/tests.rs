@@ -105,3 +105,21 @@ fn test_reports_pass_fail_with_a_diff_and_fails_the_exit_status() {
     assert_eq!(code.expect("ran"), 0, "{out}");
     assert!(out.contains("1 passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn check_reports_a_long_multibyte_init_refusal_without_panicking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let message = format!("x{}", "é".repeat(1000));
+    let core = include_str!("../../policy/testdata/bad_init.wat")
+        .replace("\"max_stars must be a number\"", &format!("{message:?}"))
+        .replace("(i32.const 26)", &format!("(i32.const {})", message.len()));
+    let bytes = componentize::componentize(core.as_bytes(), Some("prioritizer")).expect("encodes");
+    let path = dir.path().join("refuses.wasm");
+    std::fs::write(&path, bytes).expect("write");
+    let (code, _) = cli(&["check", path.to_str().expect("utf-8")]);
+    let error = code.unwrap_err();
+    assert_eq!(error.code(), 1);
+    let text = error.to_string();
+    assert!(text.contains("refuses.wasm") && text.contains("init rejected its config: xéé"), "{text}");
+    assert!(text.len() < 1200, "the refusal is cut: {} bytes", text.len());
+}

@@ -599,4 +599,7 @@ fn the_host_orders_a_plan_through_the_prioritizer_trait() {
     assert!(ordered.decisions.iter().all(|(_, by)| **by == *digest), "each decision names the module");
 }
 
+mod budget;
+mod cache;
 mod reload;
+mod sandbox;
