@@ -12,11 +12,11 @@ use crate::model::RepoName;
 const ADDR: &str = "gitserver-7:3178";
 const LIMIT: usize = 1 << 20;
 
-/// A decoder reduced to "did it decode": answer bytes and the size cap in.
-type Decoder = fn(&[u8], usize) -> Result<(), GitserverError>;
+/// A decoder reduced to "did it decode".
+type Decode = fn(&[u8], usize) -> Result<(), GitserverError>;
 
 /// Every decoder, by call name.
-fn decoders() -> [(&'static str, Decoder); 4] {
+fn decoders() -> [(&'static str, Decode); 4] {
     [
         (answer::LIST, |b, l| answer::list(ADDR, b, l).map(drop)),
         (answer::CLONE_PROGRESS, |b, l| answer::clone_progress(ADDR, b, l).map(drop)),
