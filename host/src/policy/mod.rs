@@ -8,6 +8,7 @@
 //! - [`limits`]: what one call may hold (memory summed over its memories; memories, tables
 //!   and instances per component).
 //! - [`module`]: loading and validating one component; calls with answer checks.
+//! - `answers`: those checks, pure (property-tested in `answer_props`).
 //! - [`health`]: quarantine with backoff (pure).
 //! - [`budget`]: the policy time of one tick (`tick_budget`).
 //! - [`reload`]: the folder scan, the watcher, and the swap of the [`PolicySet`].
@@ -30,6 +31,7 @@
 //! loaded module whose file name sorts first (byte order) among those implementing it serves
 //! it; the others are on standby. `lifecycle` is per module.
 
+mod answers;
 mod batch;
 mod bindings;
 pub mod budget;

@@ -20,12 +20,13 @@ use std::time::Duration;
 use wasmtime::component::{types::ComponentItem, Instance, InstancePre};
 use wasmtime::Store;
 
+use super::answers;
 use super::batch::{self, CandidateRow, Columns, Row};
 use super::bindings::{lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
 use super::limits::{MemoryCapExceeded, TableCapExceeded};
-use super::view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure};
+use super::view::{KeyLimit, KeyLoad, RepoView, Retry, RetryFailure};
 use crate::model::Timestamp;
 use crate::schedule::{Candidate, Priority};
 use crate::text;
@@ -396,19 +397,7 @@ impl Module {
         let (mut store, instance) = self.ready()?;
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         let answers = guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
-        check_len("prioritize", answers.len(), rows.len())?;
-        answers
-            .into_iter()
-            .zip(rows)
-            .map(|(answer, row)| match answer {
-                prioritize::Priority::Score(score) if score.is_finite() => Ok(Priority::Score(score)),
-                prioritize::Priority::Score(score) => Err(CallFailure::BadAnswer(format!(
-                    "prioritize gave repo {} the score {score}, which is not finite",
-                    row.name()
-                ))),
-                prioritize::Priority::NotNow => Ok(Priority::NotNow),
-            })
-            .collect()
+        answers::priorities(answers, rows.iter().map(R::name))
     }
 
     /// `reenqueue` on a batch, answers checked: one per failure, delays at most 30 days.
@@ -421,31 +410,7 @@ impl Module {
         let (mut store, instance) = self.ready()?;
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         let answers = guest.call_reenqueue(&mut store, now.as_millis(), &wit).map_err(|e| self.failure(e))?;
-        check_len("reenqueue", answers.len(), wit.len())?;
-        answers
-            .into_iter()
-            .enumerate()
-            .map(|(idx, answer)| match answer {
-                reenqueue::Retry::Now => Ok(Retry::Now),
-                reenqueue::Retry::AfterMs(ms) if Duration::from_millis(ms) <= MAX_RETRY_DELAY => {
-                    Ok(Retry::After(Duration::from_millis(ms)))
-                }
-                reenqueue::Retry::AfterMs(ms) => Err(CallFailure::BadAnswer(format!(
-                    "reenqueue asked to retry repo {} after {ms} ms, more than the 30 days allowed",
-                    wit[idx].repo.name
-                ))),
-                reenqueue::Retry::GiveUp(mut reason) => {
-                    if reason.trim().is_empty() {
-                        return Err(CallFailure::BadAnswer(format!(
-                            "reenqueue gave up on repo {} without a reason",
-                            wit[idx].repo.name
-                        )));
-                    }
-                    text::truncate(&mut reason, MAX_REASON_BYTES);
-                    Ok(Retry::GiveUp(reason))
-                }
-            })
-            .collect()
+        answers::retries(answers, failures.iter().map(|f| f.repo.name.as_str()))
     }
 
     /// `limits` on the keys seen, answers checked: keys among those seen, one limit per key,
@@ -467,33 +432,7 @@ impl Module {
         let (mut store, instance) = self.ready()?;
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         let answers = guest.call_limits(&mut store, now.as_millis(), &wit).map_err(|e| self.failure(e))?;
-        let mut out: Vec<KeyLimit> = Vec::with_capacity(answers.len());
-        for answer in answers {
-            let key = LimitKey::from_wit(answer.key);
-            let bad = |what: &str| Err(CallFailure::BadAnswer(format!("rate-limits: the limit for {key} {what}")));
-            if !seen.iter().any(|load| load.key == key) {
-                return bad("names a key the host did not pass in");
-            }
-            if out.iter().any(|l| l.key == key) {
-                return bad("is given twice");
-            }
-            if answer.per_hour == 0 {
-                return bad("has per-hour 0; it must be above zero");
-            }
-            if answer.burst == 0 {
-                return bad("has burst 0; it must be at least 1");
-            }
-            if answer.max_in_flight == Some(0) {
-                return bad("has max-in-flight 0; it must be at least 1 (a policy may slow cloning, not stop it)");
-            }
-            out.push(KeyLimit {
-                key,
-                per_hour: answer.per_hour,
-                burst: answer.burst,
-                max_in_flight: answer.max_in_flight,
-            });
-        }
-        Ok(out)
+        answers::limits(answers, seen)
     }
 
     /// Runs only `init` with `config` (for fixtures that test config handling).
@@ -540,14 +479,6 @@ impl Module {
                 reenqueue: self.exports.reenqueue.clone(),
             },
         }
-    }
-}
-
-fn check_len(function: &str, got: usize, want: usize) -> Result<(), CallFailure> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(CallFailure::BadAnswer(format!("{function} returned {got} answers for {want} inputs")))
     }
 }
 
