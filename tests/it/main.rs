@@ -10,6 +10,7 @@ mod failed_read;
 mod hostile_shards;
 mod nul_in_clone_error;
 mod operator;
+mod plain_logs;
 mod policy_sandbox;
 mod policy_swap;
 mod routing_table;
