@@ -74,9 +74,15 @@ pub(super) fn retries<'n>(
         .collect()
 }
 
+/// The largest burst a limit may hold, in hours of its sustained rate: a year. The limiter
+/// keeps a burst as nanoseconds of refill in a `u64` (governor's GCRA `tau`), which overflows
+/// (a panic in debug builds, a wrong limit in release) near 584 years' worth; no sane policy
+/// needs a burst beyond a year's dispatches.
+pub const MAX_BURST_HOURS: u64 = 365 * 24;
+
 /// `limits`' answers for the keys `seen`: keys among those seen, one limit per key, and every
 /// limit letting dispatches through (rate above zero, burst and in-flight caps at least 1): a
-/// policy may slow cloning, not stop it.
+/// policy may slow cloning, not stop it. A burst is at most [`MAX_BURST_HOURS`] of the rate.
 pub(super) fn limits(answers: Vec<rate_limits::Limit>, seen: &[KeyLoad]) -> Result<Vec<KeyLimit>, CallFailure> {
     let mut out: Vec<KeyLimit> = Vec::with_capacity(answers.len().min(seen.len()));
     for answer in answers {
@@ -95,6 +101,10 @@ pub(super) fn limits(answers: Vec<rate_limits::Limit>, seen: &[KeyLoad]) -> Resu
         }
         if answer.burst == 0 {
             return bad("has burst 0; it must be at least 1");
+        }
+        if u64::from(answer.burst) > u64::from(answer.per_hour) * MAX_BURST_HOURS {
+            let (burst, per_hour) = (answer.burst, answer.per_hour);
+            return bad(&format!("has burst {burst}, more than a year at per-hour {per_hour}"));
         }
         if answer.max_in_flight == Some(0) {
             return bad("has max-in-flight 0; it must be at least 1 (a policy may slow cloning, not stop it)");

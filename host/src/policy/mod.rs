@@ -48,6 +48,8 @@ pub mod scaffold;
 mod view;
 
 #[cfg(test)]
+mod answer_props;
+#[cfg(test)]
 mod sidecar_tests;
 #[cfg(test)]
 mod tests;
