@@ -91,10 +91,11 @@ impl PolicyEngine {
             .max_memory_size(limits.memory_limit_bytes)
             .max_unused_warm_slots(16);
         let mut config = Config::new();
-        // Component-model async stays off (the Cargo feature too): calls are synchronous, and
-        // none of the example components (Rust, Python, JavaScript) needs its builtins.
         config
             .wasm_component_model(true)
+            // jco's QuickJS components declare the async builtins (`task.cancel`, …) even when
+            // they never use them; calls stay synchronous.
+            .wasm_component_model_async(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
             .max_wasm_stack(1 << 20);
