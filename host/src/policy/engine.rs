@@ -93,8 +93,10 @@ impl PolicyEngine {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            // jco's QuickJS components declare the async builtins (`task.cancel`, …) even when
-            // they never use them; calls stay synchronous.
+            // The component model's async *validation* stays on: jco's QuickJS components
+            // (the `policy new --lang js` scaffold) declare the async builtins (`task.cancel`,
+            // …) even when they never use them, and fail to parse without it. Calls stay
+            // synchronous: the host never runs an async export or gives a task a way to wait.
             .wasm_component_model_async(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
