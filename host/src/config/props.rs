@@ -26,6 +26,14 @@ fn duration() -> impl Strategy<Value = (String, Duration)> {
     ]
 }
 
+/// A policy call timeout that fits the default `policy.tick_budget` (5 s), as written.
+fn call_timeout() -> impl Strategy<Value = (String, Duration)> {
+    prop_oneof![
+        (1u64..=5_000).prop_map(|n| (format!("{n}ms"), Duration::from_millis(n))),
+        (1u64..=5).prop_map(|n| (format!("{n}s"), Duration::from_secs(n))),
+    ]
+}
+
 /// A valid configuration, as the values it should load to.
 #[derive(Clone, Debug)]
 struct Valid {
@@ -53,7 +61,7 @@ fn valid() -> impl Strategy<Value = Valid> {
         (url.clone(), prop::option::of(url), prop::collection::btree_set(addr, 1..8), any::<bool>()),
         (duration(), duration().prop_filter("at least 100ms", |(_, d)| *d >= Duration::from_millis(100))),
         (1u32..100, 1u32..1000, prop::option::of(addr)),
-        (duration(), duration(), 0u32..50, any::<bool>(), duration(), 0u32..=100),
+        (duration(), duration(), 0u32..50, any::<bool>(), call_timeout(), 0u32..=100),
     )
         .prop_map(
             |(
