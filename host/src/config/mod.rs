@@ -557,12 +557,22 @@ impl figment::Provider for EnvVar {
     }
 
     fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
-        let value: figment::value::Value = self.value.parse().unwrap_or_else(|_| self.value.clone().into());
-        match figment::util::nest(&self.key, value) {
+        match figment::util::nest(&self.key, env_value(&self.value)) {
             figment::value::Value::Dict(_, dict) => Ok(figment::Profile::Default.collect(dict)),
             _ => Err(figment::Error::from(format!("{}: not a section key", self.name))),
         }
     }
+}
+
+/// A variable's text as a typed value: a TOML value (`5`, `true`, `["a:1"]`, `"quoted"`) when it is exactly
+/// one, else the text as a string. TOML's own parser reads it because figment's `Value::from_str` panics on a
+/// backslash before a multi-byte character, and an environment variable must never crash the sidecar.
+fn env_value(text: &str) -> figment::value::Value {
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {text}")).ok().filter(|table| table.len() == 1);
+    parsed
+        .and_then(|mut table| table.remove("v"))
+        .and_then(|value| <figment::value::Value as serde::Deserialize>::deserialize(value).ok())
+        .unwrap_or_else(|| text.into())
 }
 
 #[cfg(test)]

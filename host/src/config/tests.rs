@@ -111,6 +111,23 @@ fn environment_alone_is_enough() {
     assert_eq!(c.shards.len(), 1);
 }
 
+/// Found by the config properties: figment's own value parser panics on a backslash before a multi-byte
+/// character, so a stray variable could crash the sidecar at start.
+#[test]
+fn variable_values_are_read_as_toml_or_kept_as_text() {
+    let p = problems(MINIMAL, &[("CLONEKEEPER_GITSERVER_ADDRS", "\"\u{113c5}\\\u{1ee24}\"")]);
+    assert!(p.contains("gitserver.addrs") && p.contains("is not host:port"), "{p}");
+
+    let c = load(MINIMAL, &[("CLONEKEEPER_GITSERVER_ADDRS", "[\"x:1\", \"y:2\"]")]).unwrap();
+    assert_eq!(c.shards.len(), 2);
+    let c = load(MINIMAL, &[("CLONEKEEPER_SYNC_INTERVAL", "\"2s\"")]).unwrap();
+    assert_eq!(c.interval, Duration::from_secs(2));
+
+    // A second line cannot smuggle in another key: the whole text is then one string.
+    let p = problems(MINIMAL, &[("CLONEKEEPER_DISPATCH_MAX_IN_FLIGHT", "3\nmax_attempts = 1")]);
+    assert!(p.contains("max_in_flight") && p.contains("CLONEKEEPER_DISPATCH_MAX_IN_FLIGHT"), "{p}");
+}
+
 fn problems(text: &str, vars: &[(&str, &str)]) -> String {
     load(text, vars).unwrap_err().to_string()
 }
