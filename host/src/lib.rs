@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod error_chain;
 pub mod explain;
 pub mod liveness;
+pub mod machine;
 pub mod metrics;
 pub mod model;
 pub mod policy;

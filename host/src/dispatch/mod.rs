@@ -20,7 +20,7 @@ use crate::sources::gitserver::GitserverClient;
 pub const STORE_WAIT: Duration = Duration::from_secs(5);
 
 /// One dispatch to make.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dispatch {
     pub name: RepoName,
     pub clone_url: String,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{off_runtime, Sidecar, Snapshot};
+use super::{Command, Machine, Snapshot};
 use crate::model::Timestamp;
 use crate::policy::short_digest;
 use crate::reconcile::{Plan, RepoState};
@@ -13,7 +13,7 @@ use crate::schedule::{Failure, RetryDecision};
 /// failed repo on its retry deadline rather than ask the policy again.
 pub const LOST: &str = "clone lost: the dispatch succeeded but the owning shard never listed the clone";
 
-impl Sidecar {
+impl Machine {
     /// Asks the retry policy about this tick's lost repos and applies its answers to the plan:
     /// a later retry or a give-up takes the repo out of this tick's due list.
     pub(super) fn reenqueue_lost(&mut self, snapshot: &Arc<Snapshot>, plan: &mut Plan, now: Timestamp) {
@@ -36,13 +36,13 @@ impl Sidecar {
                 }
             })
             .collect();
-        let (decisions, decided_by) = off_runtime(|| self.parts.retry.on_failures_traced(&batch, now));
+        let (decisions, decided_by) = self.policies.retry.on_failures_traced(&batch, now);
         drop(batch);
         let decided_by = short_digest(&decided_by).to_string();
         let mut not_now = Vec::new();
         for (&idx, decision) in lost.iter().zip(decisions.into_iter().map(Some).chain(std::iter::repeat(None))) {
             let repo = &repos[idx as usize];
-            let shard = self.parts.config.shards.addr(snapshot.routes[idx as usize]).to_string();
+            let shard = self.settings.shards.addr(snapshot.routes[idx as usize]).to_string();
             let record = self.attempts.entry(repo.name.clone()).or_default();
             record.last_error = Some(LOST.to_string());
             match decision {
@@ -63,7 +63,8 @@ impl Sidecar {
                     record.next_attempt_at = None;
                 }
             }
-            self.persister.save(repo.name.clone(), record.clone());
+            let record = record.clone();
+            self.commands.push_back(Command::Save { name: repo.name.clone(), record });
         }
         plan.due.retain(|idx| !not_now.contains(idx));
     }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::observe::{ShardAnswer, ShardObservation};
+use super::input::{ShardAnswer, ShardObservation};
 use crate::model::Timestamp;
 use crate::reconcile::{Actual, ShardActual};
 

@@ -19,48 +19,11 @@ use tokio::task::JoinHandle;
 
 use crate::error_chain::error_chain;
 use crate::liveness::{Liveness, Step};
+use crate::machine::{Observation, ShardAnswer, ShardObservation, Snapshot};
 use crate::model::{RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::gitserver::GitserverClient;
-use crate::sources::repo_db::{DesiredSet, RepoDb};
-
-/// The desired set with each repo's owning shard, shared read-only between the tick loop,
-/// the dispatcher and the admin API.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub desired: DesiredSet,
-    /// `routes[i]` owns `desired.repos[i]`.
-    pub routes: Vec<ShardIdx>,
-}
-
-/// What one shard answered.
-#[derive(Debug, Default)]
-pub struct ShardAnswer {
-    pub cloned: Vec<RepoName>,
-    pub cloning: Vec<RepoName>,
-}
-
-/// What a tick learned of one shard.
-#[derive(Debug)]
-pub enum ShardObservation {
-    /// The shard's list and progress calls answered (possibly for an earlier tick, if it was
-    /// late then).
-    Answered(ShardAnswer),
-    /// A call failed; the message names the shard and the call.
-    Failed(String),
-    /// The shard's observation, started at `since`, has not finished yet.
-    Late { since: Timestamp },
-}
-
-/// The result of one observation; failures are kept per source so the rest still counts.
-#[derive(Debug)]
-pub struct Observation {
-    /// A fresh snapshot, or why the repo DB could not be read.
-    pub snapshot: Result<Arc<Snapshot>, String>,
-    pub shards: Vec<ShardObservation>,
-    /// How long the observation took.
-    pub took: Duration,
-}
+use crate::sources::repo_db::RepoDb;
 
 /// What observing needs; shared with the shard tasks.
 pub struct Sources {
@@ -100,12 +63,12 @@ impl ShardTasks {
 
 /// Reads the repo DB and observes every shard. `previous` is the last good snapshot, used to
 /// decide which names to ask about when the repo DB read fails. Returns the tasks of shards
-/// still observing, for the next tick.
+/// still observing, for the next tick, and how long the observation took.
 pub async fn observe(
     sources: Arc<Sources>,
     previous: Arc<Snapshot>,
     mut tasks: ShardTasks,
-) -> (Observation, ShardTasks) {
+) -> (Observation, Duration, ShardTasks) {
     let started = std::time::Instant::now();
     let n_shards = sources.shards.len();
     tasks.running.resize_with(n_shards, || None);
@@ -149,7 +112,7 @@ pub async fn observe(
         };
         shards.push(observation);
     }
-    (Observation { snapshot, shards, took: started.elapsed() }, tasks)
+    (Observation { snapshot, shards }, started.elapsed(), tasks)
 }
 
 /// One bounded read of the desired set, routed off the runtime.

@@ -1,0 +1,44 @@
+//! What the machine is told of the outside world: one observation per tick. Plain data, made by
+//! the sidecar's observation tasks in production and by the simulator's shards in `sim/`.
+
+use std::sync::Arc;
+
+use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::sources::repo_db::DesiredSet;
+
+/// The desired set with each repo's owning shard, shared read-only between the tick loop,
+/// the dispatcher and the admin API.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub desired: DesiredSet,
+    /// `routes[i]` owns `desired.repos[i]`.
+    pub routes: Vec<ShardIdx>,
+}
+
+/// What one shard answered.
+#[derive(Debug, Default)]
+pub struct ShardAnswer {
+    pub cloned: Vec<RepoName>,
+    pub cloning: Vec<RepoName>,
+}
+
+/// What a tick learned of one shard.
+#[derive(Debug)]
+pub enum ShardObservation {
+    /// The shard's list and progress calls answered (possibly for an earlier tick, if it was
+    /// late then).
+    Answered(ShardAnswer),
+    /// A call failed; the message names the shard and the call.
+    Failed(String),
+    /// The shard's observation, started at `since`, has not finished yet.
+    Late { since: Timestamp },
+}
+
+/// The result of one observation; failures are kept per source so the rest still counts.
+#[derive(Debug)]
+pub struct Observation {
+    /// A fresh snapshot, or why the repo DB could not be read.
+    pub snapshot: Result<Arc<Snapshot>, String>,
+    /// One per configured shard, in address order.
+    pub shards: Vec<ShardObservation>,
+}

@@ -1,0 +1,155 @@
+//! Machine tests: observations and outcomes in, commands out; no runtime, no clock. The
+//! simulator (`sim/`) drives the same machine through many seeded fault schedules; these name
+//! the basic exchanges one by one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::dispatch::{DispatchError, Outcome};
+use crate::model::{DesiredRepo, RecordedState};
+use crate::routing::Routing;
+use crate::schedule::{Backoff, BuiltinOrder, BuiltinRetry, NoLimits};
+use crate::sources::repo_db::DesiredSet;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + secs * 1000)
+}
+
+fn name(s: &str) -> RepoName {
+    RepoName::normalize(s).unwrap()
+}
+
+fn repo(id: i64, n: &str) -> DesiredRepo {
+    DesiredRepo {
+        id,
+        name: name(n),
+        clone_url: Some(format!("https://{n}").into()),
+        service_type: None,
+        created_at: None,
+        updated_at: None,
+        stars: None,
+        fork: false,
+        archived: false,
+        private: false,
+        recorded: RecordedState::NotTracked,
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        shards: ShardMap::new(vec!["s0:3178".into()], Routing::Md5).unwrap(),
+        limits: Limits { max_in_flight_per_shard: 8, max_in_flight: 8 },
+        interval: Duration::from_secs(1),
+        backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(60) },
+    }
+}
+
+fn machine(attempts: HashMap<RepoName, AttemptRecord>) -> Machine {
+    let policies = Policies {
+        prioritizer: Arc::new(BuiltinOrder),
+        retry: Arc::new(BuiltinRetry { backoff: settings().backoff, max_attempts: None }),
+        rate_limits: Arc::new(NoLimits),
+    };
+    Machine::new(settings(), policies, attempts)
+}
+
+fn desired(names: &[&str]) -> Arc<Snapshot> {
+    let mut repos: Vec<DesiredRepo> = names.iter().enumerate().map(|(i, n)| repo(i as i64 + 1, n)).collect();
+    repos.sort_by(|a, b| a.name.cmp(&b.name));
+    let routes = vec![0; repos.len()];
+    Arc::new(Snapshot { desired: DesiredSet { repos, ..DesiredSet::default() }, routes })
+}
+
+fn answered(cloned: &[&str], cloning: &[&str]) -> ShardObservation {
+    ShardObservation::Answered(ShardAnswer {
+        cloned: cloned.iter().map(|n| name(n)).collect(),
+        cloning: cloning.iter().map(|n| name(n)).collect(),
+    })
+}
+
+fn drain(m: &mut Machine, now: Timestamp) -> Vec<Command> {
+    std::iter::from_fn(|| m.poll_command(now)).collect()
+}
+
+fn dispatched(commands: &[Command]) -> Vec<String> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Dispatch { dispatch, .. } => Some(dispatch.name.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_attempt_is_cleared_first_and_a_dispatch_carries_its_started_record() {
+    let interrupted = AttemptRecord { attempts: 2, in_flight: true, ..AttemptRecord::default() };
+    let mut m = machine(HashMap::from([(name("x/a"), interrupted)]));
+    let first = drain(&mut m, t(0));
+    let cleared = AttemptRecord { attempts: 2, ..AttemptRecord::default() };
+    assert_eq!(first, vec![Command::Save { name: name("x/a"), record: cleared }]);
+
+    m.handle_observation(Observation { snapshot: Ok(desired(&["x/a"])), shards: vec![answered(&[], &[])] }, t(1));
+    let commands = drain(&mut m, t(1));
+    let [Command::Dispatch { dispatch, record }] = &commands[..] else { panic!("{commands:?}") };
+    assert_eq!((dispatch.name.as_str(), dispatch.shard_addr.as_str()), ("x/a", "s0:3178"));
+    assert_eq!((record.attempts, record.in_flight, record.last_attempt_at), (3, true, Some(t(1))));
+    assert_eq!(m.in_flight().count(), 1);
+}
+
+#[test]
+fn a_failed_read_keeps_what_was_cloning_and_dispatches_nothing_again() {
+    let mut m = machine(HashMap::new());
+    let snapshot = desired(&["x/a", "x/b"]);
+    m.handle_observation(
+        Observation { snapshot: Ok(Arc::clone(&snapshot)), shards: vec![answered(&["x/b"], &["x/a"])] },
+        t(0),
+    );
+    assert_eq!(dispatched(&drain(&mut m, t(0))), Vec::<String>::new(), "a is cloning, b is cloned");
+    m.handle_observation(
+        Observation {
+            snapshot: Err("repo DB down".into()),
+            shards: vec![ShardObservation::Failed("s0: refused".into())],
+        },
+        t(5),
+    );
+    assert_eq!(dispatched(&drain(&mut m, t(5))), Vec::<String>::new(), "nothing re-dispatched on a failed read");
+    assert_eq!(m.repo_db_error(), Some("repo DB down"));
+    assert_eq!(m.plan().totals.desired, 2, "the last good desired set stays");
+}
+
+#[test]
+fn a_failure_is_saved_with_the_retry_policys_deadline_and_a_success_waits_for_the_list() {
+    let mut m = machine(HashMap::new());
+    m.handle_observation(
+        Observation { snapshot: Ok(desired(&["x/a", "x/b"])), shards: vec![answered(&[], &[])] },
+        t(0),
+    );
+    assert_eq!(dispatched(&drain(&mut m, t(0))), vec!["x/a", "x/b"]);
+    let outcome = |n: &str, result| Outcome { name: name(n), shard: 0, started_at: t(0), finished_at: t(2), result };
+    let failure = DispatchError { message: "git: not found".into(), shard_down: false };
+    m.handle_outcomes(vec![outcome("x/a", Err(failure)), outcome("x/b", Ok(()))]);
+    let commands = drain(&mut m, t(2));
+    let saved: HashMap<String, AttemptRecord> = commands
+        .into_iter()
+        .map(|c| match c {
+            Command::Save { name, record } => (name.to_string(), record),
+            other => panic!("only saves after outcomes: {other:?}"),
+        })
+        .collect();
+    let a = &saved["x/a"];
+    assert_eq!(a.last_error.as_deref(), Some("git: not found"));
+    assert!(!a.in_flight && a.next_attempt_at.is_some_and(|at| at >= t(12)), "{a:?}");
+    let b = &saved["x/b"];
+    assert_eq!(b.next_attempt_at, Some(t(4)), "two intervals for a list to confirm the clone");
+    assert_eq!(m.in_flight().count(), 0);
+
+    // The next list confirms b: its record is forgotten; a waits for its backoff.
+    m.handle_observation(
+        Observation { snapshot: Ok(desired(&["x/a", "x/b"])), shards: vec![answered(&["x/b"], &[])] },
+        t(3),
+    );
+    assert_eq!(drain(&mut m, t(3)), vec![Command::Forget { name: name("x/b") }]);
+}

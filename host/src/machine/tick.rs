@@ -1,0 +1,115 @@
+//! One tick: take the observation, keep what failed at its last good value, reconcile, ask the
+//! retry policy about lost clones, order the due repos and replace the scheduler's queue.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::shard_views::Transition;
+use super::{Command, Machine, Observation, TickReport, PRIORITIZE_BATCH};
+use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::reconcile::{self, Context, RepoState};
+use crate::schedule;
+
+impl Machine {
+    /// Applies one observation made at `now`.
+    pub fn handle_observation(&mut self, observation: Observation, now: Timestamp) -> TickReport {
+        match observation.snapshot {
+            Ok(snapshot) => {
+                self.snapshot = snapshot;
+                self.repo_db_error = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Reading the repo DB failed; using the last good desired set.");
+                self.repo_db_error = Some(error);
+            }
+        }
+        for (idx, shard_observation) in observation.shards.into_iter().enumerate() {
+            self.handle_shard_observation(idx, shard_observation, now);
+        }
+        let actual = self.shards.actual();
+
+        let in_flight: HashSet<RepoName> = self.scheduler.in_flight().cloned().collect();
+        let snapshot = Arc::clone(&self.snapshot);
+        let desired = &snapshot.desired.repos;
+        let ctx = Context { attempts: &self.attempts, in_flight: &in_flight, now };
+        let mut plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
+        drop(actual);
+        self.reenqueue_lost(&snapshot, &mut plan, now);
+
+        // Records of repos confirmed cloned are no longer needed.
+        for (repo, state) in desired.iter().zip(&plan.states) {
+            if *state == RepoState::Cloned && self.attempts.remove(&repo.name).is_some() {
+                self.commands.push_back(Command::Forget { name: repo.name.clone() });
+            }
+        }
+
+        let ordered = schedule::order(
+            desired,
+            &snapshot.routes,
+            &plan,
+            &self.attempts,
+            self.policies.prioritizer.as_ref(),
+            PRIORITIZE_BATCH,
+            now,
+        );
+        if ordered.fallbacks > 0 {
+            tracing::warn!(
+                batches = ordered.fallbacks,
+                "The prioritizer gave unusable answers; used the built-in order for them."
+            );
+        }
+        self.scheduler.handle_plan(&ordered.jobs);
+        if self.policies.rate_limits.is_active() {
+            let loads = self.key_loads(desired, &plan, &ordered.jobs);
+            let limits = self.policies.rate_limits.limits(&loads, now);
+            self.scheduler.handle_rate_limits(limits, now);
+        } else if !self.scheduler.rate_limits().is_empty() {
+            self.scheduler.handle_rate_limits(Vec::new(), now);
+        }
+        let report = TickReport { due: ordered.jobs.len(), deferred: ordered.deferred, fallbacks: ordered.fallbacks };
+        self.decisions =
+            ordered.jobs.iter().zip(ordered.decisions).map(|(job, decision)| (job.repo, decision)).collect();
+        self.plan = plan;
+        self.ticks += 1;
+        self.last_tick_at = Some(now);
+        tracing::debug!(
+            desired = self.plan.totals.desired,
+            cloned = self.plan.totals.cloned,
+            due = report.due,
+            deferred = report.deferred,
+            "Tick done."
+        );
+        report
+    }
+
+    fn handle_shard_observation(&mut self, idx: usize, observation: super::ShardObservation, now: Timestamp) {
+        let Ok(shard) = ShardIdx::try_from(idx) else { return };
+        if idx >= self.settings.shards.len() {
+            return;
+        }
+        let addr = self.settings.shards.addr(shard);
+        match self.shards.handle(idx, observation) {
+            Transition::Answered { recovered } => {
+                self.scheduler.handle_shard_up(shard);
+                if recovered {
+                    tracing::info!(shard = %addr, "Shard reachable again.");
+                }
+            }
+            Transition::Failed { first } => {
+                self.scheduler.handle_shard_down(shard, now);
+                if first {
+                    let error = self.shards.error(idx).unwrap_or_default();
+                    tracing::warn!(shard = %addr, %error, "Shard unreachable; keeping its last lists.");
+                }
+            }
+            Transition::Late { first } => {
+                if first {
+                    tracing::warn!(
+                        shard = %addr,
+                        "Shard has not answered its list calls yet; keeping its last lists, the other shards go on."
+                    );
+                }
+            }
+        }
+    }
+}
