@@ -5,6 +5,7 @@ mod support;
 
 mod bad_config;
 mod broken_clone_url;
+mod chaos_demo;
 mod clone_finishing_mid_observation;
 mod failed_read;
 mod hostile_shards;

@@ -213,7 +213,7 @@ fn progress_bar(total: u64, plain: bool) -> ProgressBar {
     bar
 }
 
-fn progress_message(status: &Status) -> String {
+pub(super) fn progress_message(status: &Status) -> String {
     let shards: Vec<String> = status
         .shards
         .iter()
@@ -233,13 +233,13 @@ fn progress_message(status: &Status) -> String {
 }
 
 /// A generated repository: its name in the repo DB and the path it clones from.
-struct Source {
-    name: String,
-    path: PathBuf,
+pub(super) struct Source {
+    pub name: String,
+    pub path: PathBuf,
 }
 
 /// Creates `count` bare repositories with one commit each, a few at a time.
-async fn generate_repos(dir: &Path, count: usize) -> anyhow::Result<Vec<Source>> {
+pub(super) async fn generate_repos(dir: &Path, count: usize) -> anyhow::Result<Vec<Source>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let sources: Vec<Source> = (0..count)
         .map(|i| {
@@ -262,7 +262,7 @@ async fn generate_repos(dir: &Path, count: usize) -> anyhow::Result<Vec<Source>>
 }
 
 /// Creates the embedded repo DB and fills it with the generated repos.
-async fn write_repo_db(url: &str, sources: &[Source]) -> anyhow::Result<()> {
+pub(super) async fn write_repo_db(url: &str, sources: &[Source]) -> anyhow::Result<()> {
     let Database::Sqlite(pool) = Database::connect(url).await? else {
         anyhow::bail!("the demo's repo DB must be SQLite");
     };

@@ -3,6 +3,7 @@
 //! Exit status: 0 on a clean stop, 1 when running failed, 2 for a bad configuration or bad
 //! arguments.
 
+mod chaos;
 mod demo;
 mod explain;
 mod logging;
@@ -56,6 +57,14 @@ pub enum Command {
         /// No progress bar; one line per second instead (for logs and CI).
         #[arg(long)]
         plain: bool,
+        /// Chaos mode: run the sidecar as a child process and, for this long, kill it
+        /// (SIGKILL) and the shards at random; end with every repo cloned and an invariant
+        /// report checked from the shards' own records.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        chaos: Option<std::time::Duration>,
+        /// Chaos mode: the seed of the kill schedule (random if not given; printed either way).
+        #[arg(long, requires = "chaos")]
+        seed: Option<u64>,
     },
     /// Write, check and test policy modules locally, without a running sidecar.
     #[command(subcommand)]
@@ -103,7 +112,10 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match args.command {
             Command::Run { config } => run::main(config.as_deref()).await,
-            Command::Demo { repos, shards, clone_delay, dir, plain } => {
+            Command::Demo { repos, shards, clone_delay, dir, plain, chaos: Some(window), seed } => {
+                chaos::main(demo::Options { repos, shards, clone_delay, dir, plain }, window, seed).await
+            }
+            Command::Demo { repos, shards, clone_delay, dir, plain, chaos: None, .. } => {
                 demo::main(demo::Options { repos, shards, clone_delay, dir, plain }).await
             }
             Command::Status { admin, json } => status::main(&admin, json).await,
