@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod routing;
 pub mod schedule;
 pub mod sidecar;
+pub mod sim;
 pub mod sources;
 pub mod state;
 pub mod status;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use clonekeeper_sim::{run_seed, run_seeds, Options};
+use clonekeeper::sim::{run_seed, run_seeds, Options};
 
 /// Deterministic simulation of clonekeeper under seeded fault schedules.
 #[derive(Parser)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clonekeeper_sim::{run_seed, run_seeds, Options};
+use clonekeeper::sim::{run_seed, run_seeds, Options};
 
 /// Seeds the suite runs; `CLONEKEEPER_SIM_SEEDS` raises it for a longer run.
 fn seeds() -> u64 {

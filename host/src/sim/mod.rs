@@ -1,8 +1,12 @@
 //! A deterministic simulator of clonekeeper: the production decision machine
-//! ([`clonekeeper::machine::Machine`], with the real reconcile, scheduler, rate limiters and
+//! ([`crate::machine::Machine`], with the real reconcile, scheduler, rate limiters and
 //! retry handling) driven on simulated time against simulated shards, a simulated repo DB and
 //! state DB, misbehaving policies and sidecar crashes. A run is a function of its seed: any
 //! failure replays from the seed alone (`cargo run -p clonekeeper-sim -- --seed N --trace`).
+//!
+//! It lives in the library, not only in the `clonekeeper-sim` crate (`sim/`, its command
+//! line and the suite's seeds), so that the CLI's what-if replay can reuse its clock, shards
+//! and process shell rather than a second model.
 
 mod faults;
 mod invariants;

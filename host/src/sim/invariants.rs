@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use clonekeeper::dispatch::Dispatch;
-use clonekeeper::machine::{Machine, ShardObservation};
-use clonekeeper::model::{AttemptRecord, RepoName, Timestamp};
-use clonekeeper::routing::ShardMap;
+use crate::dispatch::Dispatch;
+use crate::machine::{Machine, ShardObservation};
+use crate::model::{AttemptRecord, RepoName, Timestamp};
+use crate::routing::ShardMap;
 
-use crate::repo_db::RepoDb;
-use crate::run::Process;
+use super::repo_db::RepoDb;
+use super::run::Process;
 
 /// A broken invariant, with what led to it and how to replay it.
 #[derive(Clone, Debug)]

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use clonekeeper::dispatch::DispatchError;
-use clonekeeper::machine::{ShardAnswer, ShardObservation, Snapshot};
-use clonekeeper::model::{RepoName, ShardIdx, Timestamp};
+use crate::dispatch::DispatchError;
+use crate::machine::{ShardAnswer, ShardObservation, Snapshot};
+use crate::model::{RepoName, ShardIdx, Timestamp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clonekeeper::model::Timestamp;
+use crate::model::Timestamp;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use clonekeeper::machine::Snapshot;
-use clonekeeper::model::{DesiredRepo, RecordedState, RepoName, Timestamp};
-use clonekeeper::routing::ShardMap;
-use clonekeeper::sources::repo_db::DesiredSet;
+use crate::machine::Snapshot;
+use crate::model::{DesiredRepo, RecordedState, RepoName, Timestamp};
+use crate::routing::ShardMap;
+use crate::sources::repo_db::DesiredSet;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

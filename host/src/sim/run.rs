@@ -1,7 +1,7 @@
 //! One seeded run: the world (repo DB, shards, state DB), the sidecar process around the
 //! production [`Machine`], the fault schedule, and the clock that jumps from event to event.
 //!
-//! The process shell here does what `clonekeeper::sidecar` does with real I/O: it starts an
+//! The process shell here does what `crate::sidecar` does with real I/O: it starts an
 //! observation when a tick is due (a hung repo DB read holds it until the client's bound),
 //! hands the observation to the machine, performs the machine's commands (records to a writer
 //! that keeps them in order while the state DB is down; a dispatch waits for its started
@@ -15,21 +15,21 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clonekeeper::dispatch::{DispatchError, Outcome, STORE_WAIT};
-use clonekeeper::liveness::{Liveness, Step};
-use clonekeeper::machine::{Command, Machine, Observation, Settings};
-use clonekeeper::metrics::Metrics;
-use clonekeeper::model::{AttemptRecord, RepoName, ShardIdx, Timestamp};
-use clonekeeper::routing::{Routing, ShardMap};
-use clonekeeper::schedule::{Backoff, Limits};
+use crate::dispatch::{DispatchError, Outcome, STORE_WAIT};
+use crate::liveness::{Liveness, Step};
+use crate::machine::{Command, Machine, Observation, Settings};
+use crate::metrics::Metrics;
+use crate::model::{AttemptRecord, RepoName, ShardIdx, Timestamp};
+use crate::routing::{Routing, ShardMap};
+use crate::schedule::{Backoff, Limits};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::faults::{self, Fault};
-use crate::invariants::{Checks, Violation};
-use crate::policies::{self, Mood};
-use crate::repo_db::RepoDb;
-use crate::shards::Shard;
+use super::faults::{self, Fault};
+use super::invariants::{Checks, Violation};
+use super::policies::{self, Mood};
+use super::repo_db::RepoDb;
+use super::shards::Shard;
 
 /// What a run simulates.
 #[derive(Clone, Debug)]
@@ -346,7 +346,7 @@ impl Sim {
             while let Some((_, command)) = process.unwritten.pop_front() {
                 match command {
                     Command::Save { name, record }
-                    | Command::Dispatch { record, dispatch: clonekeeper::dispatch::Dispatch { name, .. } } => {
+                    | Command::Dispatch { record, dispatch: crate::dispatch::Dispatch { name, .. } } => {
                         self.checks.stored(&name, &record, self.state_db.get(&name))?;
                         self.state_db.insert(name, record);
                     }

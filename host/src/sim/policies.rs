@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clonekeeper::machine::Policies;
-use clonekeeper::model::Timestamp;
-use clonekeeper::schedule::{
+use crate::machine::Policies;
+use crate::model::Timestamp;
+use crate::schedule::{
     Backoff, BuiltinOrder, BuiltinRetry, Candidate, Failure, KeyLoad, LimitKey, Prioritizer, Priority, RateLimit,
     RateLimitPolicy, RetryDecision, RetryPolicy,
 };
