@@ -16,7 +16,8 @@ use crate::routing::{Routing, ShardMap};
 use crate::schedule::{Backoff, Limits};
 
 /// The sections of the file; also how environment variables find their section.
-const SECTIONS: &[&str] = &["repo_db", "state", "gitserver", "sync", "dispatch", "writeback", "admin", "log", "policy"];
+const SECTIONS: &[&str] =
+    &["repo_db", "state", "gitserver", "sync", "dispatch", "writeback", "admin", "log", "policy", "ha"];
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -45,6 +46,22 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub decision_log_sample: f64,
     pub policy: PolicyConfig,
+    /// `[ha]`: several replicas with one leader; `None`: this process dispatches alone.
+    pub ha: Option<HaConfig>,
+}
+
+/// Several replicas, one leader (`[ha]`): the leader holds a Postgres advisory lock on a
+/// session of its own in the state DB; the others follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaConfig {
+    /// The advisory lock key; replicas of one deployment share it, deployments sharing a state
+    /// DB must not.
+    pub lock_key: i64,
+    /// How often the leader checks its lock session, and a follower tries for the lock.
+    pub check_interval: Duration,
+    /// How long a new leader waits after taking the lock before it dispatches: longer than a
+    /// lost leader can take to notice (two checks), so the two never dispatch at once.
+    pub takeover_delay: Duration,
 }
 
 /// The default of `[policy] tick_budget`: ten default call timeouts, a pause of the tick loop
@@ -116,6 +133,8 @@ struct File {
     log: LogSection,
     #[serde(default)]
     policy: PolicySection,
+    #[serde(default)]
+    ha: HaSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +262,19 @@ struct LogSection {
     decision_sample: f64,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HaSection {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "defaults::ha_lock_key")]
+    lock_key: i64,
+    #[serde(default = "defaults::ha_check_interval", with = "humantime_serde")]
+    check_interval: Duration,
+    #[serde(default = "defaults::ha_takeover_delay", with = "humantime_serde")]
+    takeover_delay: Duration,
+}
+
 /// Defaults, in one place so the README's reference can be checked against them.
 mod defaults {
     use std::time::Duration;
@@ -311,6 +343,16 @@ mod defaults {
     pub fn quarantine_after() -> u32 {
         3
     }
+    /// "ckleader" in ASCII: an arbitrary key unlikely to clash with another application's.
+    pub fn ha_lock_key() -> i64 {
+        0x636b_6c65_6164_6572
+    }
+    pub fn ha_check_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn ha_takeover_delay() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 macro_rules! section_defaults {
@@ -322,7 +364,7 @@ macro_rules! section_defaults {
         }
     )*};
 }
-section_defaults!(StateSection, SyncSection, DispatchSection, AdminSection, LogSection, PolicySection);
+section_defaults!(StateSection, SyncSection, DispatchSection, AdminSection, LogSection, PolicySection, HaSection);
 
 fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -454,6 +496,27 @@ impl Config {
             );
         }
         check(file.gitserver.max_response_mb >= 1, "gitserver.max_response_mb: must be at least 1".to_string());
+        let state_url = file.state.url.clone().unwrap_or_else(|| file.repo_db.url.clone());
+        if file.ha.enabled {
+            check(
+                state_url.starts_with("postgres://") || state_url.starts_with("postgresql://"),
+                "ha.enabled: several replicas need a Postgres state DB (state.url, or repo_db.url); \
+                 SQLite serves one replica only"
+                    .to_string(),
+            );
+            check(
+                file.ha.check_interval >= Duration::from_millis(100),
+                "ha.check_interval: must be at least 100ms".to_string(),
+            );
+            check(
+                file.ha.takeover_delay > file.ha.check_interval * 2,
+                format!(
+                    "ha.takeover_delay: must be longer than two ha.check_interval ({}), the time a lost leader \
+                     may take to notice",
+                    humantime::format_duration(file.ha.check_interval * 2)
+                ),
+            );
+        }
         let target = match (file.dispatch.target, &file.dispatch.repo_updater_addr) {
             (TargetName::Gitserver, _) => Some(DispatchTarget::Gitserver),
             (TargetName::RepoUpdater, Some(addr)) if valid_host_port(addr) => {
@@ -482,7 +545,7 @@ impl Config {
             return Err(ConfigError { problems });
         };
         Ok(Config {
-            state_url: file.state.url.unwrap_or_else(|| file.repo_db.url.clone()),
+            state_url,
             state_timeouts: DbTimeouts { statement: file.state.statement_timeout, lock: file.state.lock_timeout },
             repo_db_timeouts: DbTimeouts { statement: file.repo_db.statement_timeout, lock: file.repo_db.lock_timeout },
             repo_db_url: file.repo_db.url,
@@ -514,6 +577,11 @@ impl Config {
                 allowlist: file.policy.allowlist,
                 quarantine_after: file.policy.quarantine_after.max(1),
             },
+            ha: file.ha.enabled.then_some(HaConfig {
+                lock_key: file.ha.lock_key,
+                check_interval: file.ha.check_interval,
+                takeover_delay: file.ha.takeover_delay,
+            }),
         })
     }
 }

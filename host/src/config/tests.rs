@@ -228,3 +228,18 @@ fn policy_tick_budget_defaults_to_5s_and_must_fit_a_call() {
         .to_string();
     assert!(error.contains("policy.tick_budget: must be at least policy.call_timeout (1s)"), "{error}");
 }
+
+#[test]
+fn ha_needs_postgres_and_a_takeover_delay_longer_than_two_checks() {
+    assert_eq!(load(MINIMAL, &[]).unwrap().ha, None, "one replica unless asked");
+    let ha = [("CLONEKEEPER_HA_ENABLED", "true")];
+    let sqlite = problems(&MINIMAL.replace("postgres://", "sqlite://x.db?ignored="), &ha);
+    assert!(sqlite.contains("ha.enabled") && sqlite.contains("Postgres state DB"), "{sqlite}");
+
+    let c = load(MINIMAL, &ha).unwrap().ha.expect("[ha] on");
+    assert_eq!(c.lock_key, 0x636b_6c65_6164_6572);
+    assert_eq!((c.check_interval, c.takeover_delay), (Duration::from_secs(1), Duration::from_secs(5)));
+
+    let tight = problems(MINIMAL, &[ha[0], ("CLONEKEEPER_HA_CHECK_INTERVAL", "3s")]);
+    assert!(tight.contains("ha.takeover_delay") && tight.contains("6s"), "{tight}");
+}

@@ -14,6 +14,10 @@
 //! - A record the database refuses is set aside and reported in [`Written::refused`]; it never
 //!   fails the records written with it. An error is returned only when the database could not
 //!   be used at all, and then the caller retries everything.
+//! - With several replicas ([`lease`]), a store is *fenced* with its leader's epoch: each
+//!   write runs in a transaction that holds a share lock on the leader row and checks the
+//!   epoch first, so once a new leader has bumped the epoch no write of an older one lands
+//!   ([`StateError::Fenced`]).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -26,6 +30,7 @@ use crate::db::Database;
 use crate::model::{AttemptRecord, RepoName, Timestamp};
 use crate::text;
 
+pub mod lease;
 #[cfg(test)]
 mod tests;
 
@@ -44,18 +49,29 @@ struct Migration {
 }
 
 /// The state schema, in order. Plain SQL both backends accept.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "CREATE TABLE IF NOT EXISTS clonekeeper_attempts (\
-              repo_name TEXT PRIMARY KEY, \
-              attempts INTEGER NOT NULL, \
-              last_error TEXT, \
-              last_attempt_at BIGINT, \
-              next_attempt_at BIGINT, \
-              in_flight BOOLEAN NOT NULL, \
-              gave_up TEXT, \
-              updated_at BIGINT NOT NULL)",
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "CREATE TABLE IF NOT EXISTS clonekeeper_attempts (\
+                  repo_name TEXT PRIMARY KEY, \
+                  attempts INTEGER NOT NULL, \
+                  last_error TEXT, \
+                  last_attempt_at BIGINT, \
+                  next_attempt_at BIGINT, \
+                  in_flight BOOLEAN NOT NULL, \
+                  gave_up TEXT, \
+                  updated_at BIGINT NOT NULL)",
+    },
+    // The leader of several replicas: one row, its epoch bumped by every new leader.
+    Migration {
+        version: 2,
+        sql: "CREATE TABLE IF NOT EXISTS clonekeeper_leader (\
+                  id INTEGER PRIMARY KEY, \
+                  epoch BIGINT NOT NULL, \
+                  holder TEXT NOT NULL, \
+                  since BIGINT NOT NULL)",
+    },
+];
 
 const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS clonekeeper_schema_version (\
         version INTEGER PRIMARY KEY, \
@@ -121,6 +137,25 @@ pub enum StateError {
         #[source]
         source: sqlx::Error,
     },
+    /// Another replica leads now: this one's writes are refused.
+    #[error("state DB {db}: {fenced}")]
+    Fenced { db: String, fenced: Fenced },
+}
+
+impl StateError {
+    /// Whether the write was refused because another replica leads.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StateError::Fenced { .. })
+    }
+}
+
+/// A write under an epoch that is no longer the leader's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("fenced: this replica led as epoch {ours}, the leader is now epoch {current:?}; its writes are refused")]
+pub struct Fenced {
+    pub ours: i64,
+    /// `None`: no leader row (the table was emptied by hand).
+    pub current: Option<i64>,
 }
 
 /// What a save or forget did: how many rows it wrote or deleted, and the records the database
@@ -138,6 +173,8 @@ pub struct Written {
 #[derive(Clone, Debug)]
 pub struct StateStore {
     db: Database,
+    /// The leader epoch every write must still be current under (several replicas only).
+    fence: Option<i64>,
 }
 
 impl StateStore {
@@ -150,7 +187,16 @@ impl StateStore {
         if applied > 0 {
             tracing::info!(db = %db, applied, "Migrated the state DB.");
         }
-        Ok(StateStore { db })
+        Ok(StateStore { db, fence: None })
+    }
+
+    /// The same store, whose writes land only while `epoch` is the leader's (Postgres).
+    pub fn fenced(&self, epoch: i64) -> StateStore {
+        StateStore { db: self.db.clone(), fence: Some(epoch) }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Reads every attempt record with one query.
@@ -185,20 +231,49 @@ impl StateStore {
     pub async fn save(&self, records: &[(RepoName, AttemptRecord)]) -> Result<Written, StateError> {
         let records = last_per_name(records, |(name, _)| name);
         let updated_at = Timestamp::now().as_millis();
-        let done = write_isolating(&records, BATCH, |part| save(&self.db, part, updated_at))
-            .await
-            .map_err(|source| StateError::Save { db: self.db.describe(), count: records.len(), source })?;
+        let done =
+            write_isolating(&records, BATCH, |part| save(&self.db, self.fence, part, updated_at)).await.map_err(
+                |source| self.fenced_or(source, |db, source| StateError::Save { db, count: records.len(), source }),
+            )?;
         Ok(Written { rows: done.rows, refused: refused(done.refused, |(name, _)| name) })
     }
 
     /// Deletes the records of `names` (e.g. once a repo is confirmed cloned); `rows` is how
     /// many existed.
     pub async fn forget(&self, names: &[RepoName]) -> Result<Written, StateError> {
-        let done = write_isolating(names, BATCH, |part| forget(&self.db, part))
-            .await
-            .map_err(|source| StateError::Forget { db: self.db.describe(), count: names.len(), source })?;
+        let done =
+            write_isolating(names, BATCH, |part| forget(&self.db, self.fence, part)).await.map_err(|source| {
+                self.fenced_or(source, |db, source| StateError::Forget { db, count: names.len(), source })
+            })?;
         Ok(Written { rows: done.rows, refused: refused(done.refused, |name| name) })
     }
+}
+
+impl StateStore {
+    /// A fenced write as [`StateError::Fenced`], any other failure through `other`.
+    fn fenced_or(&self, source: sqlx::Error, other: impl FnOnce(String, sqlx::Error) -> StateError) -> StateError {
+        if let sqlx::Error::Configuration(inner) = &source {
+            if let Some(fenced) = inner.downcast_ref::<Fenced>() {
+                return StateError::Fenced { db: self.db.describe(), fenced: fenced.clone() };
+            }
+        }
+        other(self.db.describe(), source)
+    }
+}
+
+/// Takes a share lock on the leader row and checks it still names `epoch`. Held to the end of
+/// the transaction: a new leader's epoch bump waits for this write, and a write after the bump
+/// sees the new epoch.
+async fn check_fence(transaction: &mut sqlx::PgConnection, epoch: i64) -> Result<(), sqlx::Error> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM clonekeeper_leader WHERE id = 1 FOR SHARE")
+        .fetch_optional(transaction)
+        .await?;
+    if current == Some(epoch) {
+        return Ok(());
+    }
+    // Carried as a configuration error: it is neither a refusal of the data nor an outage,
+    // so the batch writer returns it at once, and the store turns it into `Fenced`.
+    Err(sqlx::Error::Configuration(Box::new(Fenced { ours: epoch, current })))
 }
 
 /// The refused records with the database's message, logged here once with their names.
@@ -330,7 +405,12 @@ where
 }
 
 /// Upserts one batch: one statement on Postgres, one transaction on SQLite.
-async fn save(db: &Database, batch: &[&(RepoName, AttemptRecord)], updated_at: i64) -> Result<u64, sqlx::Error> {
+async fn save(
+    db: &Database,
+    fence: Option<i64>,
+    batch: &[&(RepoName, AttemptRecord)],
+    updated_at: i64,
+) -> Result<u64, sqlx::Error> {
     let stored_attempts = |record: &AttemptRecord| i32::try_from(record.attempts).unwrap_or(i32::MAX);
     match db {
         Database::Postgres(pool) => {
@@ -346,6 +426,10 @@ async fn save(db: &Database, batch: &[&(RepoName, AttemptRecord)], updated_at: i
             let gave_up: Vec<Option<Cow<'_, str>>> = batch.iter().map(|(_, r)| stored_text(&r.gave_up)).collect();
             let last_errors: Vec<Option<&str>> = last_errors.iter().map(|text| text.as_deref()).collect();
             let gave_up: Vec<Option<&str>> = gave_up.iter().map(|text| text.as_deref()).collect();
+            let mut transaction = pool.begin().await?;
+            if let Some(epoch) = fence {
+                check_fence(&mut transaction, epoch).await?;
+            }
             sqlx::query(PG_SAVE)
                 .bind(names)
                 .bind(attempts)
@@ -355,8 +439,9 @@ async fn save(db: &Database, batch: &[&(RepoName, AttemptRecord)], updated_at: i
                 .bind(in_flight)
                 .bind(gave_up)
                 .bind(updated_at)
-                .execute(pool)
+                .execute(&mut *transaction)
                 .await?;
+            transaction.commit().await?;
         }
         Database::Sqlite(pool) => {
             let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -385,12 +470,17 @@ fn stored_text(value: &Option<String>) -> Option<Cow<'_, str>> {
 }
 
 /// Deletes one batch of records; returns how many existed.
-async fn forget(db: &Database, batch: &[RepoName]) -> Result<u64, sqlx::Error> {
+async fn forget(db: &Database, fence: Option<i64>, batch: &[RepoName]) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
     match db {
         Database::Postgres(pool) => {
             let batch: Vec<&str> = batch.iter().map(RepoName::as_str).collect();
-            deleted += sqlx::query(PG_FORGET).bind(batch).execute(pool).await?.rows_affected();
+            let mut transaction = pool.begin().await?;
+            if let Some(epoch) = fence {
+                check_fence(&mut transaction, epoch).await?;
+            }
+            deleted += sqlx::query(PG_FORGET).bind(batch).execute(&mut *transaction).await?.rows_affected();
+            transaction.commit().await?;
         }
         Database::Sqlite(pool) => {
             let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;

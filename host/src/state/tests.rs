@@ -42,7 +42,7 @@ async fn versions(db: &Database) -> Vec<i64> {
 async fn check_life_cycle(first: Database, restarted: Database) {
     let store = StateStore::open(first.clone()).await.expect("migrating");
     let store_again = StateStore::open(first.clone()).await.expect("migrating twice is harmless");
-    assert_eq!(versions(&first).await, [1]);
+    assert_eq!(versions(&first).await, [1, 2]);
     assert!(store.load().await.expect("loading").is_empty());
 
     let in_flight = AttemptRecord {
@@ -97,7 +97,7 @@ async fn check_life_cycle(first: Database, restarted: Database) {
     let loaded = store.load().await.expect("loading after restart");
     assert_eq!(loaded[&name("github.com/a/failed")], gave_up);
     assert_eq!(loaded[&name("github.com/a/in-flight")], in_flight);
-    assert_eq!(versions(&restarted).await, [1]);
+    assert_eq!(versions(&restarted).await, [1, 2]);
 }
 
 /// Invalid rows are skipped; more than one batch is saved and forgotten correctly.
@@ -164,7 +164,7 @@ async fn postgres_concurrent_migrations_both_succeed() {
     for result in opened {
         result.expect("every concurrent migration succeeds");
     }
-    assert_eq!(versions(&pools[0]).await, [1]);
+    assert_eq!(versions(&pools[0]).await, [1, 2]);
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn sqlite_concurrent_migrations_both_succeed() {
     for result in opened {
         result.expect("every concurrent migration succeeds");
     }
-    assert_eq!(versions(&pools[0]).await, [1]);
+    assert_eq!(versions(&pools[0]).await, [1, 2]);
 }
 
 /// A NUL byte and control characters in the texts are stored replaced, a long error cut to
@@ -272,4 +272,34 @@ async fn sqlite_sets_aside_a_refused_record_and_writes_the_others() {
         "refused by the test",
     )
     .await;
+}
+
+#[tokio::test]
+async fn postgres_lease_is_exclusive_and_a_superseded_epoch_is_fenced_off() {
+    let test_db = PgTestDb::create().await;
+    let store = StateStore::open(test_db.connect().await).await.unwrap();
+    let bound = std::time::Duration::from_secs(5);
+    let key = 4242;
+
+    let mut first = lease::Lease::try_acquire(test_db.url(), key, "a/1", bound).await.unwrap().expect("a free lease");
+    assert!(
+        lease::Lease::try_acquire(test_db.url(), key, "b/2", bound).await.unwrap().is_none(),
+        "the lock is held: a second replica does not get it"
+    );
+    let old = store.fenced(first.epoch());
+    old.save(&[(name("x/a"), failed_twice())]).await.expect("the leader writes");
+    first.check(bound).await.expect("the lease holds");
+
+    first.release().await;
+    let second = lease::Lease::try_acquire(test_db.url(), key, "b/2", bound).await.unwrap().expect("released");
+    assert_eq!(second.epoch(), old.fence.unwrap() + 1, "every new leader bumps the epoch");
+    let error = old.save(&[(name("x/a"), AttemptRecord::default())]).await.unwrap_err();
+    assert!(error.is_fenced(), "{error}");
+    let error = old.forget(&[name("x/a")]).await.unwrap_err();
+    assert!(error.is_fenced() && error.to_string().contains("fenced"), "{error}");
+    assert_eq!(store.load().await.unwrap()[&name("x/a")], failed_twice(), "nothing of the old leader landed");
+
+    let new = store.fenced(second.epoch());
+    new.forget(&[name("x/a")]).await.expect("the new leader writes");
+    assert!(store.load().await.unwrap().is_empty());
 }
