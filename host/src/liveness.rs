@@ -61,9 +61,37 @@ impl Step {
     }
 }
 
+/// What this replica does (`[ha]`): a follower makes no ticks, so its liveness is judged
+/// differently.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// The only replica (no `[ha]`).
+    Single,
+    /// Holds the lease and dispatches.
+    Leader,
+    /// Waits for the lease; serves the status, dispatches nothing.
+    Follower,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "single",
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+        }
+    }
+
+    fn from_u8(value: u8) -> Role {
+        [Role::Single, Role::Leader, Role::Follower].into_iter().find(|r| *r as u8 == value).unwrap_or(Role::Single)
+    }
+}
+
 /// Shared between the tick loop (writer) and the admin API (reader).
 #[derive(Debug)]
 pub struct Liveness {
+    role: AtomicU8,
     stall_after: Duration,
     started_at: Timestamp,
     step: AtomicU8,
@@ -82,6 +110,7 @@ pub struct Liveness {
 /// A consistent-enough copy of [`Liveness`] for one verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
+    pub role: Role,
     pub stall_after: Duration,
     pub started_at: Timestamp,
     pub step: Step,
@@ -96,6 +125,7 @@ impl Liveness {
     pub fn new(stall_after: Duration, metrics: std::sync::Arc<Metrics>, now: Timestamp) -> Liveness {
         metrics.stall_after_seconds.set(stall_after.as_secs_f64());
         let liveness = Liveness {
+            role: AtomicU8::new(Role::Single as u8),
             stall_after,
             started_at: now,
             step: AtomicU8::new(Step::Startup as u8),
@@ -108,6 +138,19 @@ impl Liveness {
         };
         liveness.set_step_gauge(Step::Startup);
         liveness
+    }
+
+    /// This replica's role from now on; a new leader starts its stall clocks afresh.
+    pub fn set_role(&self, role: Role, now: Timestamp) {
+        if Role::from_u8(self.role.swap(role as u8, Ordering::Relaxed)) != role && role == Role::Leader {
+            self.last_tick.store(now.as_millis(), Ordering::Relaxed);
+            self.last_repo_db_read.store(now.as_millis(), Ordering::Relaxed);
+        }
+        self.metrics.leader.set(i64::from(role != Role::Follower));
+    }
+
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Relaxed))
     }
 
     /// The tick loop entered `step` at `now`.
@@ -149,6 +192,7 @@ impl Liveness {
         let at =
             |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|&ms| ms != 0).map(Timestamp::from_millis);
         Report {
+            role: self.role(),
             stall_after: self.stall_after,
             started_at: self.started_at,
             step: Step::from_u8(self.step.load(Ordering::Relaxed)),
@@ -209,6 +253,10 @@ impl Report {
     /// DB has not taken for that long.
     pub fn problems(&self, now: Timestamp) -> Vec<String> {
         let mut problems = Vec::new();
+        // A follower makes no ticks and reads nothing: it waits for the lease.
+        if self.role == Role::Follower {
+            return problems;
+        }
         let secs = |d: Duration| d.as_secs();
         let since_tick = now.since(self.last_tick.unwrap_or(self.started_at));
         if since_tick >= self.stall_after {
@@ -253,6 +301,7 @@ mod tests {
 
     fn report(now_ms: i64) -> Report {
         Report {
+            role: Role::Single,
             stall_after: Duration::from_secs(60),
             started_at: Timestamp::from_millis(0),
             step: Step::Idle,

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub last_repo_db_read: FloatGauge,
     pub stall_after_seconds: FloatGauge,
     pub tick_step: Family<StepLabel, Gauge>,
+    /// 1 while this replica dispatches (the leader, or the only replica), 0 while it follows.
+    pub leader: Gauge,
     pub state_records_refused: Counter,
     pub writeback_records_refused: Counter,
 }
@@ -161,6 +163,12 @@ impl Default for Metrics {
             "[sync] stall_after: how long without a completed tick or repo DB read counts as a stall",
             stall_after_seconds.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica dispatches (the [ha] leader, or the only replica), 0 while it follows",
+            leader.clone(),
+        );
         let tick_step = Family::<StepLabel, Gauge>::default();
         registry.register("tick_step", "1 for the step the tick loop is in now, 0 for the others", tick_step.clone());
         let state_records_refused = Counter::default();
@@ -181,6 +189,7 @@ impl Default for Metrics {
             last_repo_db_read,
             stall_after_seconds,
             tick_step,
+            leader,
             desired,
             cloned,
             cloning,

@@ -76,6 +76,12 @@ pub struct DispatchTotals {
 /// The whole status document.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// `single` (no `[ha]`), `leader` or `follower`; a follower's counts are empty.
+    #[serde(default)]
+    pub role: String,
+    /// The leader epoch this replica leads as (`[ha]` leaders only).
+    #[serde(default)]
+    pub epoch: Option<i64>,
     #[serde(flatten)]
     pub totals: StateCounts,
     pub shards: Vec<ShardStatus>,

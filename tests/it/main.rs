@@ -8,6 +8,7 @@ mod broken_clone_url;
 mod chaos_demo;
 mod clone_finishing_mid_observation;
 mod failed_read;
+mod ha;
 mod hostile_shards;
 mod nul_in_clone_error;
 mod operator;

@@ -8,6 +8,8 @@
 //!   so policies are loaded too), and the loop is not stalled ([`crate::liveness`]: a tick
 //!   completed and the repo DB was read within `[sync] stall_after`, and the state DB takes
 //!   attempt records); 503 with the reasons otherwise, naming the step a stall is stuck in.
+//!   The body names the replica's role (`single`, `leader`, `follower`); a `[ha]` follower is
+//!   ready when its database probes answer.
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /v1/status`: the status document.
 //! - `GET /v1/repos/{name}`: explain one repo.
@@ -122,7 +124,9 @@ async fn healthz(State(state): State<AdminState>) -> Response {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let mut problems = state.liveness.report().problems(Timestamp::now());
+    let report = state.liveness.report();
+    let role = report.role.as_str();
+    let mut problems = report.problems(Timestamp::now());
     for (what, probe) in &state.probes {
         match tokio::time::timeout(Duration::from_secs(2), probe()).await {
             Ok(Ok(())) => {}
@@ -130,18 +134,21 @@ async fn readyz(State(state): State<AdminState>) -> Response {
             Err(_) => problems.push(format!("{what}: no answer within 2s")),
         }
     }
+    // A follower is ready to take over when its databases answer; it makes no ticks.
     let status = state.status.load_full();
-    if status.ticks == 0 {
-        problems.push("no tick completed yet".to_string());
-    }
-    if !status.shards.iter().any(|s| s.reachable) {
-        problems.push("no gitserver shard answered its last list call".to_string());
+    if report.role != crate::liveness::Role::Follower {
+        if status.ticks == 0 {
+            problems.push("no tick completed yet".to_string());
+        }
+        if !status.shards.iter().any(|s| s.reachable) {
+            problems.push("no gitserver shard answered its last list call".to_string());
+        }
     }
     if problems.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response()
+        (StatusCode::OK, Json(serde_json::json!({ "ready": true, "role": role }))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "problems": problems })))
-            .into_response()
+        let body = serde_json::json!({ "ready": false, "role": role, "problems": problems });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 

@@ -49,22 +49,30 @@ pub struct DispatchError {
 
 /// Waits until `stored` says the started attempt is stored (at most [`STORE_WAIT`]), then
 /// makes the call. Never fails: every failure is an [`Outcome`] with an error.
+///
+/// `must_store` (several replicas): a dispatch whose started attempt was not stored is not
+/// made, since the store is what proves this replica still leads (its writes are fenced).
 pub async fn run(
     dispatch: Dispatch,
     target: &DispatchTarget,
     client: &GitserverClient,
     stored: impl Future<Output = Result<(), String>>,
+    must_store: bool,
 ) -> Outcome {
-    match tokio::time::timeout(STORE_WAIT, stored).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(repo = %dispatch.name, %error, "Storing a started attempt failed; dispatching anyway.");
+    let unstored = match tokio::time::timeout(STORE_WAIT, stored).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(_) => Some(format!("not stored within {}s", STORE_WAIT.as_secs())),
+    };
+    if let Some(error) = unstored {
+        if must_store {
+            tracing::warn!(repo = %dispatch.name, %error, "The started attempt was not stored; not dispatching.");
+            let now = Timestamp::now();
+            let message = format!("not dispatched: the started attempt was not stored ({error})");
+            let result = Err(DispatchError { message, shard_down: false });
+            return Outcome { name: dispatch.name, shard: dispatch.shard, started_at: now, finished_at: now, result };
         }
-        Err(_) => tracing::warn!(
-            repo = %dispatch.name,
-            wait_ms = STORE_WAIT.as_millis() as u64,
-            "The started attempt was not stored in time; dispatching anyway."
-        ),
+        tracing::warn!(repo = %dispatch.name, %error, "The started attempt was not stored; dispatching anyway.");
     }
     let started_at = Timestamp::now();
     let result = match target {

@@ -26,6 +26,18 @@ pub enum ControlRequest {
 }
 
 impl ControlRequest {
+    /// Answers that this replica cannot, and why (a follower).
+    pub(super) fn refuse(self, reason: &str) {
+        match self {
+            ControlRequest::Explain { reply, .. } | ControlRequest::Enqueue { reply, .. } => {
+                let _ = reply.send(Err(reason.to_string()));
+            }
+            ControlRequest::Queue { reply, .. } => {
+                let _ = reply.send(Vec::new());
+            }
+        }
+    }
+
     /// Answers the request from the machine; true if it asks for a tick now.
     pub(super) fn answer(self, machine: &mut Machine, now: Timestamp) -> bool {
         match self {

@@ -12,6 +12,7 @@ mod off_runtime;
 mod persist;
 mod publish;
 mod refused;
+mod replica;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub use persist::Persister;
 
 use crate::config::{Config, DispatchTarget};
 use crate::dispatch::{self, Outcome};
-use crate::liveness::{Liveness, Step};
+use crate::liveness::{Liveness, Role, Step};
 use crate::machine::{Command, Machine, Observation, Policies, Settings};
 use crate::metrics::{DispatchLabels, DispatchResult, ShardLabel};
 use crate::model::Timestamp;
@@ -78,22 +79,69 @@ impl Default for Shared {
     }
 }
 
-/// Runs until `shutdown` resolves. Errors only if the attempt state cannot be loaded at start.
+/// Runs until `shutdown` resolves: alone, or with `[ha]` as one of several replicas,
+/// following until it takes the lease and leading until it loses it. Errors only if the
+/// attempt state cannot be loaded when this replica starts to lead.
 pub async fn run(
     parts: Parts,
     shared: Shared,
     mut control: mpsc::Receiver<ControlRequest>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), crate::state::StateError> {
-    let Shared { status, metrics, liveness } = shared;
     // `/healthz` fails once this guard is dropped: the loop ended or panicked.
-    let _running = liveness.loop_guard();
-    let watchdog = AbortOnDrop(tokio::spawn(crate::liveness::watchdog(Arc::clone(&liveness))));
+    let _running = shared.liveness.loop_guard();
+    let _watchdog = AbortOnDrop(tokio::spawn(crate::liveness::watchdog(Arc::clone(&shared.liveness))));
+    let parts = Arc::new(parts);
+    tokio::pin!(shutdown);
+    let Some(ha) = parts.config.ha.clone() else {
+        shared.liveness.set_role(Role::Single, Timestamp::now());
+        lead(&parts, &shared, &mut control, shutdown.as_mut(), None).await?;
+        return Ok(());
+    };
+    let holder = replica::holder();
+    loop {
+        shared.liveness.set_role(Role::Follower, Timestamp::now());
+        tracing::info!(%holder, "Following: waiting for the leader lease.");
+        let Some(keeper) = replica::follow(&parts, &shared, &ha, &holder, &mut control, shutdown.as_mut()).await else {
+            return Ok(());
+        };
+        shared.liveness.set_role(Role::Leader, Timestamp::now());
+        tracing::info!(epoch = keeper.epoch(), "Leading.");
+        match lead(&parts, &shared, &mut control, shutdown.as_mut(), Some(&keeper)).await? {
+            Ended::Shutdown => return Ok(()),
+            Ended::Lost(reason) => {
+                tracing::warn!(%reason, epoch = keeper.epoch(), "Lost the leadership: stopped dispatching; following again.");
+            }
+        }
+    }
+}
+
+/// Why leading ended.
+enum Ended {
+    Shutdown,
+    /// The lease was lost or the state DB fenced this replica's writes off.
+    Lost(String),
+}
+
+/// Dispatches until `shutdown` resolves or, with a lease, until the lease is lost.
+async fn lead<F: std::future::Future<Output = ()>>(
+    parts: &Arc<Parts>,
+    shared: &Shared,
+    control: &mut mpsc::Receiver<ControlRequest>,
+    mut shutdown: std::pin::Pin<&mut F>,
+    lease: Option<&replica::LeaseKeeper>,
+) -> Result<Ended, crate::state::StateError> {
+    let liveness = &shared.liveness;
+    let epoch = lease.map(replica::LeaseKeeper::epoch);
+    let state = match epoch {
+        Some(epoch) => parts.state.fenced(epoch),
+        None => parts.state.clone(),
+    };
     liveness.enter(Step::StateLoad, Timestamp::now());
-    let attempts = parts.state.load().await?;
+    let attempts = state.load().await?;
     liveness.enter(Step::Idle, Timestamp::now());
     tracing::info!(records = attempts.len(), "Loaded attempt state.");
-    let (persister, writer) = Persister::start(parts.state.clone(), &metrics, Some(Arc::clone(&liveness)));
+    let (persister, writer) = Persister::start(state, &shared.metrics, Some(Arc::clone(liveness)));
     // Policy calls are bounded by their deadline but may take it; the runtime's other tasks
     // (dispatches, admin API) keep running meanwhile.
     let policies = Policies {
@@ -103,18 +151,19 @@ pub async fn run(
     };
     let machine = Machine::new(Settings::from_config(&parts.config), policies, attempts);
 
-    let parts = Arc::new(parts);
     let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut sidecar = Sidecar {
         machine,
         persister,
-        status,
+        status: Arc::clone(&shared.status),
         writeback_error: Arc::new(ArcSwap::from_pointee(None)),
         writeback: None,
-        metrics,
-        liveness: Arc::clone(&liveness),
-        parts: Arc::clone(&parts),
+        metrics: Arc::clone(&shared.metrics),
+        liveness: Arc::clone(liveness),
+        parts: Arc::clone(parts),
         outcome_tx,
+        epoch,
+        dispatches: Vec::new(),
     };
     sidecar.perform();
     let sources = Arc::new(observe::Sources {
@@ -124,17 +173,28 @@ pub async fn run(
         // Past the server's own statement timeout: a hung connection is abandoned too.
         repo_db_timeout: parts.config.repo_db_timeouts.statement + Duration::from_secs(5),
         late_after: observe::late_after(parts.config.interval),
-        liveness: Arc::clone(&liveness),
+        liveness: Arc::clone(liveness),
     });
     let mut shard_tasks = Some(observe::ShardTasks::default());
     sidecar.publish();
 
+    let lost = async {
+        match lease {
+            Some(lease) => lease.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
+    let fenced = sidecar.persister.clone();
+    let fenced = fenced.fenced();
+    tokio::pin!(fenced);
     let mut observing: Option<JoinHandle<(Observation, Duration, observe::ShardTasks)>> = None;
     let mut next_tick = tokio::time::Instant::now();
-    tokio::pin!(shutdown);
-    loop {
+    let ended = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ended::Shutdown,
+            reason = &mut lost => break Ended::Lost(reason),
+            reason = &mut fenced => break Ended::Lost(reason),
             Some(request) = control.recv() => {
                 if request.answer(&mut sidecar.machine, Timestamp::now()) && observing.is_none() {
                     next_tick = tokio::time::Instant::now();
@@ -178,20 +238,23 @@ pub async fn run(
                 sidecar.publish();
             }
         }
-    }
-    tracing::info!("Stopping: no new dispatches; clones in flight continue on gitserver.");
+    };
     if let Some(task) = observing {
         task.abort();
     }
     if let Some(mut tasks) = shard_tasks {
         tasks.abort_all();
     }
+    match &ended {
+        Ended::Shutdown => tracing::info!("Stopping: no new dispatches; clones in flight continue on gitserver."),
+        // Another replica leads (or soon will): no call of this one may still be under way.
+        Ended::Lost(_) => sidecar.abort_dispatches(),
+    }
     drop(sidecar);
-    drop(watchdog);
     if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
         tracing::warn!("The state DB did not take the last attempt records within 10s.");
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// The shell's own state: the machine, and the handles it performs commands with.
@@ -205,9 +268,20 @@ struct Sidecar {
     writeback: Option<JoinHandle<()>>,
     metrics: Arc<crate::metrics::Metrics>,
     liveness: Arc<Liveness>,
+    /// The leader epoch with `[ha]`.
+    epoch: Option<i64>,
+    /// The dispatch calls under way (pruned as they finish), aborted if the lease is lost.
+    dispatches: Vec<tokio::task::AbortHandle>,
 }
 
 impl Sidecar {
+    /// Stops every dispatch call still under way.
+    fn abort_dispatches(&mut self) {
+        for dispatch in self.dispatches.drain(..) {
+            dispatch.abort();
+        }
+    }
+
     /// Hands one observation to the machine, then records the tick.
     fn handle_observation(&mut self, observation: Observation, took: Duration) {
         self.liveness.enter(Step::Policy, Timestamp::now());
@@ -236,11 +310,19 @@ impl Sidecar {
                     let stored = self.persister.save_acked(dispatch.name.clone(), record);
                     let parts = Arc::clone(&self.parts);
                     let tx = self.outcome_tx.clone();
-                    tokio::spawn(async move {
+                    // With several replicas, only what is stored under this leader's epoch is
+                    // dispatched: the store is the proof that it still leads.
+                    let must_store = self.epoch.is_some();
+                    let call = tokio::spawn(async move {
+                        let client = &parts.client;
                         let outcome =
-                            dispatch::run(dispatch, &parts.config.target, &parts.client, stored.stored()).await;
+                            dispatch::run(dispatch, &parts.config.target, client, stored.stored(), must_store).await;
                         let _ = tx.send(outcome);
                     });
+                    if self.dispatches.len() >= 1024 {
+                        self.dispatches.retain(|d| !d.is_finished());
+                    }
+                    self.dispatches.push(call.abort_handle());
                 }
             }
         }

@@ -7,12 +7,16 @@
 //! outage loses nothing. A record the state DB refuses is set aside (logged, counted, shown
 //! in the status) and never holds up the others. A change can be acknowledged: the dispatch
 //! of a started attempt waits (with a bound) until the record is stored.
+//!
+//! With several replicas the store is fenced with this leader's epoch: once another replica
+//! leads, the writer is refused, says so through [`Persister::fenced`], and writes nothing
+//! more (every waiter is told), so the loop steps down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::refused::RefusalLog;
 use crate::error_chain::error_chain;
@@ -62,6 +66,7 @@ pub struct Refusals {
 pub struct Persister {
     tx: mpsc::UnboundedSender<(Change, Option<oneshot::Sender<Stored>>)>,
     refusals: Arc<Refusals>,
+    fenced: watch::Receiver<Option<String>>,
 }
 
 impl Persister {
@@ -79,8 +84,21 @@ impl Persister {
             state: RefusalLog::new("state DB", metrics.state_records_refused.clone()),
             repo_db: RefusalLog::new("repo DB", metrics.writeback_records_refused.clone()),
         });
-        let writer = tokio::spawn(write_loop(state, rx, Arc::clone(&refusals), liveness));
-        (Persister { tx, refusals }, writer)
+        let (fenced_tx, fenced) = watch::channel(None);
+        let writer = tokio::spawn(write_loop(state, rx, Arc::clone(&refusals), liveness, fenced_tx));
+        (Persister { tx, refusals, fenced }, writer)
+    }
+
+    /// Resolves with the reason once the state DB refused a write because another replica
+    /// leads (never, with one replica).
+    pub async fn fenced(&self) -> String {
+        let mut fenced = self.fenced.clone();
+        let reason = fenced.wait_for(Option::is_some).await.map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The writer ended without being fenced (shutdown): never resolve.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub fn save(&self, name: RepoName, record: AttemptRecord) {
@@ -122,6 +140,7 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<(Change, Option<oneshot::Sender<Stored>>)>,
     refusals: Arc<Refusals>,
     liveness: Option<Arc<Liveness>>,
+    fenced: watch::Sender<Option<String>>,
 ) {
     let mut pending = PendingMap::new();
     let mut retry_in = RETRY_FIRST;
@@ -143,9 +162,28 @@ async fn write_loop(
         while let Ok((change, ack)) = rx.try_recv() {
             apply(&mut pending, change, ack);
         }
-        let Err(error) = write(&state, &mut pending, &refusals.state).await else {
-            retry_in = RETRY_FIRST;
-            continue;
+        let error = match write(&state, &mut pending, &refusals.state).await {
+            Ok(()) => {
+                retry_in = RETRY_FIRST;
+                continue;
+            }
+            Err(WriteFailure { fenced: true, message }) => {
+                tracing::warn!(%message, pending = pending.len(), "Another replica leads: this one writes no more attempt state.");
+                let refused = Err(format!("not stored: {message}"));
+                for entry in pending.values_mut() {
+                    answer(&mut entry.acks, &refused);
+                }
+                report_backlog(None);
+                let _ = fenced.send(Some(message));
+                // Whatever comes later is refused too, until the loop has stepped down.
+                while let Some((_, ack)) = rx.recv().await {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(refused.clone());
+                    }
+                }
+                return;
+            }
+            Err(WriteFailure { message, .. }) => message,
         };
         tracing::warn!(
             pending = pending.len(),
@@ -196,9 +234,15 @@ fn apply(pending: &mut PendingMap, change: Change, ack: Option<oneshot::Sender<S
     entry.acks.extend(ack);
 }
 
+/// Why writing failed: the state DB could not be used, or it fenced this replica off.
+struct WriteFailure {
+    message: String,
+    fenced: bool,
+}
+
 /// Writes everything pending. What was written, or refused, leaves `pending`; on an error
 /// (the state DB could not be used) the rest stays for the retry.
-async fn write(state: &StateStore, pending: &mut PendingMap, refusals: &RefusalLog) -> Result<(), String> {
+async fn write(state: &StateStore, pending: &mut PendingMap, refusals: &RefusalLog) -> Result<(), WriteFailure> {
     let mut saves = Vec::new();
     let mut forgets = Vec::new();
     for (name, entry) in pending.iter() {
@@ -207,17 +251,21 @@ async fn write(state: &StateStore, pending: &mut PendingMap, refusals: &RefusalL
             None => forgets.push(name.clone()),
         }
     }
-    let mut failure = None;
+    let failed =
+        |error: &crate::state::StateError| WriteFailure { message: error_chain(error), fenced: error.is_fenced() };
+    let mut failure: Option<WriteFailure> = None;
     if !saves.is_empty() {
         match state.save(&saves).await {
             Ok(written) => settle(pending, saves.iter().map(|(name, _)| name), &written.refused, refusals),
-            Err(error) => failure = Some(error_chain(&error)),
+            Err(error) if error.is_fenced() => return Err(failed(&error)),
+            Err(error) => failure = Some(failed(&error)),
         }
     }
     if !forgets.is_empty() {
         match state.forget(&forgets).await {
             Ok(written) => settle(pending, forgets.iter(), &written.refused, refusals),
-            Err(error) => failure = failure.or(Some(error_chain(&error))),
+            Err(error) if error.is_fenced() => return Err(failed(&error)),
+            Err(error) => failure = failure.or(Some(failed(&error))),
         }
     }
     failure.map_or(Ok(()), Err)

@@ -73,6 +73,8 @@ impl Sidecar {
             self.metrics.record_shard(self.parts.config.shards.addr(idx as u16), counts, now);
         }
         let mut status = self.machine.status(&shard_counts);
+        status.role = self.liveness.role().as_str().to_string();
+        status.epoch = self.epoch;
         status.repo_db_shape = Some(self.parts.repo_db.shape().to_string());
         status.writeback_error = (**self.writeback_error.load()).clone();
         status.policies = self.parts.policy.as_ref().map(|p| p.status(now)).unwrap_or_default();
