@@ -66,11 +66,13 @@ fn main() -> ExitCode {
         eprintln!("{violation}\n");
     }
     println!(
-        "{} seeds from {} in {took:.1}s ({:.0} seeds/s, {threads} threads): {} violations; {:.0} simulated repo-hours ({:.0} per second); {} dispatches, {} faults, {} crashes; slowest settle {:.0}s after the last fault",
+        "{} seeds from {} in {took:.1}s ({:.0} seeds/s, {threads} threads): {} violations; {:.0} simulated hours ({:.0}× real time); {:.0} simulated repo-hours ({:.0} per second); {} dispatches, {} faults, {} crashes; slowest settle {:.0}s after the last fault",
         totals.runs,
         args.start,
         totals.runs as f64 / took,
         totals.violations.len(),
+        totals.simulated_secs / 3600.0,
+        totals.simulated_secs / took,
         totals.repo_seconds / 3600.0,
         totals.repo_seconds / 3600.0 / took,
         totals.dispatches,

@@ -54,6 +54,11 @@ impl Columns {
         self.0 & bit(column) != 0
     }
 
+    /// Whether the set holds stars, which the repo DB reader skips when no module reads them.
+    pub fn has_stars(self) -> bool {
+        self.has(Column::Stars)
+    }
+
     /// The WIT names of the columns in the set, e.g. `["stars", "updated-at"]`.
     pub fn names(self) -> Vec<&'static str> {
         ALL.into_iter().filter(|&c| self.has(c)).map(column_name).collect()

@@ -137,6 +137,13 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// Whether any module that may be asked reads stars: a `prioritize` module that names the
+    /// column, or any `reenqueue` module (its rows carry every column).
+    pub fn reads_stars(&self) -> bool {
+        self.chain(Interface::Prioritize).iter().any(|m| m.columns.has_stars())
+            || !self.chain(Interface::Reenqueue).is_empty()
+    }
+
     /// The modules to ask about `interface`, in order; empty: built-in only.
     pub fn chain(&self, interface: Interface) -> &[Arc<Module>] {
         self.chains.get(&interface).map_or(&[], Vec::as_slice)

@@ -174,6 +174,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
         repo_db_timeout: parts.config.repo_db_timeouts.statement + Duration::from_secs(5),
         late_after: observe::late_after(parts.config.interval),
         liveness: Arc::clone(liveness),
+        policy: parts.policy.clone(),
     });
     let mut shard_tasks = Some(observe::ShardTasks::default());
     sidecar.publish();

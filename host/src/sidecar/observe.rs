@@ -35,6 +35,8 @@ pub struct Sources {
     /// How long a tick waits for the shards once the repo DB is read.
     pub late_after: Duration,
     pub liveness: Arc<Liveness>,
+    /// The policy engine, asked before each read whether any module reads stars.
+    pub policy: Option<Arc<crate::policy::PolicyHost>>,
 }
 
 /// How long a tick waits for shard answers after the repo DB read: the interval, within
@@ -117,7 +119,11 @@ pub async fn observe(
 
 /// One bounded read of the desired set, routed off the runtime.
 async fn read_desired(sources: &Sources) -> Result<Arc<Snapshot>, String> {
-    let desired = match tokio::time::timeout(sources.repo_db_timeout, sources.repo_db.load_desired()).await {
+    // Stars are read only for a module that uses them: in `repo.metadata` they cost more than
+    // every other column together.
+    let stars = sources.policy.as_ref().is_some_and(|policy| policy.current().reads_stars());
+    let read = sources.repo_db.load_desired_reading(stars);
+    let desired = match tokio::time::timeout(sources.repo_db_timeout, read).await {
         Ok(Ok(desired)) => desired,
         Ok(Err(error)) => return Err(error_chain(&error)),
         Err(_) => {

@@ -150,6 +150,9 @@ pub struct RepoDb {
     shape: SchemaShape,
     /// The one statement of [`RepoDb::load_desired`], built once for this shape and backend.
     desired_sql: String,
+    /// The same without stars, when the schema keeps them in `repo.metadata` (whose JSON is
+    /// the costliest column to read): for loads no policy needs stars from.
+    desired_sql_without_stars: Option<String>,
 }
 
 impl RepoDb {
@@ -159,13 +162,16 @@ impl RepoDb {
     /// shape needs: better to refuse at startup than to report every repo as a problem.
     pub async fn open(db: Database) -> Result<RepoDb, RepoDbError> {
         let detected = schema::detect(&db).await?;
-        let desired_sql = query::desired(&db, detected.shape, detected.stars_column);
+        let stars = if detected.stars_column { query::Stars::Column } else { query::Stars::Metadata };
+        let desired_sql = query::desired(&db, detected.shape, stars);
+        let desired_sql_without_stars =
+            (!detected.stars_column).then(|| query::desired(&db, detected.shape, query::Stars::Skipped));
         tracing::info!(
             db = %db,
             shape = %detected.shape,
             "Detected the repo DB schema."
         );
-        Ok(RepoDb { db, shape: detected.shape, desired_sql })
+        Ok(RepoDb { db, shape: detected.shape, desired_sql, desired_sql_without_stars })
     }
 
     /// The detected shape; decides what write-back can record.
@@ -189,18 +195,29 @@ impl RepoDb {
     /// million repos cost a few hundred MB at most. Names are normalised; rows that cannot be
     /// used as they are become [`RowProblem`]s instead of failing the load.
     pub async fn load_desired(&self) -> Result<DesiredSet, RepoDbError> {
+        self.load_desired_reading(true).await
+    }
+
+    /// [`RepoDb::load_desired`], reading stars only if `stars` (every repo's stars are `None`
+    /// otherwise): where they live in `repo.metadata`, parsing that JSON costs more than all
+    /// the other columns together, and only a policy that asks for stars uses them.
+    pub async fn load_desired_reading(&self, stars: bool) -> Result<DesiredSet, RepoDbError> {
+        let sql = match (&self.desired_sql_without_stars, stars) {
+            (Some(without), false) => without,
+            _ => &self.desired_sql,
+        };
         let started = Instant::now();
         let mut builder = desired::Builder::new(self.shape);
         let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
         match &self.db {
             Database::Postgres(pool) => {
-                let mut rows = sqlx::query(&self.desired_sql).fetch(pool);
+                let mut rows = sqlx::query(sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
             }
             Database::Sqlite(pool) => {
-                let mut rows = sqlx::query(&self.desired_sql).fetch(pool);
+                let mut rows = sqlx::query(sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }

@@ -8,20 +8,32 @@ use crate::db::Database;
 
 use super::SchemaShape;
 
+/// Where a load reads stars from, if at all.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Stars {
+    /// `repo.stars` (2021 schemas).
+    Column,
+    /// `repo.metadata ->> 'stargazerCount'`: parsing every row's JSON, the costliest column.
+    Metadata,
+    /// Not read: no policy asks for stars.
+    Skipped,
+}
+
 /// The one statement of a load for this backend and shape.
 ///
 /// Postgres picks one clone URL per repo (the lowest `external_service_id`) with a
-/// `DISTINCT ON` subquery joined by hash rather than a correlated subquery: the
+/// `DISTINCT ON` subquery joined by merge or hash rather than a correlated subquery: the
 /// `(external_service_id, repo_id)` unique index cannot serve lookups by `repo_id`, so a
-/// correlated subquery would scan once per repo.
-pub(super) fn desired(db: &Database, shape: SchemaShape, stars_column: bool) -> String {
+/// correlated subquery would scan once per repo. (A plain hash join returning every clone URL,
+/// the reader keeping the lowest, measured no faster at 1M repos: BENCHMARKS.md.)
+pub(super) fn desired(db: &Database, shape: SchemaShape, stars: Stars) -> String {
     match db {
-        Database::Postgres(_) => postgres(shape, stars_column),
-        Database::Sqlite(_) => sqlite(shape, stars_column),
+        Database::Postgres(_) => postgres(shape, stars),
+        Database::Sqlite(_) => sqlite(shape, stars),
     }
 }
 
-fn postgres(shape: SchemaShape, stars_column: bool) -> String {
+fn postgres(shape: SchemaShape, stars: Stars) -> String {
     let clone_url = match shape {
         SchemaShape::Sources2020_06 => {
             "(SELECT s.value ->> 'CloneURL' \
@@ -33,12 +45,14 @@ fn postgres(shape: SchemaShape, stars_column: bool) -> String {
     };
     // Only non-negative JSON integers of at most ten digits count as stars; the cast sits
     // behind the CASE so an odd value never fails the query.
-    let stars = if stars_column {
-        "repo.stars::bigint"
-    } else {
-        "CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
-               AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
-              THEN (repo.metadata ->> 'stargazerCount')::bigint END"
+    let stars = match stars {
+        Stars::Column => "repo.stars::bigint",
+        Stars::Metadata => {
+            "CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
+                   AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
+                  THEN (repo.metadata ->> 'stargazerCount')::bigint END"
+        }
+        Stars::Skipped => "NULL::bigint",
     };
     let (recorded, recorded_shard) = match shape {
         SchemaShape::Sources2020_06 => ("NULL::boolean", "NULL::text"),
@@ -66,7 +80,7 @@ fn postgres(shape: SchemaShape, stars_column: bool) -> String {
     )
 }
 
-fn sqlite(shape: SchemaShape, stars_column: bool) -> String {
+fn sqlite(shape: SchemaShape, stars: Stars) -> String {
     // Malformed JSON would make SQLite's JSON functions fail the whole query, so each use is
     // guarded by json_valid inside a CASE (which SQLite evaluates lazily).
     let clone_url = match shape {
@@ -79,13 +93,15 @@ fn sqlite(shape: SchemaShape, stars_column: bool) -> String {
         }
         SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
     };
-    let stars = if stars_column {
-        "repo.stars"
-    } else {
-        "CASE WHEN json_valid(repo.metadata) \
-              THEN CASE WHEN json_type(repo.metadata, '$.stargazerCount') = 'integer' \
-                         AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
-                        THEN json_extract(repo.metadata, '$.stargazerCount') END END"
+    let stars = match stars {
+        Stars::Column => "repo.stars",
+        Stars::Metadata => {
+            "CASE WHEN json_valid(repo.metadata) \
+                  THEN CASE WHEN json_type(repo.metadata, '$.stargazerCount') = 'integer' \
+                             AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
+                            THEN json_extract(repo.metadata, '$.stargazerCount') END END"
+        }
+        Stars::Skipped => "NULL",
     };
     let (recorded, recorded_shard) = match shape {
         SchemaShape::Sources2020_06 => ("NULL", "NULL"),

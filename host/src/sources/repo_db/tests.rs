@@ -208,6 +208,9 @@ async fn check_2020_10(db: Database) {
     assert_eq!(repo_db.shape(), SchemaShape::ClonedFlag2020_10);
     let set = repo_db.load_desired().await.expect("loading");
     assert_eq!(render(&set), EXPECT_2020_10);
+    // Without a policy that reads stars, the metadata JSON is not read; nothing else changes.
+    let without_stars = repo_db.load_desired_reading(false).await.expect("loading without stars");
+    assert_eq!(render(&without_stars), EXPECT_2020_10.replace("stars=Some(42)", "stars=None"));
     let github = set.repos[0].service_type.as_ref().expect("github");
     let github_too = set.repos[1].service_type.as_ref().expect("github");
     assert!(Arc::ptr_eq(github, github_too), "service types are interned");
