@@ -8,6 +8,7 @@ mod policy;
 mod reconcile;
 mod repo_db;
 mod report;
+mod sim;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,9 @@ struct Args {
     /// Repos for the Rego comparison (regorus interprets; 1M takes minutes).
     #[arg(long, default_value_t = 100_000)]
     policy_rego_repos: usize,
+    /// Seeds for the simulator's throughput (0: skip).
+    #[arg(long, default_value_t = 20_000)]
+    sim_seeds: u64,
 }
 
 #[tokio::main]
@@ -49,17 +53,22 @@ async fn main() -> anyhow::Result<()> {
     if !args.no_pg {
         sections.push(repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?);
     }
+    if args.sim_seeds > 0 {
+        let seeds = args.sim_seeds;
+        sections.push(tokio::task::spawn_blocking(move || sim::run(seeds)).await??);
+    }
     if let Some(module) = &args.policy_module {
         let (module, repos, rego, runs) = (module.clone(), args.repos, args.policy_rego_repos, args.runs);
         sections.push(tokio::task::spawn_blocking(move || policy::run(&module, repos, rego, runs)).await??);
     }
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(&format!(
-        "Measured by `cargo run --release -p clonekeeper-bench{} -- {}` on {} ({} cores), {}.\n\
+        "Measured by `cargo run --release -p clonekeeper-bench{} -- {}` on {} ({}, {} cores), {}.\n\
          Each figure is the median of its runs; every ratio compares against a baseline measured in the same run.\n\n",
         if cfg!(feature = "rego") { " --features rego" } else { "" },
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         std::env::consts::ARCH,
+        cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         chrono_free_date(),
     ));
@@ -69,6 +78,19 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, &out)?;
     print!("{out}");
     Ok(())
+}
+
+/// The CPU's model name, as the kernel reports it: figures depend on it.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
 fn chrono_free_date() -> String {
