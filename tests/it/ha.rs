@@ -69,6 +69,7 @@ async fn a_standby_takes_over_a_killed_or_fenced_leader_and_no_repo_is_dispatche
     let killed = Instant::now();
     b.wait_for("the follower leads after the leader's SIGKILL", |s| s.role == "leader").await;
     let took = killed.elapsed();
+    eprintln!("the standby led {took:?} after the leader's SIGKILL");
     assert!(took < TAKEOVER, "the standby took {took:?} to lead");
     let led = b.status().await.expect("the new leader's status");
     assert!(led.epoch.is_some_and(|e| e >= 2), "a new leader has a new epoch: {:?}", led.epoch);
@@ -96,6 +97,7 @@ async fn a_standby_takes_over_a_killed_or_fenced_leader_and_no_repo_is_dispatche
     let cut = Instant::now();
     a.wait_for("the other replica leads after the lease session ended", |s| s.role == "leader").await;
     let took = cut.elapsed();
+    eprintln!("the standby led {took:?} after the lease session was terminated");
     assert!(took < TAKEOVER, "the standby took {took:?} to lead");
     eventually("the old leader follows", || async {
         match role(&b).await.as_str() {
