@@ -38,6 +38,9 @@ fn a_seed_replays_exactly() {
         assert_eq!(first.digest, second.digest, "seed {seed}");
         assert!(first.dispatches > 0 && first.ticks > 0, "seed {seed} did something");
     }
+    // Every 40th seed runs the real policy host (wasmtime components), and replays exactly too.
+    let wasm = run_seed(99_999, &options).map_err(|v| v.to_string()).unwrap();
+    assert!(wasm.trace.iter().any(|line| line.contains("wasm policies")), "seed 99999 runs the real host");
     let a = run_seed(1, &options).map_err(|v| v.to_string()).unwrap();
     let b = run_seed(2, &options).map_err(|v| v.to_string()).unwrap();
     assert_ne!(a.digest, b.digest, "different seeds make different runs");

@@ -14,6 +14,7 @@ mod policies;
 mod repo_db;
 mod run;
 mod shards;
+mod wasm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -41,6 +42,7 @@ pub struct Totals {
 /// result does not depend on the thread count.
 pub fn run_seeds(first: u64, count: u64, threads: usize, options: &Options) -> Totals {
     let next = AtomicU64::new(first);
+    let kit = wasm::SharedKit::new();
     let totals = Mutex::new(Totals::default());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -49,7 +51,7 @@ pub fn run_seeds(first: u64, count: u64, threads: usize, options: &Options) -> T
                 if seed >= first + count {
                     break;
                 }
-                let result = run_seed(seed, options);
+                let result = run::run_seed_in(seed, options, &kit);
                 let mut totals = totals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 totals.runs += 1;
                 match result {

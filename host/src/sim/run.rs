@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::dispatch::{DispatchError, Outcome, STORE_WAIT};
 use crate::liveness::{Liveness, Step};
-use crate::machine::{Command, Machine, Observation, Settings};
+use crate::machine::{Command, Machine, Observation, Policies, Settings};
 use crate::metrics::Metrics;
 use crate::model::{AttemptRecord, RepoName, ShardIdx, Timestamp};
 use crate::routing::{Routing, ShardMap};
@@ -30,6 +30,7 @@ use super::invariants::{Checks, Violation};
 use super::policies::{self, Mood};
 use super::repo_db::RepoDb;
 use super::shards::Shard;
+use super::wasm::{SharedKit, WasmKit, WASM_EVERY};
 
 /// What a run simulates.
 #[derive(Clone, Debug)]
@@ -103,8 +104,12 @@ pub(crate) struct Process {
     unwritten: VecDeque<(Timestamp, Command)>,
 }
 
-struct Sim {
+struct Sim<'k> {
     seed: u64,
+    /// This seed runs the real policy host (wasmtime components) instead of the simulated
+    /// policies.
+    wasm: bool,
+    kit: &'k SharedKit,
     options: Options,
     rng: ChaCha8Rng,
     now: Timestamp,
@@ -145,12 +150,17 @@ struct Stats {
 /// Runs one seed to the end: every repo cloned after the faults, or the first broken
 /// invariant.
 pub fn run_seed(seed: u64, options: &Options) -> Result<Summary, Box<Violation>> {
-    let mut sim = Sim::new(seed, options.clone());
+    run_seed_in(seed, options, &SharedKit::new())
+}
+
+/// [`run_seed`], sharing the real policy host's modules and engine with the batch.
+pub(super) fn run_seed_in(seed: u64, options: &Options, kit: &SharedKit) -> Result<Summary, Box<Violation>> {
+    let mut sim = Sim::new(seed, options.clone(), kit);
     sim.run()
 }
 
-impl Sim {
-    fn new(seed: u64, options: Options) -> Sim {
+impl<'k> Sim<'k> {
+    fn new(seed: u64, options: Options, kit: &'k SharedKit) -> Sim<'k> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n_shards = rng.random_range(1..=4);
         let repos = rng.random_range(5..=60);
@@ -167,6 +177,8 @@ impl Sim {
         let mood = Mood::new(rng.random());
         Sim {
             seed,
+            wasm: seed % WASM_EVERY == WASM_EVERY - 1,
+            kit,
             limits_active: rng.random_bool(0.3),
             rng,
             now: EPOCH,
@@ -236,7 +248,7 @@ impl Sim {
             shard.advance(self.now);
         }
         if self.restart_at.is_some_and(|at| at <= self.now) {
-            self.restart();
+            self.restart()?;
         }
         self.write_state()?;
         self.handle_calls();
@@ -314,7 +326,7 @@ impl Sim {
         self.restart_at = Some(self.restart_at.map_or(at, |earlier| earlier.max(at)));
     }
 
-    fn restart(&mut self) {
+    fn restart(&mut self) -> Result<(), String> {
         self.restart_at = None;
         let settings = Settings {
             shards: self.shard_map.clone(),
@@ -322,12 +334,24 @@ impl Sim {
             interval: self.interval,
             backoff: self.backoff,
         };
-        let policies = policies::policies(&self.mood, self.backoff, self.limits_active);
+        let policies = if self.wasm {
+            let addrs = self.shard_map.addrs().to_vec();
+            let host = WasmKit::host(self.kit, addrs, self.backoff, self.now)
+                .map_err(|error| format!("the real policy host did not start: {error}"))?;
+            Policies {
+                prioritizer: Arc::clone(&host) as Arc<dyn crate::schedule::Prioritizer>,
+                retry: host,
+                rate_limits: Arc::new(crate::schedule::NoLimits),
+            }
+        } else {
+            policies::policies(&self.mood, self.backoff, self.limits_active)
+        };
         let attempts: HashMap<RepoName, AttemptRecord> = self.state_db.clone().into_iter().collect();
         let machine = Machine::new(settings, policies, attempts);
         let liveness = Liveness::new(self.stall_after, Arc::new(Metrics::default()), self.now);
         self.checks.restarted(self.shards.len());
-        self.note(format!("start: {} stored records, {} shards", self.state_db.len(), self.shards.len()));
+        let kind = if self.wasm { "wasm policies" } else { "simulated policies" };
+        self.note(format!("start: {} stored records, {} shards, {kind}", self.state_db.len(), self.shards.len()));
         self.process = Some(Process {
             machine,
             liveness,
@@ -337,6 +361,7 @@ impl Sim {
             calls: BTreeMap::new(),
             unwritten: VecDeque::new(),
         });
+        Ok(())
     }
 
     /// The one writer: records reach the state DB in the order they were made, while it is up.
