@@ -151,6 +151,24 @@ pub struct DesiredRepo {
 }
 
 impl DesiredRepo {
+    /// A repo with only what every row has: id, name and clone URL; every other column
+    /// unknown or false and no recorded clone state (as simulations and tests build them).
+    pub fn new(id: i64, name: RepoName, clone_url: &str) -> DesiredRepo {
+        DesiredRepo {
+            id,
+            name,
+            clone_url: Some(clone_url.into()),
+            service_type: None,
+            created_at: None,
+            updated_at: None,
+            stars: None,
+            fork: false,
+            archived: false,
+            private: false,
+            recorded: RecordedState::NotTracked,
+        }
+    }
+
     /// The host part of the clone URL's authority, or of the name, for per-code-host limits.
     pub fn code_host(&self) -> &str {
         let name = self.name.as_str();

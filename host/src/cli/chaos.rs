@@ -93,18 +93,7 @@ async fn run(mut options: Options, window: Duration, seed: Option<u64>) -> anyho
     let spread = window.mul_f64(options.shards as f64 * 4.0 * 0.8 / options.repos as f64);
     options.clone_delay = options.clone_delay.max(spread).min(Duration::from_secs(10));
 
-    let tempdir;
-    let dir = match &options.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir.clone()
-        }
-        None => {
-            tempdir =
-                tempfile::Builder::new().prefix("clonekeeper-chaos-").tempdir().context("creating a directory")?;
-            tempdir.path().to_path_buf()
-        }
-    };
+    let (dir, _tempdir) = demo::work_dir(options.dir.as_deref(), "clonekeeper-chaos-")?;
     println!(
         "clonekeeper demo --chaos {} in {} (chaos seed {seed})",
         humantime::format_duration(window),

@@ -52,20 +52,7 @@ pub async fn main(options: Options) -> ExitCode {
 
 async fn run(options: Options) -> anyhow::Result<bool> {
     anyhow::ensure!(options.repos > 0 && options.shards > 0, "--repos and --shards must be at least 1");
-    let tempdir;
-    let dir = match &options.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir.clone()
-        }
-        None => {
-            tempdir = tempfile::Builder::new()
-                .prefix("clonekeeper-demo-")
-                .tempdir()
-                .context("creating a temporary directory")?;
-            tempdir.path().to_path_buf()
-        }
-    };
+    let (dir, _tempdir) = work_dir(options.dir.as_deref(), "clonekeeper-demo-")?;
     println!("clonekeeper demo in {}", dir.display());
 
     let started = Instant::now();
@@ -230,6 +217,21 @@ pub(super) fn progress_message(status: &Status) -> String {
         status.dispatches.redispatched,
         status.dispatches.failed
     )
+}
+
+/// The demo's folder: `dir` (created if missing), or a temporary one removed when the returned
+/// guard is dropped.
+pub(super) fn work_dir(dir: Option<&Path>, prefix: &str) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok((dir.to_path_buf(), None))
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix(prefix).tempdir().context("creating a temporary directory")?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
+    }
 }
 
 /// A generated repository: its name in the repo DB and the path it clones from.

@@ -10,7 +10,7 @@
 //!
 //! **Invariants.**
 //! - A failed read keeps the last good state: a repo DB error reuses the last desired set, an
-//!   unreachable or late shard its last list and its last cloning list ([`shard_views`]).
+//!   unreachable or late shard its last list and its last cloning list (`shard_views.rs`).
 //!   Nothing is ever treated as empty because it failed.
 //! - A repo is dispatched only through [`Scheduler::poll_dispatch`], so never twice at once.
 //! - Commands come out in the order the machine made them. The shell hands every record to one

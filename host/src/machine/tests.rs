@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::dispatch::{DispatchError, Outcome};
-use crate::model::{DesiredRepo, RecordedState};
+use crate::model::DesiredRepo;
 use crate::routing::Routing;
 use crate::schedule::{Backoff, BuiltinOrder, BuiltinRetry, NoLimits};
 use crate::sources::repo_db::DesiredSet;
@@ -22,19 +22,7 @@ fn name(s: &str) -> RepoName {
 }
 
 fn repo(id: i64, n: &str) -> DesiredRepo {
-    DesiredRepo {
-        id,
-        name: name(n),
-        clone_url: Some(format!("https://{n}").into()),
-        service_type: None,
-        created_at: None,
-        updated_at: None,
-        stars: None,
-        fork: false,
-        archived: false,
-        private: false,
-        recorded: RecordedState::NotTracked,
-    }
+    DesiredRepo::new(id, name(n), &format!("https://{n}"))
 }
 
 fn settings() -> Settings {

@@ -3,7 +3,6 @@
 use std::collections::{HashMap, HashSet};
 
 use super::*;
-use crate::model::RecordedState;
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_millis(secs * 1000)
@@ -14,19 +13,7 @@ fn name(s: &str) -> RepoName {
 }
 
 fn repo(id: i64, n: &str) -> DesiredRepo {
-    DesiredRepo {
-        id,
-        name: name(n),
-        clone_url: Some(format!("https://{n}").into()),
-        service_type: None,
-        created_at: Some(t(id)),
-        updated_at: None,
-        stars: None,
-        fork: false,
-        archived: false,
-        private: false,
-        recorded: RecordedState::NotTracked,
-    }
+    DesiredRepo { created_at: Some(t(id)), ..DesiredRepo::new(id, name(n), &format!("https://{n}")) }
 }
 
 /// Desired is `"a@0 b@1"` (name@owning shard); actual is one line per shard:

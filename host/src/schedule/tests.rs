@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
-use crate::model::{AttemptRecord, DesiredRepo, RecordedState, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepo, Timestamp};
 use crate::reconcile::{Plan, RepoState};
 
 fn names(n: usize) -> Vec<RepoName> {
@@ -101,17 +101,8 @@ fn builtin_retry_gives_up_only_when_configured() {
 
 fn desired(id: i64, created_secs: i64) -> DesiredRepo {
     DesiredRepo {
-        id,
-        name: RepoName::normalize(&format!("x/r{id}")).unwrap(),
-        clone_url: Some("u".into()),
-        service_type: None,
         created_at: Some(Timestamp::from_millis(created_secs * 1000)),
-        updated_at: None,
-        stars: None,
-        fork: false,
-        archived: false,
-        private: false,
-        recorded: RecordedState::NotTracked,
+        ..DesiredRepo::new(id, RepoName::normalize(&format!("x/r{id}")).unwrap(), "u")
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The decisions are the machine's (`crate::machine`), which the simulator drives too; this
 //! module only moves data between it and the world. The I/O half of a tick runs in its own
-//! task ([`observe`]) so outcomes keep flowing while a big repo DB is read.
+//! task (`observe.rs`) so outcomes keep flowing while a big repo DB is read.
 
 mod control;
 mod observe;

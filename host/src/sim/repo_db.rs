@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::machine::Snapshot;
-use crate::model::{DesiredRepo, RecordedState, RepoName, Timestamp};
+use crate::model::{DesiredRepo, RepoName, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::DesiredSet;
 use rand::Rng;
@@ -120,17 +120,8 @@ impl RepoDb {
             .values()
             .filter(|r| !r.deleted)
             .map(|r| DesiredRepo {
-                id: r.id,
-                name: r.name.clone(),
-                clone_url: Some(r.clone_url.clone().into()),
-                service_type: None,
                 created_at: Some(Timestamp::from_millis(r.id)),
-                updated_at: None,
-                stars: None,
-                fork: false,
-                archived: false,
-                private: false,
-                recorded: RecordedState::NotTracked,
+                ..DesiredRepo::new(r.id, r.name.clone(), &r.clone_url)
             })
             .collect();
         repos.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));

@@ -2,6 +2,26 @@
 
 use super::*;
 
+// === What the live set asks of the repo DB ===
+
+/// The repo DB reader skips the costly stars column unless a module that may be asked reads it.
+#[test]
+fn the_set_reads_stars_only_with_a_module_that_asks_for_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = host_for(dir.path(), 3);
+    host.reload(now()).expect("reload");
+    assert!(!host.current().reads_stars(), "built-in behaviour only");
+    write(dir.path(), "oldest.wasm", &component("oldest_first", "prioritizer"));
+    host.reload(now()).expect("reload");
+    assert!(!host.current().reads_stars(), "a prioritizer that reads only ids");
+    write(dir.path(), "stars.wasm", &component("stars", "prioritizer"));
+    host.reload(now()).expect("reload");
+    assert!(!host.current().reads_stars(), "a standby module is never asked");
+    write(dir.path(), "a-stars.wasm", &component("stars", "prioritizer"));
+    host.reload(now()).expect("reload");
+    assert!(host.current().reads_stars(), "the serving prioritizer reads stars");
+}
+
 // === Hot reload through the watcher ===
 
 #[test]
