@@ -280,3 +280,45 @@ async fn readyz_follows_postgres_without_a_restart() {
     cluster.start();
     eventually("ready again once Postgres is back", || ready(StatusCode::OK)).await;
 }
+
+/// The shipped Kubernetes manifests carry no credential (no `Secret` object, no token value)
+/// and fence the admin port: every file that runs clonekeeper has a NetworkPolicy that selects
+/// the same pods and admits port 9187 only from a namespace selector.
+#[test]
+fn shipped_manifests_carry_no_secret_and_fence_the_admin_port() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/kubernetes") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("manifest");
+        let documents: Vec<&str> = text.split("\n---\n").collect();
+        let kind = |doc: &str| doc.lines().find_map(|l| l.strip_prefix("kind: ")).map(str::trim).map(str::to_owned);
+        let name = path.display();
+        assert!(documents.iter().all(|d| kind(d).as_deref() != Some("Secret")), "{name} ships a Secret");
+        assert!(!text.contains("CHANGE-ME") && !text.contains("admin_token ="), "{name} ships a token value");
+        let Some(deployment) = documents.iter().find(|d| kind(d).as_deref() == Some("Deployment")) else {
+            continue;
+        };
+        let app = deployment
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("labels: { app: "))
+            .and_then(|rest| rest.split([' ', '}', ',']).next())
+            .expect("the deployment's pods carry an app label");
+        let policy = documents
+            .iter()
+            .find(|d| kind(d).as_deref() == Some("NetworkPolicy"))
+            .unwrap_or_else(|| panic!("{name} runs clonekeeper without a NetworkPolicy"));
+        let selects = policy.split("podSelector:").nth(1).and_then(|s| s.lines().nth(1)).unwrap_or("");
+        assert!(selects.contains(&format!("app: {app}")), "{name}: the NetworkPolicy selects {selects:?}, not app {app}");
+        let admin = policy.split("- from:").nth(1).unwrap_or_else(|| panic!("{name}: no ingress rule with a source"));
+        assert!(
+            admin.contains("namespaceSelector") && admin.contains("port: 9187"),
+            "{name}: port 9187 is not limited to a namespace"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "both manifests (sidecar and HA) were checked");
+}
