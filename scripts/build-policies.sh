@@ -124,7 +124,7 @@ fi
 
 # ---- The componentize tool (host toolchain): core module -> component, and checks ----
 step "componentize tool"
-cargo build -q --locked --manifest-path policies/tools/componentize/Cargo.toml
+cargo build -q --locked --manifest-path policies/tools/componentize/Cargo.toml --target-dir policies/tools/componentize/target
 done_step "componentize tool"
 
 # ---- Python: componentize-py in a venv ----

@@ -34,23 +34,29 @@ fn desired(n: usize) -> Vec<DesiredRepo> {
         .collect()
 }
 
+/// A host whose call deadline is far above the slow module's few milliseconds, even on a
+/// loaded machine: only the tick budget can turn a batch away.
+fn patient_host(dir: &Path) -> Arc<PolicyHost> {
+    let limits = CallLimits { call_timeout: Duration::from_secs(5), memory_limit_bytes: 16 << 20 };
+    Arc::new(PolicyHost::new(
+        PolicyEngine::new(limits, None).expect("engine"),
+        HostConfig {
+            dir: Some(dir.to_path_buf()),
+            allowlist: None,
+            quarantine_after: 3,
+            shard_addrs: vec!["gitserver-0:3178".to_string()],
+            builtin_retry: crate::schedule::BuiltinRetry::default(),
+        },
+    ))
+}
+
 #[test]
 fn once_a_tick_has_spent_its_policy_budget_its_remaining_batches_use_the_builtin_order() {
     const REPOS: usize = 40;
     const BATCH: usize = 2;
     let dir = tempfile::tempdir().expect("tempdir");
     let digest = write(dir.path(), "slow.wasm", &slow_stars());
-    let limits = CallLimits { call_timeout: Duration::from_secs(5), memory_limit_bytes: 16 << 20 };
-    let host = PolicyHost::new(
-        PolicyEngine::new(limits, None).expect("engine"),
-        HostConfig {
-            dir: Some(dir.path().to_path_buf()),
-            allowlist: None,
-            quarantine_after: 3,
-            shard_addrs: vec!["gitserver-0:3178".to_string()],
-            builtin_retry: crate::schedule::BuiltinRetry::default(),
-        },
-    );
+    let host = patient_host(dir.path());
     let metrics = Arc::new(crate::metrics::Metrics::default());
     host.set_metrics(Arc::clone(&metrics));
     host.reload(now()).expect("reload");
@@ -63,7 +69,7 @@ fn once_a_tick_has_spent_its_policy_budget_its_remaining_batches_use_the_builtin
         ..Default::default()
     };
     let routes = vec![0; REPOS];
-    let order = || crate::schedule::order(&desired, &routes, &plan, &Default::default(), &host, BATCH, now());
+    let order = || crate::schedule::order(&desired, &routes, &plan, &Default::default(), host.as_ref(), BATCH, now());
     let by_module =
         |ordered: &crate::schedule::Ordered| ordered.decisions.iter().filter(|(_, by)| **by == *digest).count() / BATCH;
 
@@ -88,7 +94,7 @@ fn once_a_tick_has_spent_its_policy_budget_its_remaining_batches_use_the_builtin
 fn calls_outside_a_tick_are_not_budgeted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let digest = write(dir.path(), "slow.wasm", &slow_stars());
-    let host = host_for(dir.path(), 3);
+    let host = patient_host(dir.path());
     host.reload(now()).expect("reload");
     host.set_tick_budget(Duration::from_millis(1));
     let desired = desired(6);
