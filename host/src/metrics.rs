@@ -53,6 +53,12 @@ pub struct LoadLabels {
     pub result: LoadResult,
 }
 
+/// `kind` label of `clonekeeper_repo_db_reads_total`: `full` or `incremental`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadLabel {
+    pub kind: &'static str,
+}
+
 /// `step` label of `clonekeeper_tick_step`: the tick loop's current step.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabel {
@@ -95,6 +101,10 @@ pub struct Metrics {
     pub leader: Gauge,
     pub state_records_refused: Counter,
     pub writeback_records_refused: Counter,
+    /// Successful reads of the desired set, full or incremental.
+    pub repo_db_reads: Family<ReadLabel, Counter>,
+    /// Names asked about in `/repo-clone-progress` calls.
+    pub progress_names: Counter,
 }
 
 impl Default for Metrics {
@@ -183,8 +193,22 @@ impl Default for Metrics {
             "Write-back rows the repo DB refused and that were set aside",
             writeback_records_refused.clone(),
         );
+        let repo_db_reads = Family::<ReadLabel, Counter>::default();
+        registry.register(
+            "repo_db_reads",
+            "Successful reads of the desired repos: full, or incremental (the rows changed since the last read)",
+            repo_db_reads.clone(),
+        );
+        let progress_names = Counter::default();
+        registry.register(
+            "progress_names",
+            "Repo names asked about in /repo-clone-progress calls (every missing repo in a sweep, else only those whose answer can change a decision)",
+            progress_names.clone(),
+        );
         Metrics {
             registry,
+            repo_db_reads,
+            progress_names,
             last_tick_completed,
             last_repo_db_read,
             stall_after_seconds,

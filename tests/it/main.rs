@@ -10,6 +10,7 @@ mod clone_finishing_mid_observation;
 mod failed_read;
 mod ha;
 mod hostile_shards;
+mod incremental_reads;
 mod nul_in_clone_error;
 mod operator;
 mod plain_logs;

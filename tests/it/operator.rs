@@ -312,7 +312,10 @@ fn shipped_manifests_carry_no_secret_and_fence_the_admin_port() {
             .find(|d| kind(d).as_deref() == Some("NetworkPolicy"))
             .unwrap_or_else(|| panic!("{name} runs clonekeeper without a NetworkPolicy"));
         let selects = policy.split("podSelector:").nth(1).and_then(|s| s.lines().nth(1)).unwrap_or("");
-        assert!(selects.contains(&format!("app: {app}")), "{name}: the NetworkPolicy selects {selects:?}, not app {app}");
+        assert!(
+            selects.contains(&format!("app: {app}")),
+            "{name}: the NetworkPolicy selects {selects:?}, not app {app}"
+        );
         let admin = policy.split("- from:").nth(1).unwrap_or_else(|| panic!("{name}: no ingress rule with a source"));
         assert!(
             admin.contains("namespaceSelector") && admin.contains("port: 9187"),

@@ -21,6 +21,10 @@ pub fn lock_timeout() -> Duration {
 pub fn stall_after(interval: Duration) -> Duration {
     (interval * 3).max(Duration::from_secs(60))
 }
+/// The period of full reads and progress sweeps: 5 minutes, or the interval if longer.
+pub fn full_interval(interval: Duration) -> Duration {
+    interval.max(Duration::from_secs(300))
+}
 pub fn max_response_mb() -> u32 {
     512
 }

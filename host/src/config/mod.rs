@@ -34,6 +34,9 @@ pub struct Config {
     pub interval: Duration,
     /// How long without a completed tick (or a successful repo DB read) counts as a stall.
     pub stall_after: Duration,
+    /// The period of full observations: every repo missing from a shard's list is asked about
+    /// (between them, only those whose answer can change a decision).
+    pub full_interval: Duration,
     pub limits: Limits,
     pub target: DispatchTarget,
     pub dispatch_timeout: Duration,
@@ -186,6 +189,9 @@ struct SyncSection {
     /// None: the larger of 3 × interval and 60 s.
     #[serde(default, with = "humantime_serde")]
     stall_after: Option<Duration>,
+    /// None: 5 minutes, or the interval if longer.
+    #[serde(default, with = "humantime_serde")]
+    full_interval: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,6 +373,15 @@ impl Config {
                 humantime::format_duration(file.sync.interval)
             ),
         );
+        let full_interval = file.sync.full_interval.unwrap_or_else(|| defaults::full_interval(file.sync.interval));
+        check(
+            full_interval >= file.sync.interval,
+            format!(
+                "sync.full_interval: {} must be at least sync.interval ({})",
+                humantime::format_duration(full_interval),
+                humantime::format_duration(file.sync.interval)
+            ),
+        );
         for (key, timeouts) in [
             ("repo_db", (file.repo_db.statement_timeout, file.repo_db.lock_timeout)),
             ("state", (file.state.statement_timeout, file.state.lock_timeout)),
@@ -476,6 +491,7 @@ impl Config {
             max_response_bytes: (file.gitserver.max_response_mb as usize) << 20,
             interval: file.sync.interval,
             stall_after,
+            full_interval,
             limits: Limits {
                 max_in_flight_per_shard: file.dispatch.max_in_flight_per_shard,
                 max_in_flight: file.dispatch.max_in_flight,

@@ -184,6 +184,17 @@ fn missing_file_and_missing_keys_are_clear() {
 }
 
 #[test]
+fn full_interval_defaults_to_five_minutes_or_the_interval_and_is_never_shorter_than_it() {
+    assert_eq!(load(MINIMAL, &[]).unwrap().full_interval, Duration::from_secs(300));
+    let slow = load(MINIMAL, &[("CLONEKEEPER_SYNC_INTERVAL", "10m")]).unwrap();
+    assert_eq!(slow.full_interval, Duration::from_secs(600), "an interval longer than 5m is the default");
+    let set = load(MINIMAL, &[("CLONEKEEPER_SYNC_FULL_INTERVAL", "1h")]).unwrap();
+    assert_eq!(set.full_interval, Duration::from_secs(3600));
+    let error = load(MINIMAL, &[("CLONEKEEPER_SYNC_FULL_INTERVAL", "5s")]).unwrap_err();
+    assert!(error.to_string().contains("sync.full_interval: 5s must be at least sync.interval"), "{error}");
+}
+
+#[test]
 fn stall_after_defaults_to_three_intervals_but_at_least_a_minute() {
     assert_eq!(load(MINIMAL, &[]).unwrap().stall_after, Duration::from_secs(60));
     let slow = load(MINIMAL, &[("CLONEKEEPER_SYNC_INTERVAL", "45s")]).unwrap();

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use crate::model::{RepoName, ShardIdx, Timestamp};
-use crate::sources::repo_db::DesiredSet;
+use crate::routing::ShardMap;
+use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
 /// The desired set with each repo's owning shard, shared read-only between the tick loop,
 /// the dispatcher and the admin API.
@@ -13,6 +14,30 @@ pub struct Snapshot {
     pub desired: DesiredSet,
     /// `routes[i]` owns `desired.repos[i]`.
     pub routes: Vec<ShardIdx>,
+}
+
+impl Snapshot {
+    /// A full read's snapshot: every repo routed.
+    pub fn routed(desired: DesiredSet, shards: &ShardMap) -> Snapshot {
+        let routes = desired.repos.iter().map(|r| shards.shard_for(&r.name)).collect();
+        Snapshot { desired, routes }
+    }
+
+    /// The snapshot after an incremental read's `changes` (see `DesiredSet::apply`): repos
+    /// carried over keep their route, only changed ones are routed again.
+    pub fn with_changes(&self, changes: DesiredChanges, shards: &ShardMap) -> Snapshot {
+        let (desired, origins) = self.desired.apply(changes);
+        let routes = desired
+            .repos
+            .iter()
+            .zip(origins)
+            .map(|(repo, origin)| match origin.and_then(|idx| self.routes.get(idx as usize)) {
+                Some(&route) => route,
+                None => shards.shard_for(&repo.name),
+            })
+            .collect();
+        Snapshot { desired, routes }
+    }
 }
 
 /// What one shard answered.

@@ -22,6 +22,7 @@ mod explain;
 mod input;
 mod loads;
 mod lost;
+mod progress;
 mod shard_views;
 mod status;
 mod tick;
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 pub use input::{Observation, ShardAnswer, ShardObservation, Snapshot};
 pub use lost::LOST;
+pub use progress::ProgressScope;
 
 use crate::config::Config;
 use crate::dispatch::Dispatch;
@@ -55,6 +57,8 @@ pub struct Settings {
     pub interval: Duration,
     /// Used when the retry policy gives no answer for a failure.
     pub backoff: Backoff,
+    /// How often every repo missing from a shard's list is asked about (a progress sweep).
+    pub full_interval: Duration,
 }
 
 impl Settings {
@@ -64,6 +68,7 @@ impl Settings {
             limits: config.limits,
             interval: config.interval,
             backoff: config.backoff,
+            full_interval: config.full_interval,
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct Machine {
     totals: DispatchTotals,
     ticks: u64,
     last_tick_at: Option<Timestamp>,
+    /// When the last progress sweep was handed out (`progress.rs`).
+    last_sweep_at: Option<Timestamp>,
     repo_db_error: Option<String>,
     /// Repos dispatched at least once by this process, to count re-dispatches.
     dispatched_before: HashSet<RepoName>,
@@ -146,6 +153,7 @@ impl Machine {
             totals: DispatchTotals::default(),
             ticks: 0,
             last_tick_at: None,
+            last_sweep_at: None,
             repo_db_error: None,
             dispatched_before: HashSet::new(),
             in_flight_repos: HashMap::new(),

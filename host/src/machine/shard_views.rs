@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use super::input::{ShardAnswer, ShardObservation};
-use crate::model::Timestamp;
+use super::input::ShardObservation;
+use crate::model::{RepoName, Timestamp};
 use crate::reconcile::{Actual, ShardActual};
 
 /// How one observation changed a shard, for logs and the scheduler's pauses.
@@ -23,10 +23,17 @@ pub enum Transition {
     Late { first: bool },
 }
 
+/// A shard's last answer, shared with each tick's [`Actual`] rather than copied into it.
+#[derive(Debug)]
+struct Listing {
+    cloned: Arc<[RepoName]>,
+    cloning: Arc<[RepoName]>,
+}
+
 #[derive(Debug, Default)]
 struct ShardView {
     /// The last successful answer; `None` if the shard has never answered.
-    last: Option<Arc<ShardAnswer>>,
+    last: Option<Listing>,
     /// Why the last finished observation failed.
     error: Option<String>,
     /// When the observation still running started, if a tick found it unfinished.
@@ -51,7 +58,7 @@ impl ShardViews {
         };
         match observation {
             ShardObservation::Answered(answer) => {
-                view.last = Some(Arc::new(answer));
+                view.last = Some(Listing { cloned: answer.cloned.into(), cloning: answer.cloning.into() });
                 view.late_since = None;
                 Transition::Answered { recovered: view.error.take().is_some() }
             }
@@ -72,8 +79,8 @@ impl ShardViews {
                 .map(|view| match &view.last {
                     Some(last) => ShardActual {
                         reachable: view.error.is_none(),
-                        cloned: Some(last.cloned.clone()),
-                        cloning: last.cloning.clone(),
+                        cloned: Some(Arc::clone(&last.cloned)),
+                        cloning: Arc::clone(&last.cloning),
                     },
                     None => ShardActual::default(),
                 })
@@ -91,8 +98,13 @@ impl ShardViews {
     }
 
     /// Whether the shard's last answer lists `name` as cloned.
-    pub fn lists(&self, shard: usize, name: &crate::model::RepoName) -> bool {
+    pub fn lists(&self, shard: usize, name: &RepoName) -> bool {
         self.views.get(shard).and_then(|v| v.last.as_ref()).is_some_and(|last| last.cloned.contains(name))
+    }
+
+    /// Every name a shard's last answer said it was cloning.
+    pub fn cloning(&self) -> impl Iterator<Item = &RepoName> {
+        self.views.iter().filter_map(|v| v.last.as_ref()).flat_map(|last| last.cloning.iter())
     }
 
     pub fn late_since(&self, shard: usize) -> Option<Timestamp> {
@@ -102,8 +114,8 @@ impl ShardViews {
 
 #[cfg(test)]
 mod tests {
+    use super::super::input::ShardAnswer;
     use super::*;
-    use crate::model::RepoName;
 
     fn names(list: &[&str]) -> Vec<RepoName> {
         list.iter().map(|n| RepoName::from_normalized(*n)).collect()
@@ -135,7 +147,7 @@ mod tests {
         let shard = &actual.shards[0];
         assert!(!shard.reachable);
         assert_eq!(shard.cloned.as_deref(), Some(&names(&["github.com/a/done"])[..]));
-        assert_eq!(shard.cloning, names(&["github.com/a/busy"]), "a failed read must not drop what is cloning");
+        assert_eq!(&shard.cloning[..], names(&["github.com/a/busy"]), "a failed read must not drop what is cloning");
         assert_eq!(views.handle(0, ShardObservation::Failed("again".into())), Transition::Failed { first: false });
         assert_eq!(
             views.handle(0, answer(&["github.com/a/done", "github.com/a/busy"], &[])),
@@ -154,7 +166,7 @@ mod tests {
         assert_eq!(views.handle(0, ShardObservation::Late { since }), Transition::Late { first: false });
         assert_eq!(views.late_since(0), Some(since));
         assert!(views.reachable(0), "late is not (yet) unreachable");
-        assert_eq!(views.actual().shards[0].cloning, names(&["github.com/a/busy"]));
+        assert_eq!(&views.actual().shards[0].cloning[..], names(&["github.com/a/busy"]));
         views.handle(0, answer(&[], &[]));
         assert_eq!(views.late_since(0), None);
     }

@@ -31,6 +31,7 @@ fn settings() -> Settings {
         limits: Limits { max_in_flight_per_shard: 8, max_in_flight: 8 },
         interval: Duration::from_secs(1),
         backoff: Backoff { base: Duration::from_secs(10), max: Duration::from_secs(60) },
+        full_interval: Duration::from_secs(60),
     }
 }
 
@@ -140,4 +141,42 @@ fn a_failure_is_saved_with_the_retry_policys_deadline_and_a_success_waits_for_th
         t(3),
     );
     assert_eq!(drain(&mut m, t(3)), vec![Command::Forget { name: name("x/b") }]);
+}
+
+#[test]
+fn between_sweeps_progress_is_asked_only_where_the_answer_can_change_a_decision() {
+    let mut m = machine(HashMap::new());
+    let first = m.progress_scope(t(0));
+    assert!(first.is_sweep(), "the first observation asks about everything a list lacks");
+
+    // 1,000 uncloned repos, one the shard says it is cloning.
+    let names: Vec<String> = (0..1000).map(|i| format!("x/r{i:04}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("x/busy");
+    m.handle_observation(Observation { snapshot: Ok(desired(&all)), shards: vec![answered(&[], &["x/busy"])] }, t(0));
+    let sent = dispatched(&drain(&mut m, t(0)));
+    assert_eq!(sent.len(), 8, "the caps allow eight at once");
+
+    // One dispatch succeeds: it awaits the list's confirmation for two intervals.
+    let done = name(&sent[0]);
+    let success = Outcome { name: done.clone(), shard: 0, started_at: t(0), finished_at: t(1), result: Ok(()) };
+    m.handle_outcomes(vec![success]);
+    drain(&mut m, t(1));
+
+    let scope = m.progress_scope(t(1));
+    assert!(!scope.is_sweep());
+    assert!(scope.wants(&name("x/busy")), "what a shard said it was cloning is followed");
+    assert!(scope.wants(&done), "a successful dispatch awaiting its confirmation is asked about");
+    for in_flight in &sent[1..] {
+        assert!(scope.wants(&name(in_flight)), "{in_flight} is in flight");
+    }
+    let queued = m.queue(1);
+    assert!(scope.wants(&name(&queued[0].name)), "the head of the queue is asked about");
+    assert!(!scope.wants(&name("x/r0999")), "the tail of the queue is not");
+    // The cloning one, eight in flight (the freed slot went to the next repo), the one awaiting
+    // confirmation, and 4 × the per-shard cap from the queue's head.
+    assert_eq!(scope.len(), 1 + 8 + 1 + 32, "names between sweeps, of 1,001 uncloned");
+
+    assert!(!m.progress_scope(t(59)).is_sweep());
+    assert!(m.progress_scope(t(61)).is_sweep(), "a sweep every full_interval");
 }

@@ -14,20 +14,22 @@ mod counts;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 pub use counts::Counts;
 
 use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
 
-/// What one shard reported this tick (or last reported, if it is unreachable now).
+/// What one shard reported this tick (or last reported, if it is unreachable now). The lists
+/// are shared with the tick loop's view of the shard: a million names are not copied per tick.
 #[derive(Clone, Debug, Default)]
 pub struct ShardActual {
     /// Whether this tick's list call succeeded.
     pub reachable: bool,
     /// `GET /list?cloned`: the last successful list, `None` if the shard has never answered.
-    pub cloned: Option<Vec<RepoName>>,
+    pub cloned: Option<Arc<[RepoName]>>,
     /// Names the shard reports as cloning (`CloneInProgress`).
-    pub cloning: Vec<RepoName>,
+    pub cloning: Arc<[RepoName]>,
 }
 
 /// The actual state of every shard, in configured address order.
@@ -141,7 +143,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
     let mut cloning = vec![false; desired.len()];
     for (shard_idx, listing) in actual.shards.iter().enumerate() {
         let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
-        for name in listing.cloned.iter().flatten() {
+        for name in listing.cloned.iter().flat_map(|list| list.iter()) {
             match index.get(name.as_str()) {
                 Some(&idx) if routes[idx as usize] == shard => cloned[idx as usize] = true,
                 Some(_) => plan.shards[shard_idx].misplaced += 1,
@@ -153,7 +155,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
                 }
             }
         }
-        for name in &listing.cloning {
+        for name in listing.cloning.iter() {
             if let Some(&idx) = index.get(name.as_str()) {
                 if routes[idx as usize] == shard {
                     cloning[idx as usize] = true;

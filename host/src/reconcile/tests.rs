@@ -40,14 +40,14 @@ fn fixture(desired: &str, actual: &[&str]) -> Fixture {
             if line.trim() == "?" {
                 return ShardActual::default();
             }
-            let mut shard = ShardActual { reachable: true, cloned: Some(Vec::new()), ..Default::default() };
+            let (mut cloned, mut cloning) = (Vec::new(), Vec::new());
             for item in line.split_whitespace() {
                 match item.strip_prefix('~') {
-                    Some(n) => shard.cloning.push(name(n)),
-                    None => shard.cloned.as_mut().unwrap().push(name(item)),
+                    Some(n) => cloning.push(name(n)),
+                    None => cloned.push(name(item)),
                 }
             }
-            shard
+            ShardActual { reachable: true, cloned: Some(cloned.into()), cloning: cloning.into() }
         })
         .collect();
     Fixture { desired: repos, routes, actual: Actual { shards }, attempts: HashMap::new(), in_flight: HashSet::new() }

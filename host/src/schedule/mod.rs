@@ -232,6 +232,15 @@ impl Scheduler {
         self.in_flight.keys()
     }
 
+    /// The first `per_shard` queued jobs of every shard: what may be dispatched before the next
+    /// tick's plan replaces the queue.
+    pub fn heads(&self, per_shard: usize) -> impl Iterator<Item = Job> + '_ {
+        self.queues.iter().enumerate().flat_map(move |(shard, queue)| {
+            let shard = ShardIdx::try_from(shard).expect("shard count fits ShardIdx");
+            queue.iter().take(per_shard).map(move |q| Job { repo: q.repo, shard })
+        })
+    }
+
     pub fn queued_per_shard(&self) -> Vec<u64> {
         self.queues.iter().map(|q| q.len() as u64).collect()
     }

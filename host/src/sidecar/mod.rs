@@ -11,6 +11,7 @@ mod observe;
 mod off_runtime;
 mod persist;
 mod publish;
+mod read;
 mod refused;
 mod replica;
 
@@ -175,6 +176,9 @@ async fn lead<F: std::future::Future<Output = ()>>(
         late_after: observe::late_after(parts.config.interval),
         liveness: Arc::clone(liveness),
         policy: parts.policy.clone(),
+        full_interval: parts.config.full_interval,
+        reads: std::sync::Mutex::default(),
+        metrics: Arc::clone(&sidecar.metrics),
     });
     let mut shard_tasks = Some(observe::ShardTasks::default());
     sidecar.publish();
@@ -204,8 +208,9 @@ async fn lead<F: std::future::Future<Output = ()>>(
             }
             () = tokio::time::sleep_until(next_tick), if observing.is_none() => {
                 let previous = Arc::clone(sidecar.machine.snapshot());
+                let scope = Arc::new(sidecar.machine.progress_scope(Timestamp::now()));
                 let tasks = shard_tasks.take().unwrap_or_default();
-                observing = Some(tokio::spawn(observe::observe(Arc::clone(&sources), previous, tasks)));
+                observing = Some(tokio::spawn(observe::observe(Arc::clone(&sources), previous, scope, tasks)));
             }
             joined = async { observing.as_mut().expect("guarded by the branch condition").await }, if observing.is_some() => {
                 observing = None;

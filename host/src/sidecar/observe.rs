@@ -1,7 +1,8 @@
 //! The I/O half of a tick: read the desired set and every shard's lists.
 //!
 //! Runs in its own task so that dispatch outcomes keep being handled while a large repo DB
-//! is read. One query for the repo DB, one list call per shard, and progress calls batched.
+//! is read. One query for the repo DB, one list call per shard, and progress calls batched,
+//! only for the repos the machine's [`ProgressScope`] names (every missing one in a sweep).
 //!
 //! **Each shard on its own clock.** Every shard is observed by a task of its own that
 //! outlives the tick if it must: a tick waits for the repo DB read and then at most
@@ -17,9 +18,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error_chain::error_chain;
 use crate::liveness::{Liveness, Step};
-use crate::machine::{Observation, ShardAnswer, ShardObservation, Snapshot};
+use crate::machine::{Observation, ProgressScope, ShardAnswer, ShardObservation, Snapshot};
 use crate::model::{RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::gitserver::GitserverClient;
@@ -37,6 +37,11 @@ pub struct Sources {
     pub liveness: Arc<Liveness>,
     /// The policy engine, asked before each read whether any module reads stars.
     pub policy: Option<Arc<crate::policy::PolicyHost>>,
+    /// How often the repo DB is read in full (incremental reads between).
+    pub full_interval: Duration,
+    /// Where the reads stand (`read.rs`).
+    pub reads: std::sync::Mutex<super::read::Reads>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long a tick waits for shard answers after the repo DB read: the interval, within
@@ -64,11 +69,13 @@ impl ShardTasks {
 }
 
 /// Reads the repo DB and observes every shard. `previous` is the last good snapshot, used to
-/// decide which names to ask about when the repo DB read fails. Returns the tasks of shards
-/// still observing, for the next tick, and how long the observation took.
+/// decide which names to ask about when the repo DB read fails; `scope` which of the names a
+/// shard's list lacks are asked about. Returns the tasks of shards still observing, for the
+/// next tick, and how long the observation took.
 pub async fn observe(
     sources: Arc<Sources>,
     previous: Arc<Snapshot>,
+    scope: Arc<ProgressScope>,
     mut tasks: ShardTasks,
 ) -> (Observation, Duration, ShardTasks) {
     let started = std::time::Instant::now();
@@ -87,12 +94,19 @@ pub async fn observe(
         });
         if slot.is_none() {
             let shard = ShardIdx::try_from(idx).expect("shard count fits ShardIdx");
-            let task = tokio::spawn(observe_shard(Arc::clone(&sources), shard, snapshot_rx.clone()));
+            let task =
+                tokio::spawn(observe_shard(Arc::clone(&sources), shard, snapshot_rx.clone(), Arc::clone(&scope)));
             *slot = Some((Timestamp::now(), task));
         }
     }
 
-    let snapshot = read_desired(&sources).await;
+    let snapshot = match super::read::read_desired(&sources, &previous).await {
+        Ok((snapshot, kind)) => {
+            sources.metrics.repo_db_reads.get_or_create(&crate::metrics::ReadLabel { kind: kind.as_str() }).inc();
+            Ok(snapshot)
+        }
+        Err(error) => Err(error),
+    };
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
     let _ = snapshot_tx.send(Some(current));
 
@@ -117,39 +131,13 @@ pub async fn observe(
     (Observation { snapshot, shards }, started.elapsed(), tasks)
 }
 
-/// One bounded read of the desired set, routed off the runtime.
-async fn read_desired(sources: &Sources) -> Result<Arc<Snapshot>, String> {
-    // Stars are read only for a module that uses them: in `repo.metadata` they cost more than
-    // every other column together.
-    let stars = sources.policy.as_ref().is_some_and(|policy| policy.current().reads_stars());
-    let read = sources.repo_db.load_desired_reading(stars);
-    let desired = match tokio::time::timeout(sources.repo_db_timeout, read).await {
-        Ok(Ok(desired)) => desired,
-        Ok(Err(error)) => return Err(error_chain(&error)),
-        Err(_) => {
-            return Err(format!(
-                "{}: reading the desired repos took longer than {} and was abandoned",
-                sources.repo_db.database().describe(),
-                humantime::format_duration(sources.repo_db_timeout)
-            ))
-        }
-    };
-    sources.liveness.repo_db_read_succeeded(Timestamp::now());
-    let shards = sources.shards.clone();
-    tokio::task::spawn_blocking(move || {
-        let routes = desired.repos.iter().map(|r| shards.shard_for(&r.name)).collect();
-        Arc::new(Snapshot { desired, routes })
-    })
-    .await
-    .map_err(|e| format!("routing the desired set failed: {e}"))
-}
-
-/// Lists one shard, then asks about its desired repos the list lacks (using the snapshot of
-/// the tick that started it).
+/// Lists one shard, then asks about those of its desired repos the list lacks that `scope`
+/// names (using the snapshot of the tick that started it).
 async fn observe_shard(
     sources: Arc<Sources>,
     shard: ShardIdx,
     mut snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    scope: Arc<ProgressScope>,
 ) -> Result<ShardAnswer, String> {
     let addr = sources.shards.addr(shard);
     let mut cloned = sources.client.list_cloned(addr).await.map_err(|e| e.to_string())?;
@@ -163,9 +151,10 @@ async fn observe_shard(
         .repos
         .iter()
         .zip(&current.routes)
-        .filter(|(repo, &owner)| owner == shard && !listed.contains(repo.name.as_str()))
+        .filter(|(repo, &owner)| owner == shard && !listed.contains(repo.name.as_str()) && scope.wants(&repo.name))
         .map(|(repo, _)| &repo.name)
         .collect();
+    sources.metrics.progress_names.inc_by(missing.len() as u64);
     let progress = sources.client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
     drop(listed);
     cloned.extend(progress.cloned);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::machine::Snapshot;
 use crate::model::{DesiredRepo, RepoName, Timestamp};
 use crate::routing::ShardMap;
-use crate::sources::repo_db::DesiredSet;
+use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -20,6 +20,8 @@ pub struct Row {
     pub name: RepoName,
     pub clone_url: String,
     pub deleted: bool,
+    /// The table's version when the row was last written (Postgres' `xmin`, simplified).
+    pub version: u64,
 }
 
 /// The `repo` table and its availability.
@@ -29,6 +31,8 @@ pub struct RepoDb {
     next_id: i64,
     next_name: u64,
     url_version: u64,
+    /// Bumped by every write: a read's mark.
+    version: u64,
     /// Reads fail at once until then.
     pub down_until: Timestamp,
     /// Reads hang (until the client's bound) until then.
@@ -54,13 +58,41 @@ impl RepoDb {
         self.next_id += 1;
         let name = self.fresh_name(rng);
         let clone_url = format!("https://{name}.git");
-        self.rows.insert(self.next_id, Row { id: self.next_id, name, clone_url, deleted: false });
+        self.version += 1;
+        let row = Row { id: self.next_id, name, clone_url, deleted: false, version: self.version };
+        self.rows.insert(self.next_id, row);
     }
 
+    /// A row to change (its version bumped).
     fn pick(&mut self, rng: &mut ChaCha8Rng, deleted: bool) -> Option<&mut Row> {
         let ids: Vec<i64> = self.rows.values().filter(|r| r.deleted == deleted).map(|r| r.id).collect();
         let id = *ids.get(rng.random_range(0..ids.len().max(1)))?;
-        self.rows.get_mut(&id)
+        self.version += 1;
+        let version = self.version;
+        let row = self.rows.get_mut(&id)?;
+        row.version = version;
+        Some(row)
+    }
+
+    /// The mark of a read made now.
+    pub fn mark(&self) -> u64 {
+        self.version
+    }
+
+    /// An incremental read: the rows written after `mark`, as the real reader returns them.
+    pub fn changes_since(&self, mark: u64) -> DesiredChanges {
+        let changed: Vec<&Row> = self.rows.values().filter(|r| r.version > mark).collect();
+        let mut repos: Vec<DesiredRepo> =
+            changed.iter().filter(|r| !r.deleted).map(|r| Self::desired_repo(r)).collect();
+        repos.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        DesiredChanges { ids: changed.iter().map(|r| r.id).collect(), repos, ..DesiredChanges::default() }
+    }
+
+    fn desired_repo(row: &Row) -> DesiredRepo {
+        DesiredRepo {
+            created_at: Some(Timestamp::from_millis(row.id)),
+            ..DesiredRepo::new(row.id, row.name.clone(), &row.clone_url)
+        }
     }
 
     pub fn soft_delete(&mut self, rng: &mut ChaCha8Rng) {
@@ -115,18 +147,9 @@ impl RepoDb {
     /// One successful read, as the real reader builds it: live rows, sorted by name, the lowest
     /// id winning a name clash, each routed to its owner.
     pub fn read(&self, shards: &ShardMap) -> Arc<Snapshot> {
-        let mut repos: Vec<DesiredRepo> = self
-            .rows
-            .values()
-            .filter(|r| !r.deleted)
-            .map(|r| DesiredRepo {
-                created_at: Some(Timestamp::from_millis(r.id)),
-                ..DesiredRepo::new(r.id, r.name.clone(), &r.clone_url)
-            })
-            .collect();
+        let mut repos: Vec<DesiredRepo> = self.rows.values().filter(|r| !r.deleted).map(Self::desired_repo).collect();
         repos.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         repos.dedup_by(|later, first| later.name == first.name);
-        let routes = repos.iter().map(|r| shards.shard_for(&r.name)).collect();
-        Arc::new(Snapshot { desired: DesiredSet { repos, ..DesiredSet::default() }, routes })
+        Arc::new(Snapshot::routed(DesiredSet { repos, ..DesiredSet::default() }, shards))
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::dispatch::DispatchError;
-use crate::machine::{ShardAnswer, ShardObservation, Snapshot};
+use crate::machine::{ProgressScope, ShardAnswer, ShardObservation, Snapshot};
 use crate::model::{RepoName, ShardIdx, Timestamp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -99,8 +99,14 @@ impl Shard {
     }
 
     /// One observation finishing at `now`: the list, then the progress of the desired repos it
-    /// owns that the list lacks (as of `snapshot`, the tick's desired set).
-    pub fn observe(&mut self, idx: ShardIdx, snapshot: &Snapshot, now: Timestamp) -> ShardObservation {
+    /// owns that the list lacks (as of `snapshot`, the tick's desired set) and `scope` names.
+    pub fn observe(
+        &mut self,
+        idx: ShardIdx,
+        snapshot: &Snapshot,
+        scope: &ProgressScope,
+        now: Timestamp,
+    ) -> ShardObservation {
         if self.is_down(now) {
             return ShardObservation::Failed(format!("shard {}: GET /list?cloned: connection refused", self.addr));
         }
@@ -123,12 +129,9 @@ impl Shard {
             // neither answer.
             self.advance(now.saturating_add(Duration::from_millis(300)));
         }
-        let owned_missing = snapshot
-            .desired
-            .repos
-            .iter()
-            .zip(&snapshot.routes)
-            .filter(|(repo, &owner)| owner == idx && cloned.binary_search(&repo.name).is_err());
+        let owned_missing = snapshot.desired.repos.iter().zip(&snapshot.routes).filter(|(repo, &owner)| {
+            owner == idx && cloned.binary_search(&repo.name).is_err() && scope.wants(&repo.name)
+        });
         let cloning = owned_missing
             .filter(|(repo, _)| self.cloning.contains_key(&repo.name))
             .map(|(r, _)| r.name.clone())

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,10 +15,12 @@ use rand::Rng;
 use super::{push_trail, Sim, READ_BOUND};
 use crate::dispatch::{DispatchError, Outcome, STORE_WAIT};
 use crate::liveness::{Liveness, Step};
-use crate::machine::{Command, Machine, Observation, Policies, Settings};
+use crate::machine::{Command, Machine, Observation, Policies, ProgressScope, Settings, Snapshot};
 use crate::metrics::Metrics;
 use crate::model::{AttemptRecord, RepoName, ShardIdx, Timestamp};
+use crate::routing::ShardMap;
 use crate::sim::policies;
+use crate::sim::repo_db::RepoDb;
 use crate::sim::wasm::WasmKit;
 
 /// A dispatch call made by the process.
@@ -41,9 +43,15 @@ pub(crate) struct Process {
     pub(super) next_tick: Timestamp,
     /// The observation running: when it started and when it ends (`hung`: its read hangs).
     pub(super) observing: Option<(Timestamp, Timestamp, bool)>,
+    /// Which missing repos the running observation asks progress for (taken when it started).
+    pub(super) scope: Arc<ProgressScope>,
     pub(crate) calls: BTreeMap<RepoName, Call>,
     /// Records handed to the writer and not yet in the state DB, oldest first.
     pub(super) unwritten: VecDeque<(Timestamp, Command)>,
+    /// The last read's mark and the snapshot it gave: the next read between full ones is
+    /// incremental, as in production (`sidecar/read.rs`).
+    read_mark: Option<(u64, Weak<Snapshot>)>,
+    full_read_at: Option<Timestamp>,
 }
 
 impl Sim<'_> {
@@ -54,6 +62,8 @@ impl Sim<'_> {
             limits: self.limits,
             interval: self.interval,
             backoff: self.backoff,
+            // Sweeps every sixth tick: most ticks take the scoped path.
+            full_interval: self.interval * 6,
         };
         let policies = if self.wasm {
             let addrs = self.shard_map.addrs().to_vec();
@@ -79,6 +89,9 @@ impl Sim<'_> {
             started_at: self.now,
             next_tick: self.now,
             observing: None,
+            scope: Arc::default(),
+            read_mark: None,
+            full_read_at: None,
             calls: BTreeMap::new(),
             unwritten: VecDeque::new(),
         });
@@ -153,6 +166,7 @@ impl Sim<'_> {
                 let ends =
                     if hung { now.saturating_add(READ_BOUND) } else { now.saturating_add(Duration::from_millis(40)) };
                 process.observing = Some((now, ends, hung));
+                process.scope = Arc::new(process.machine.progress_scope(now));
                 process.liveness.enter(Step::RepoDbRead, now);
                 Ok(())
             }
@@ -167,7 +181,7 @@ impl Sim<'_> {
                     Err("repo DB: connection refused".to_string())
                 } else {
                     process.liveness.repo_db_read_succeeded(now);
-                    Ok(self.repo_db.read(&self.shard_map))
+                    Ok(read_desired(&self.repo_db, &self.shard_map, self.interval, process, now)?)
                 };
                 let progress_snapshot = match &snapshot {
                     Ok(snapshot) => Arc::clone(snapshot),
@@ -175,7 +189,7 @@ impl Sim<'_> {
                 };
                 process.liveness.enter(Step::ShardLists, now);
                 let shards = (0..self.shards.len())
-                    .map(|idx| self.shards[idx].observe(idx as ShardIdx, &progress_snapshot, now))
+                    .map(|idx| self.shards[idx].observe(idx as ShardIdx, &progress_snapshot, &process.scope, now))
                     .collect::<Vec<_>>();
                 self.checks.observed(&shards, snapshot.as_ref().ok().map(|_| self.repo_db.deleted_names()));
                 let read = if snapshot.is_ok() { "read" } else { "failed read" };
@@ -248,4 +262,45 @@ impl Sim<'_> {
         }
         Ok(())
     }
+}
+
+/// One successful read: in full every sixth interval (the simulated `full_interval`), else
+/// incremental on top of the machine's snapshot, which must then equal a full read (the
+/// simulated table has no name clashes, the one case only a full read settles).
+fn read_desired(
+    repo_db: &RepoDb,
+    shard_map: &ShardMap,
+    interval: Duration,
+    process: &mut Process,
+    now: Timestamp,
+) -> Result<Arc<Snapshot>, String> {
+    let full = repo_db.read(shard_map);
+    let previous = process.machine.snapshot();
+    let incremental = match &process.read_mark {
+        Some((mark, base))
+            if process.full_read_at.is_some_and(|at| now.since(at) < interval * 6)
+                && base.upgrade().is_some_and(|base| Arc::ptr_eq(&base, previous)) =>
+        {
+            Some(previous.with_changes(repo_db.changes_since(*mark), shard_map))
+        }
+        _ => None,
+    };
+    let snapshot = match incremental {
+        Some(snapshot) => {
+            if snapshot.desired != full.desired || snapshot.routes != full.routes {
+                return Err(format!(
+                    "an incremental read gave {} repos where a full read gives {}, or other rows or routes",
+                    snapshot.desired.repos.len(),
+                    full.desired.repos.len()
+                ));
+            }
+            Arc::new(snapshot)
+        }
+        None => {
+            process.full_read_at = Some(now);
+            full
+        }
+    };
+    process.read_mark = Some((repo_db.mark(), Arc::downgrade(&snapshot)));
+    Ok(snapshot)
 }

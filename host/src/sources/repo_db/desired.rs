@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use crate::model::{CloneStatus, DesiredRepo, RecordedState, RepoName, Timestamp};
 
-use super::{DesiredSet, RowProblem, SchemaShape};
+use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
 
 // Column indices of the desired-repos query (see the `query` module).
 const ID: usize = 0;
@@ -26,6 +26,8 @@ const PRIVATE: usize = 8;
 const STARS: usize = 9;
 const RECORDED: usize = 10;
 const RECORDED_SHARD: usize = 11;
+/// Only in incremental reads: whether the row is soft-deleted.
+const DELETED: usize = 12;
 
 /// Typed access to one row of the desired-repos query, whatever the backend. Values borrow
 /// from the row, so decoding allocates only what a [`DesiredRepo`] keeps.
@@ -85,6 +87,8 @@ pub(super) struct Builder {
     /// The distinct `gitserver_repos.shard_id` values, in first-seen order, and their indices.
     recorded_shards: Vec<Arc<str>>,
     recorded_shard_index: HashMap<Arc<str>, u16>,
+    /// An incremental read: rows carry `deleted`, and every id read is kept.
+    changes: Option<Vec<i64>>,
 }
 
 impl Builder {
@@ -96,13 +100,32 @@ impl Builder {
             service_types: HashSet::new(),
             recorded_shards: Vec::new(),
             recorded_shard_index: HashMap::new(),
+            changes: None,
         }
+    }
+
+    /// A builder for an incremental read on top of a set whose recorded shards are
+    /// `recorded_shards`: the indices of those stay as they are.
+    pub(super) fn for_changes(shape: SchemaShape, recorded_shards: &[Arc<str>]) -> Builder {
+        let mut builder = Builder::new(shape);
+        for shard in recorded_shards {
+            builder.recorded_shard(shard);
+        }
+        builder.changes = Some(Vec::new());
+        builder
     }
 
     /// Adds one row. Fails only when the row has no readable id, which means the query and
     /// the schema disagree (a bug, not bad data); every other bad value becomes a problem.
     pub(super) fn accept(&mut self, row: &impl DesiredRow) -> Result<(), sqlx::Error> {
         let id = row.int(ID)?.ok_or_else(|| sqlx::Error::Decode("repo.id is NULL".into()))?;
+        if let Some(ids) = &mut self.changes {
+            ids.push(id);
+            // Soft-deleted: the row replaces its repo by nothing.
+            if row.flag(DELETED)?.unwrap_or(true) {
+                return Ok(());
+            }
+        }
         let raw_name = match row.text(NAME) {
             Ok(Some(name)) => name,
             Ok(None) => {
@@ -163,6 +186,13 @@ impl Builder {
             recorded,
         });
         Ok(())
+    }
+
+    /// The changes of an incremental read.
+    pub(super) fn finish_changes(mut self) -> DesiredChanges {
+        let ids = self.changes.take().unwrap_or_default();
+        let DesiredSet { repos, problems, recorded_shards } = self.finish();
+        DesiredChanges { ids, repos, problems, recorded_shards }
     }
 
     /// Sorts by name and keeps the lowest id of each name, reporting the others.

@@ -20,6 +20,7 @@ use crate::db::refusal::Refused;
 use crate::db::Database;
 use crate::model::{CloneStatus, DesiredRepo, RepoName};
 
+mod changes;
 mod desired;
 mod query;
 mod schema;
@@ -28,6 +29,7 @@ mod write_back;
 #[cfg(test)]
 mod tests;
 
+pub use changes::{DesiredChanges, ReadMark};
 pub use schema::{
     POSTGRES_SCHEMA_2020_06, POSTGRES_SCHEMA_2020_10, POSTGRES_SCHEMA_2021, SQLITE_SCHEMA_2020_06,
     SQLITE_SCHEMA_2020_10, SQLITE_SCHEMA_2021,
@@ -153,6 +155,8 @@ pub struct RepoDb {
     /// The same without stars, when the schema keeps them in `repo.metadata` (whose JSON is
     /// the costliest column to read): for loads no policy needs stars from.
     desired_sql_without_stars: Option<String>,
+    /// The statements of incremental reads, with and without stars (Postgres only).
+    changed_sql: Option<(String, String)>,
 }
 
 impl RepoDb {
@@ -166,12 +170,17 @@ impl RepoDb {
         let desired_sql = query::desired(&db, detected.shape, stars);
         let desired_sql_without_stars =
             (!detected.stars_column).then(|| query::desired(&db, detected.shape, query::Stars::Skipped));
+        let changed_sql = query::changed_since(&db, detected.shape, stars).zip(query::changed_since(
+            &db,
+            detected.shape,
+            query::Stars::Skipped,
+        ));
         tracing::info!(
             db = %db,
             shape = %detected.shape,
             "Detected the repo DB schema."
         );
-        Ok(RepoDb { db, shape: detected.shape, desired_sql, desired_sql_without_stars })
+        Ok(RepoDb { db, shape: detected.shape, desired_sql, desired_sql_without_stars, changed_sql })
     }
 
     /// The detected shape; decides what write-back can record.
@@ -231,6 +240,41 @@ impl RepoDb {
             "Loaded the desired repos."
         );
         Ok(set)
+    }
+
+    /// A mark for an incremental read after the read that follows this call: taken before
+    /// that read, so every change the read cannot see is at or past the mark. `None` where
+    /// incremental reads are not possible (SQLite): every read is then a full one.
+    pub async fn read_mark(&self) -> Result<Option<ReadMark>, RepoDbError> {
+        let Database::Postgres(pool) = &self.db else { return Ok(None) };
+        let xmin: i64 = sqlx::query_scalar("SELECT txid_snapshot_xmin(txid_current_snapshot())::bigint")
+            .fetch_one(pool)
+            .await
+            .map_err(|source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source })?;
+        Ok(u64::try_from(xmin).ok().map(ReadMark))
+    }
+
+    /// Every `repo` row changed since `mark` (see [`ReadMark`] and ARCHITECTURE.md for what
+    /// that covers), as it is now; apply them with [`DesiredSet::apply`]. `recorded_shards`
+    /// are the set's, so the rows index the same table. Stars as in
+    /// [`RepoDb::load_desired_reading`]. `None` on SQLite.
+    pub async fn load_changes(
+        &self,
+        mark: ReadMark,
+        stars: bool,
+        recorded_shards: &[Arc<str>],
+    ) -> Result<Option<DesiredChanges>, RepoDbError> {
+        let (Some((with_stars, without)), Database::Postgres(pool)) = (&self.changed_sql, &self.db) else {
+            return Ok(None);
+        };
+        let sql = if stars || self.desired_sql_without_stars.is_none() { with_stars } else { without };
+        let mut builder = desired::Builder::for_changes(self.shape, recorded_shards);
+        let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
+        let mut rows = sqlx::query(sql).bind(mark.xid()).fetch(pool);
+        while let Some(row) = rows.try_next().await.map_err(load_error)? {
+            builder.accept(&row).map_err(load_error)?;
+        }
+        Ok(Some(builder.finish_changes()))
     }
 
     /// Records `changes` in the repo DB and returns how many rows actually changed (rows

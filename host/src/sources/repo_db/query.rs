@@ -33,7 +33,47 @@ pub(super) fn desired(db: &Database, shape: SchemaShape, stars: Stars) -> String
     }
 }
 
+/// The statement of an incremental read (Postgres only; `None` on SQLite, which has no row
+/// versions to ask): every `repo` row whose version, or whose clone URL's or recorded clone
+/// state's, was written by a transaction at or past `$1` (a 32-bit transaction id as text),
+/// soft-deleted or not, with the columns of [`desired`] and a thirteenth, `deleted`.
+///
+/// `age(xmin) <= age($1)` compares transaction ids modulo 2³², as Postgres does: it holds for
+/// row versions written at or after `$1`, within the 2³¹ transactions a mark stays valid (a
+/// full read renews the mark every `[sync] full_interval`).
+pub(super) fn changed_since(db: &Database, shape: SchemaShape, stars: Stars) -> Option<String> {
+    match db {
+        Database::Postgres(_) => Some(postgres_changed(shape, stars)),
+        Database::Sqlite(_) => None,
+    }
+}
+
+fn postgres_changed(shape: SchemaShape, stars: Stars) -> String {
+    let mut changed = String::from("SELECT id FROM repo WHERE age(xmin) <= age($1::text::xid)");
+    if shape != SchemaShape::Sources2020_06 {
+        changed.push_str(" UNION SELECT repo_id FROM external_service_repos WHERE age(xmin) <= age($1::text::xid)");
+    }
+    if shape == SchemaShape::GitserverRepos2021 {
+        changed.push_str(" UNION SELECT repo_id FROM gitserver_repos WHERE age(xmin) <= age($1::text::xid)");
+    }
+    let select = postgres_select(shape, stars);
+    format!(
+        "WITH changed AS MATERIALIZED ({changed}) \
+         {select}, repo.deleted_at IS NOT NULL AS deleted \
+         FROM repo{joins} \
+         WHERE repo.id IN (SELECT id FROM changed)",
+        joins = postgres_joins(shape, "WHERE repo_id IN (SELECT id FROM changed)"),
+    )
+}
+
 fn postgres(shape: SchemaShape, stars: Stars) -> String {
+    let select = postgres_select(shape, stars);
+    let joins = postgres_joins(shape, "");
+    format!("{select} FROM repo{joins} WHERE repo.deleted_at IS NULL")
+}
+
+/// The column list shared by full and incremental reads.
+fn postgres_select(shape: SchemaShape, stars: Stars) -> String {
     let clone_url = match shape {
         SchemaShape::Sources2020_06 => {
             "(SELECT s.value ->> 'CloneURL' \
@@ -59,25 +99,29 @@ fn postgres(shape: SchemaShape, stars: Stars) -> String {
         SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL::text"),
         SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
     };
+    format!(
+        "SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.external_service_type, \
+                repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private, \
+                {stars}, {recorded}, {recorded_shard}"
+    )
+}
+
+/// The joins of clone URLs and recorded state; `esr_filter` narrows the clone URLs read (an
+/// incremental read needs only those of the changed repos, not a sort of the whole table).
+fn postgres_joins(shape: SchemaShape, esr_filter: &str) -> String {
     let mut joins = String::new();
     if shape != SchemaShape::Sources2020_06 {
-        joins.push_str(
+        joins.push_str(&format!(
             " LEFT JOIN (SELECT DISTINCT ON (repo_id) repo_id, clone_url \
-                           FROM external_service_repos \
+                           FROM external_service_repos {esr_filter} \
                            ORDER BY repo_id, external_service_id) AS esr \
-                     ON esr.repo_id = repo.id",
-        );
+                     ON esr.repo_id = repo.id"
+        ));
     }
     if shape == SchemaShape::GitserverRepos2021 {
         joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
     }
-    format!(
-        "SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.external_service_type, \
-                repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private, \
-                {stars}, {recorded}, {recorded_shard} \
-         FROM repo{joins} \
-         WHERE repo.deleted_at IS NULL"
-    )
+    joins
 }
 
 fn sqlite(shape: SchemaShape, stars: Stars) -> String {

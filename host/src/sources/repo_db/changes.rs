@@ -1,0 +1,178 @@
+//! Incremental reads: the rows changed since a read, and applying them to the desired set that
+//! read gave. Pure; the query is in `query.rs`, the argument of what a delta sees in
+//! ARCHITECTURE.md ("Incremental repo DB reads").
+
+use std::collections::HashSet;
+
+use super::{DesiredSet, RowProblem};
+use crate::model::DesiredRepo;
+
+/// Where a read stood in the repo DB's history: every change that read could not see was made
+/// by a transaction whose id is at or past this one (Postgres `txid_snapshot_xmin` of a
+/// snapshot taken before the read). Only Postgres has one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ReadMark(pub(super) u64);
+
+impl ReadMark {
+    /// The 32-bit transaction id Postgres compares row versions (`xmin`) with.
+    pub(super) fn xid(self) -> String {
+        (self.0 % (1 << 32)).to_string()
+    }
+}
+
+/// What changed since a [`ReadMark`]: every `repo` row written since (or whose clone URL or
+/// recorded clone state was), as it is now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredChanges {
+    /// The id of every row the delta returned, desired or not: each replaces what the previous
+    /// set held for that id.
+    pub ids: Vec<i64>,
+    /// The returned rows that are desired (not soft-deleted, usable), sorted by name.
+    pub repos: Vec<DesiredRepo>,
+    /// Problems of the returned rows.
+    pub problems: Vec<RowProblem>,
+    /// The recorded shards the repos index: the previous set's, then any new ones.
+    pub recorded_shards: Vec<std::sync::Arc<str>>,
+}
+
+impl DesiredSet {
+    /// The set after `changes`: every repo whose id changed is replaced by its new row (or
+    /// removed, if it is no longer desired). Also returns, for each repo of the result, its
+    /// index in `self` if it was carried over unchanged, so per-repo derived data (the owning
+    /// shard) is reused rather than recomputed.
+    ///
+    /// Names stay unique: on a clash the lower id wins and the other is reported, as in a full
+    /// read. (A repo that lost such a clash in an earlier read comes back only with the next
+    /// full read, `[sync] full_interval` later at most.)
+    pub fn apply(&self, changes: DesiredChanges) -> (DesiredSet, Vec<Option<u32>>) {
+        let changed: HashSet<i64> = changes.ids.iter().copied().collect();
+        let kept = self.repos.iter().enumerate().filter(|(_, repo)| !changed.contains(&repo.id));
+        let mut kept = kept.map(|(idx, repo)| (u32::try_from(idx).ok(), repo)).peekable();
+        let mut fresh = changes.repos.into_iter().peekable();
+        let mut problems: Vec<RowProblem> =
+            self.problems.iter().filter(|p| !changed.contains(&p.repo_id)).cloned().collect();
+        problems.extend(changes.problems);
+
+        let mut repos: Vec<DesiredRepo> = Vec::with_capacity(self.repos.len() + fresh.len());
+        let mut origins: Vec<Option<u32>> = Vec::with_capacity(repos.capacity());
+        loop {
+            // Merge by (name, id); the kept set and the fresh rows are each sorted and unique.
+            let take_kept = match (kept.peek(), fresh.peek()) {
+                (Some((_, old)), Some(new)) => (&old.name, old.id) <= (&new.name, new.id),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (origin, repo) = if take_kept {
+                let (idx, repo) = kept.next().expect("peeked");
+                (idx, repo.clone())
+            } else {
+                (None, fresh.next().expect("peeked"))
+            };
+            if let Some(previous) = repos.last().filter(|last| last.name == repo.name) {
+                problems.push(RowProblem {
+                    repo_id: repo.id,
+                    name: repo.name.to_string(),
+                    message: format!(
+                        "name normalises to the same name as repo row {}; skipped in favour of the lower id",
+                        previous.id
+                    ),
+                });
+                continue;
+            }
+            repos.push(repo);
+            origins.push(origin);
+        }
+        problems.sort_by_key(|problem| problem.repo_id);
+        let recorded_shards =
+            if changes.recorded_shards.is_empty() { self.recorded_shards.clone() } else { changes.recorded_shards };
+        (DesiredSet { repos, problems, recorded_shards }, origins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RepoName;
+
+    fn repo(id: i64, name: &str, url: &str) -> DesiredRepo {
+        DesiredRepo::new(id, RepoName::normalize(name).expect("a name"), url)
+    }
+
+    fn set(repos: Vec<DesiredRepo>) -> DesiredSet {
+        let mut repos = repos;
+        repos.sort_by(|a, b| a.name.cmp(&b.name));
+        DesiredSet { repos, ..DesiredSet::default() }
+    }
+
+    fn render(set: &DesiredSet) -> Vec<String> {
+        set.repos.iter().map(|r| format!("{} {} {}", r.id, r.name, r.clone_url.as_deref().unwrap_or("-"))).collect()
+    }
+
+    #[test]
+    fn every_kind_of_change_lands_and_unchanged_repos_keep_their_index() {
+        let before = set(vec![
+            repo(1, "github.com/a/one", "u1"),
+            repo(2, "github.com/a/two", "u2"),
+            repo(3, "github.com/a/three", "u3"),
+            repo(4, "github.com/a/four", "u4"),
+        ]);
+        // 2 renamed, 3 soft-deleted, 4 gets a new clone URL, 5 inserted.
+        let mut fresh = vec![
+            repo(4, "github.com/a/four", "u4-new"),
+            repo(5, "github.com/a/five", "u5"),
+            repo(2, "github.com/a/zwei", "u2"),
+        ];
+        fresh.sort_by(|a, b| a.name.cmp(&b.name));
+        let changes = DesiredChanges { ids: vec![2, 3, 4, 5], repos: fresh, ..DesiredChanges::default() };
+        let (after, origins) = before.apply(changes);
+        assert_eq!(
+            render(&after),
+            vec![
+                "5 github.com/a/five u5",
+                "4 github.com/a/four u4-new",
+                "1 github.com/a/one u1",
+                "2 github.com/a/zwei u2"
+            ]
+        );
+        let one = before.repos.iter().position(|r| r.id == 1).map(|i| i as u32);
+        assert_eq!(origins, vec![None, None, one, None], "only the unchanged repo is carried over");
+
+        // An undelete is an insert of the same id.
+        let (back, _) = after.apply(DesiredChanges {
+            ids: vec![3],
+            repos: vec![repo(3, "github.com/a/three", "u3")],
+            ..DesiredChanges::default()
+        });
+        assert_eq!(back.repos.len(), 5);
+    }
+
+    #[test]
+    fn a_rename_onto_a_taken_name_keeps_the_lower_id_and_reports_the_other() {
+        let before = set(vec![repo(1, "github.com/a/one", "u1"), repo(7, "github.com/a/seven", "u7")]);
+        let (after, _) = before.apply(DesiredChanges {
+            ids: vec![7],
+            repos: vec![repo(7, "github.com/a/one", "u7")],
+            ..DesiredChanges::default()
+        });
+        assert_eq!(render(&after), vec!["1 github.com/a/one u1"]);
+        assert_eq!(after.problems.len(), 1);
+        assert_eq!(after.problems[0].repo_id, 7);
+    }
+
+    #[test]
+    fn problems_of_changed_rows_are_replaced_and_the_others_kept() {
+        let mut before = set(vec![repo(1, "github.com/a/one", "u1")]);
+        before.problems = vec![
+            RowProblem { repo_id: 1, name: "github.com/a/one".into(), message: "old".into() },
+            RowProblem { repo_id: 9, name: "x".into(), message: "untouched".into() },
+        ];
+        let (after, _) = before.apply(DesiredChanges {
+            ids: vec![1],
+            repos: vec![repo(1, "github.com/a/one", "u1")],
+            ..DesiredChanges::default()
+        });
+        let messages: Vec<&str> = after.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages, vec!["untouched"]);
+    }
+}
