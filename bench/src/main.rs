@@ -8,7 +8,9 @@ mod policy;
 mod reconcile;
 mod repo_db;
 mod report;
+mod scale;
 mod sim;
+mod tick;
 
 use std::path::PathBuf;
 
@@ -44,6 +46,10 @@ struct Args {
     /// Seeds for the simulator's throughput (0: skip).
     #[arg(long, default_value_t = 20_000)]
     sim_seeds: u64,
+    /// Repos of the second size of the one-process-at-scale section, on 100 shards (0: skip
+    /// the section).
+    #[arg(long, default_value_t = 10_000_000)]
+    scale_repos: usize,
 }
 
 #[tokio::main]
@@ -51,7 +57,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut sections = vec![reconcile::run(args.repos, args.runs)];
     if !args.no_pg {
-        sections.push(repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?);
+        let (section, db_url) = repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?;
+        sections.push(section);
+        sections.push(tick::run(&db_url, args.repos).await?);
+    }
+    if args.scale_repos > 0 {
+        let (repos, runs) = (args.scale_repos, args.runs.min(3));
+        sections.push(tokio::task::spawn_blocking(move || scale::run(repos, runs)).await?);
     }
     if args.sim_seeds > 0 {
         let seeds = args.sim_seeds;

@@ -4,6 +4,7 @@
 //! set of the desired names and look every listed name up once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clonekeeper::model::{AttemptRecord, DesiredRepo, RecordedState, RepoName, Timestamp};
@@ -35,7 +36,7 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     let actual = Actual {
         shards: lists
             .into_iter()
-            .map(|cloned| ShardActual { reachable: true, cloned: Some(cloned), cloning: Vec::new() })
+            .map(|cloned| ShardActual { reachable: true, cloned: Some(cloned.into()), cloning: Arc::default() })
             .collect(),
     };
     let mut attempts = HashMap::new();
@@ -78,8 +79,12 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     for _ in 0..runs {
         let started = Instant::now();
         let set: HashSet<&str> = desired.iter().map(|r| r.name.as_str()).collect();
-        let hits =
-            actual.shards.iter().flat_map(|s| s.cloned.iter().flatten()).filter(|n| set.contains(n.as_str())).count();
+        let hits = actual
+            .shards
+            .iter()
+            .flat_map(|s| s.cloned.iter().flat_map(|list| list.iter()))
+            .filter(|n| set.contains(n.as_str()))
+            .count();
         baseline.push(started.elapsed());
         assert!(hits > 0);
     }

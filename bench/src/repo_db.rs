@@ -17,7 +17,8 @@ use crate::alloc;
 use crate::reconcile::fmt_duration;
 use crate::report::{median, Section};
 
-pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result<Section> {
+/// The section, and the URL of the database it read (the tick section reuses it).
+pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result<(Section, String)> {
     let db_name = format!("ck_bench_rows_v2_{n_repos}");
     let live = n_repos - n_repos / 50;
     let db_url = prepare(admin_url, &db_name, n_repos).await?;
@@ -99,7 +100,7 @@ pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result
         "Stars live in `repo.metadata` JSON in this schema; parsing it costs about as much as the rest of the read, so the reader skips it unless a serving module reads stars (`load_desired_reading(false)` is the sidecar's read without such a module). The rest of the gap to the floor is the statement's other columns and its `DISTINCT ON` over `external_service_repos`, which sorts that table (spilling to disk at 1M rows); a plain hash join returning every clone URL, the reader keeping the lowest, measured no faster, so it was not adopted."
             .to_string(),
     );
-    Ok(section)
+    Ok((section, db_url))
 }
 
 /// Creates and fills the benchmark database once; later runs reuse it.

@@ -1,0 +1,252 @@
+//! The whole sidecar at scale: the release `clonekeeper` binary against the 1M-repo Postgres
+//! repo DB of the repo DB section and 8 loopback gitserver shards, each listing 90% of the
+//! repos it owns (md5 routing) plus 1,000 orphans; no policy, `interval = "5s"`.
+//!
+//! Baseline (the I/O floor, measured in the same run): `psql COPY` of only what a tick needs
+//! (id, name, clone URL) while the 8 lists are fetched in parallel. Figures: the first tick and
+//! the following ones (`clonekeeper_tick_duration_seconds`), the process's peak RSS
+//! (`VmHWM`) per desired repo, and the names asked about in progress calls per tick.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clonekeeper::model::RepoName;
+use clonekeeper::routing::{Routing, ShardMap};
+use gitserver_api::{CloneProgress, CloneProgressResponse, RepoUpdateResponse, ReposRequest};
+
+use crate::reconcile::fmt_duration;
+use crate::report::{median, Section};
+
+const SHARDS: usize = 8;
+const TICKS: usize = 6;
+
+/// What the shards were asked, for the progress figure.
+#[derive(Default)]
+struct Asked {
+    progress_calls: AtomicU64,
+    progress_names: AtomicU64,
+    dispatches: AtomicU64,
+}
+
+#[derive(Clone)]
+struct ShardState {
+    list: Bytes,
+    asked: Arc<Asked>,
+}
+
+pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
+    let live = n_repos - n_repos / 50;
+    let shard_map =
+        ShardMap::new((0..SHARDS).map(|i| format!("shard-{i}")).collect(), Routing::Md5).context("eight shards")?;
+    let mut lists: Vec<Vec<String>> = vec![Vec::new(); SHARDS];
+    for i in 1..=n_repos {
+        if i % 50 == 0 || i % 10 == 1 {
+            continue; // soft-deleted, or one of the ~10% not cloned
+        }
+        let name = format!("github.com/org-{}/repo-{i}", i % 5000);
+        let shard = shard_map.shard_for(&RepoName::from_normalized(name.as_str()));
+        lists[usize::from(shard)].push(name);
+    }
+    let asked = Arc::new(Asked::default());
+    let mut addrs = Vec::new();
+    for (idx, mut list) in lists.into_iter().enumerate() {
+        list.extend((0..1000).map(|o| format!("github.com/gone/{idx}-{o}")));
+        let state = ShardState { list: Bytes::from(serde_json::to_vec(&list)?), asked: Arc::clone(&asked) };
+        addrs.push(serve_shard(state).await?);
+    }
+
+    // The floor: COPY of what a tick needs while the lists are fetched in parallel.
+    let mut floors = Vec::new();
+    for _ in 0..3 {
+        floors.push(floor(db_url, &addrs).await?);
+    }
+    let floor = median(&mut floors);
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("clonekeeper.toml");
+    // A free port for the admin API (taken back from the OS a moment before the sidecar binds it).
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let admin = admin.as_str();
+    let shard_list = addrs.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    std::fs::write(
+        &config,
+        format!(
+            "[repo_db]\nurl = \"{db_url}\"\n[state]\nurl = \"sqlite:{}\"\n[gitserver]\naddrs = [{shard_list}]\n\
+             [sync]\ninterval = \"5s\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn\"\n",
+            dir.path().join("state.db").display()
+        ),
+    )?;
+    let binary = sidecar_binary()?;
+    let mut child = Command::new(&binary)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let measured = watch_ticks(&mut child, admin, &asked).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let m = measured?;
+
+    let per_repo = m.peak_rss as f64 / live as f64;
+    let steady = m.ticks[1..].iter().sum::<Duration>() / (m.ticks.len() - 1) as u32;
+    let mut section = Section::new(format!(
+        "The sidecar at scale: {live} desired repos, {SHARDS} shards (90% listed, 1,000 orphans each), no policy, interval 5s"
+    ));
+    section.row(
+        "I/O floor: psql COPY (id, name, clone_url) while the 8 lists are fetched in parallel",
+        fmt_duration(floor),
+        "",
+    );
+    section.row("first tick (clonekeeper_tick_duration_seconds)", fmt_duration(m.ticks[0]), "");
+    section.row(
+        "ratio first tick / floor",
+        format!("{:.2}×", m.ticks[0].as_secs_f64() / floor.as_secs_f64()),
+        "goal ≤ 1.3×",
+    );
+    section.row(&format!("later ticks, mean of {}", m.ticks.len() - 1), fmt_duration(steady), "");
+    section.row(
+        "ratio later ticks / floor",
+        format!("{:.2}×", steady.as_secs_f64() / floor.as_secs_f64()),
+        "goal: well below 1×",
+    );
+    section.row(
+        "peak RSS of the process (VmHWM)",
+        format!("{:.0} MB ({per_repo:.0} bytes/desired repo)", m.peak_rss as f64 / 1e6),
+        "goal ≤ 300 bytes/repo",
+    );
+    section.row(
+        "names asked in progress calls, per tick after the first (calls)",
+        format!("{:.0} ({:.1})", m.progress_names_per_tick, m.progress_calls_per_tick),
+        "only what needs asking",
+    );
+    section.row("names asked in the first tick's sweep", format!("{}", m.first_sweep_names), "every repo a list lacks");
+    Ok(section)
+}
+
+struct Measured {
+    ticks: Vec<Duration>,
+    peak_rss: u64,
+    first_sweep_names: u64,
+    progress_names_per_tick: f64,
+    progress_calls_per_tick: f64,
+}
+
+async fn serve_shard(state: ShardState) -> anyhow::Result<String> {
+    let app = Router::new()
+        .route("/list", get(|State(s): State<ShardState>| async move { s.list.clone() }))
+        .route("/repo-clone-progress", post(progress))
+        .route("/repo-update", post(update))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+async fn progress(State(s): State<ShardState>, Json(request): Json<ReposRequest>) -> Json<CloneProgressResponse> {
+    s.asked.progress_calls.fetch_add(1, Ordering::Relaxed);
+    s.asked.progress_names.fetch_add(request.repos.len() as u64, Ordering::Relaxed);
+    let results = request.repos.into_iter().map(|name| (name, CloneProgress::default())).collect();
+    Json(CloneProgressResponse { results })
+}
+
+async fn update(State(s): State<ShardState>) -> Json<RepoUpdateResponse> {
+    s.asked.dispatches.fetch_add(1, Ordering::Relaxed);
+    Json(RepoUpdateResponse { clone_in_progress: true, ..RepoUpdateResponse::default() })
+}
+
+async fn floor(db_url: &str, addrs: &[String]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let sql = "SELECT repo.id, repo.name, esr.clone_url FROM repo \
+                 JOIN external_service_repos AS esr ON esr.repo_id = repo.id WHERE repo.deleted_at IS NULL";
+    let mut copy = tokio::process::Command::new("psql")
+        .args(["-X", "-q", "-d", db_url, "-c", &format!("COPY ({sql}) TO STDOUT")])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("running psql")?;
+    let client = reqwest::Client::new();
+    let fetches = addrs.iter().map(|addr| {
+        let client = client.clone();
+        let url = format!("http://{addr}/list?cloned");
+        async move { client.get(url).send().await?.bytes().await.map(|b| b.len()) }
+    });
+    let (status, lists) = tokio::join!(copy.wait(), futures::future::join_all(fetches));
+    anyhow::ensure!(status?.success(), "psql COPY failed");
+    for list in lists {
+        anyhow::ensure!(list? > 0, "an empty list");
+    }
+    Ok(started.elapsed())
+}
+
+/// Polls the sidecar's metrics until [`TICKS`] ticks completed; each tick's duration from the
+/// histogram's sum, the peak RSS from `/proc`.
+async fn watch_ticks(child: &mut Child, admin: &str, asked: &Asked) -> anyhow::Result<Measured> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut last_count, mut last_sum) = (0u64, 0.0f64);
+    let mut ticks = Vec::new();
+    let mut asked_at = Vec::new();
+    while ticks.len() < TICKS {
+        anyhow::ensure!(Instant::now() < deadline, "the sidecar completed {} ticks in 10 minutes", ticks.len());
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the sidecar exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(response) = client.get(format!("http://{admin}/metrics")).send().await else { continue };
+        let text = response.text().await?;
+        let (Some(count), Some(sum)) = (
+            metric(&text, "clonekeeper_tick_duration_seconds_count"),
+            metric(&text, "clonekeeper_tick_duration_seconds_sum"),
+        ) else {
+            continue;
+        };
+        let count = count as u64;
+        if count > last_count {
+            ticks.push(Duration::from_secs_f64((sum - last_sum) / (count - last_count) as f64));
+            asked_at.push((asked.progress_names.load(Ordering::Relaxed), asked.progress_calls.load(Ordering::Relaxed)));
+            (last_count, last_sum) = (count, sum);
+        }
+    }
+    let peak_rss = vm_hwm(child.id())?;
+    let first_sweep_names = asked_at[0].0;
+    let later = (asked_at.len() - 1) as f64;
+    let names = (asked_at[asked_at.len() - 1].0 - asked_at[0].0) as f64 / later;
+    let calls = (asked_at[asked_at.len() - 1].1 - asked_at[0].1) as f64 / later;
+    Ok(Measured { ticks, peak_rss, first_sweep_names, progress_names_per_tick: names, progress_calls_per_tick: calls })
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.trim().split(' ').next()?.parse().ok())
+}
+
+fn vm_hwm(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM in /proc/PID/status")?;
+    Ok(kb * 1024)
+}
+
+/// The release `clonekeeper` beside this harness, built (or brought up to date) first.
+fn sidecar_binary() -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "-p", "clonekeeper", "--bin", "clonekeeper"])
+        .status()
+        .context("building the clonekeeper binary")?;
+    anyhow::ensure!(status.success(), "cargo build of clonekeeper failed");
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().unwrap_or(Path::new(".")).join("clonekeeper"))
+}
