@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonekeeper::model::{DesiredRepo, RecordedState, RepoName, Timestamp};
+use clonekeeper::model::{CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
 use clonekeeper::policy::{CallLimits, Columns, HostConfig, Interface, Module, PolicyEngine, PolicyHost, Source};
 use clonekeeper::reconcile::RepoState;
 use clonekeeper::schedule::{BuiltinRetry, Candidate, Prioritizer, Priority};
@@ -49,7 +49,7 @@ fn desired_repo(idx: usize) -> DesiredRepo {
     DesiredRepo {
         id: idx as i64 + 1,
         name: RepoName::from_normalized(format!("github.com/org-{}/repo-{idx}", idx % 1000)),
-        clone_url: Some(format!("https://github.com/org-{}/repo-{idx}.git", idx % 1000).into()),
+        url: CloneUrl::FromName { git: true },
         service_type: Some(Arc::from("github")),
         created_at: Some(Timestamp::from_millis(NOW - (mix % 1000) as i64 * 86_400_000)),
         updated_at: (!mix.is_multiple_of(7)).then(|| Timestamp::from_millis(NOW - (mix % 365) as i64 * 86_400_000)),

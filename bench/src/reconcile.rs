@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonekeeper::model::{AttemptRecord, DesiredRepo, RecordedState, RepoName, Timestamp};
+use clonekeeper::model::{AttemptRecord, CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
 use clonekeeper::reconcile::{self, Actual, Context, ShardActual};
 use clonekeeper::routing::{Routing, ShardMap};
 
@@ -110,7 +110,7 @@ fn desired_repo(i: usize) -> DesiredRepo {
     let name = format!("github.com/org-{}/repo-{i}", i % 5000);
     DesiredRepo {
         id: i as i64 + 1,
-        clone_url: Some(format!("https://{name}.git").into()),
+        url: CloneUrl::FromName { git: true },
         name: RepoName::from_normalized(name),
         service_type: None,
         created_at: Some(Timestamp::from_millis(1_500_000_000_000 + i as i64)),

@@ -80,7 +80,7 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         &config,
         format!(
             "[repo_db]\nurl = \"{db_url}\"\n[state]\nurl = \"sqlite:{}\"\n[gitserver]\naddrs = [{shard_list}]\n\
-             [sync]\ninterval = \"5s\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"warn\"\n",
+             [sync]\ninterval = \"5s\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"error\"\n",
             dir.path().join("state.db").display()
         ),
     )?;
@@ -160,8 +160,11 @@ async fn progress(State(s): State<ShardState>, Json(request): Json<ReposRequest>
     Json(CloneProgressResponse { results })
 }
 
+/// `/repo-update` blocks while gitserver clones; these clones outlast the measurement, so the
+/// sidecar holds its in-flight caps' worth of dispatches, as against a busy deployment.
 async fn update(State(s): State<ShardState>) -> Json<RepoUpdateResponse> {
     s.asked.dispatches.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
     Json(RepoUpdateResponse { clone_in_progress: true, ..RepoUpdateResponse::default() })
 }
 
@@ -240,10 +243,13 @@ fn vm_hwm(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-/// The release `clonekeeper` beside this harness, built (or brought up to date) first.
+/// The release `clonekeeper` beside this harness, built (or brought up to date) first, with the
+/// features this harness was built with, so no dependency is built again.
 fn sidecar_binary() -> anyhow::Result<PathBuf> {
+    let features = if cfg!(feature = "rego") { "clonekeeper-bench/rego" } else { "" };
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--locked", "-p", "clonekeeper", "--bin", "clonekeeper"])
+        .args(["build", "--release", "--locked", "-p", "clonekeeper-bench", "-p", "clonekeeper", "--bins"])
+        .args(["--features", features])
         .status()
         .context("building the clonekeeper binary")?;
     anyhow::ensure!(status.success(), "cargo build of clonekeeper failed");

@@ -4,7 +4,7 @@
 //! These types carry no I/O and derive neither `Serialize` nor `FromRow`: adapters convert at
 //! the edge, so the core never learns about SQL, HTTP or JSON.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,8 +136,8 @@ pub struct DesiredRepo {
     /// `repo.id`.
     pub id: i64,
     pub name: RepoName,
-    /// `None` when the row has no usable clone URL; reconcile reports it as a problem.
-    pub clone_url: Option<Box<str>>,
+    /// Missing when the row has no usable clone URL; reconcile reports it as a problem.
+    pub url: CloneUrl,
     /// `repo.external_service_type` (`github`, `gitlab`, …), interned by the reader.
     pub service_type: Option<Arc<str>>,
     pub created_at: Option<Timestamp>,
@@ -156,8 +156,8 @@ impl DesiredRepo {
     pub fn new(id: i64, name: RepoName, clone_url: &str) -> DesiredRepo {
         DesiredRepo {
             id,
+            url: CloneUrl::for_repo(clone_url, &name),
             name,
-            clone_url: Some(clone_url.into()),
             service_type: None,
             created_at: None,
             updated_at: None,
@@ -169,10 +169,54 @@ impl DesiredRepo {
         }
     }
 
+    /// The clone URL, if the row has a usable one.
+    pub fn clone_url(&self) -> Option<Cow<'_, str>> {
+        self.url.resolve(&self.name)
+    }
+
     /// The host part of the clone URL's authority, or of the name, for per-code-host limits.
     pub fn code_host(&self) -> &str {
         let name = self.name.as_str();
         name.split('/').next().unwrap_or(name)
+    }
+}
+
+/// A repo's clone URL, stored without repeating the repo's name where it can be: most are
+/// `https://` + the name (+ `.git`), and a million repos would otherwise hold a second copy of
+/// a million names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloneUrl {
+    /// The row has no usable clone URL.
+    Missing,
+    /// `https://{name}`, or `https://{name}.git` with `git`, for the repo's normal name.
+    FromName {
+        git: bool,
+    },
+    Other(Box<str>),
+}
+
+impl CloneUrl {
+    /// `url` as the clone URL of the repo named `name`.
+    pub fn for_repo(url: &str, name: &RepoName) -> CloneUrl {
+        match url.strip_prefix("https://").and_then(|rest| rest.strip_prefix(name.as_str())) {
+            Some("") => CloneUrl::FromName { git: false },
+            Some(".git") => CloneUrl::FromName { git: true },
+            _ => CloneUrl::Other(url.into()),
+        }
+    }
+
+    pub fn is_missing(&self) -> bool {
+        matches!(self, CloneUrl::Missing)
+    }
+
+    /// The URL of the repo named `name` (the name it was made for).
+    pub fn resolve(&self, name: &RepoName) -> Option<Cow<'_, str>> {
+        match self {
+            CloneUrl::Missing => None,
+            CloneUrl::FromName { git: false } => Some(Cow::Owned(format!("https://{name}"))),
+            CloneUrl::FromName { git: true } => Some(Cow::Owned(format!("https://{name}.git"))),
+            CloneUrl::Other(url) => Some(Cow::Borrowed(url)),
+        }
     }
 }
 
@@ -192,4 +236,28 @@ pub struct AttemptRecord {
     pub in_flight: bool,
     /// Set when a retry policy gave up on the repo, with its reason.
     pub gave_up: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_url_made_of_the_name_is_stored_without_it_and_every_url_reads_back_unchanged() {
+        let name = RepoName::normalize("GitHub.com/Acme/Widget").expect("a name");
+        for (url, derived) in [
+            ("https://github.com/acme/widget", true),
+            ("https://github.com/acme/widget.git", true),
+            ("https://github.com/Acme/Widget.git", false),
+            ("https://github.com/acme/widget.git/", false),
+            ("git@github.com:acme/widget.git", false),
+            ("https://github.com/acme/widget-two.git", false),
+            ("http://github.com/acme/widget", false),
+        ] {
+            let stored = CloneUrl::for_repo(url, &name);
+            assert_eq!(matches!(stored, CloneUrl::FromName { .. }), derived, "{url}");
+            assert_eq!(stored.resolve(&name).as_deref(), Some(url));
+        }
+        assert_eq!(CloneUrl::Missing.resolve(&name), None);
+    }
 }

@@ -27,7 +27,7 @@ impl Machine {
         let repos = &snapshot.desired.repos;
         while let Some((job, name)) = self.scheduler.poll_dispatch(now, |idx| &repos[idx as usize].name) {
             let repo = &repos[job.repo as usize];
-            let Some(clone_url) = repo.clone_url.as_deref() else {
+            let Some(clone_url) = repo.clone_url().map(|url| url.into_owned()) else {
                 // Reconcile never makes a repo without URL due; stay defensive.
                 self.scheduler.handle_finished(&name);
                 continue;
@@ -43,7 +43,7 @@ impl Machine {
             }
             let dispatch = Dispatch {
                 name,
-                clone_url: clone_url.to_string(),
+                clone_url,
                 shard: job.shard,
                 shard_addr: self.settings.shards.addr(job.shard).to_string(),
             };

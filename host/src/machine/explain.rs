@@ -67,7 +67,7 @@ impl Machine {
             decision: format!("score {score}"),
             module: module.to_string(),
         });
-        explain.problem = if repo.clone_url.is_none() {
+        explain.problem = if repo.url.is_missing() {
             Some("the repo DB row has no clone URL".to_string())
         } else {
             self.snapshot.desired.problems.iter().find(|p| p.repo_id == repo.id).map(|p| p.to_string())

@@ -19,8 +19,8 @@
 
 use std::collections::HashSet;
 
-use super::Machine;
-use crate::model::{RepoName, Timestamp};
+use super::{Machine, Snapshot};
+use crate::model::{RepoName, ShardIdx, Timestamp};
 
 /// How many repos of each shard's queue head are asked about, at least.
 const HEAD_MIN: usize = 16;
@@ -56,6 +56,43 @@ impl ProgressScope {
 
     pub fn is_empty(&self) -> bool {
         !self.all && self.names.is_empty()
+    }
+
+    /// The repos to ask `shard` about: those of `snapshot` it owns that its list `listed` lacks
+    /// and this scope names, in desired order.
+    ///
+    /// A sweep indexes the list once; between sweeps the scope's few hundred names are checked
+    /// against one pass over the list, so no index of a shard's whole list is built.
+    pub fn missing<'s>(&self, snapshot: &'s Snapshot, shard: ShardIdx, listed: &[RepoName]) -> Vec<&'s RepoName> {
+        let repos = &snapshot.desired.repos;
+        let owned = |idx: usize| snapshot.routes.get(idx) == Some(&shard);
+        if self.all {
+            let listed: HashSet<&str> = listed.iter().map(RepoName::as_str).collect();
+            return repos
+                .iter()
+                .enumerate()
+                .filter(|&(idx, repo)| owned(idx) && !listed.contains(repo.name.as_str()))
+                .map(|(_, repo)| &repo.name)
+                .collect();
+        }
+        let mut wanted: HashSet<usize> = self
+            .names
+            .iter()
+            .filter_map(|name| repos.binary_search_by(|repo| repo.name.cmp(name)).ok())
+            .filter(|&idx| owned(idx))
+            .collect();
+        if !wanted.is_empty() {
+            let by_name: std::collections::HashMap<&str, usize> =
+                wanted.iter().map(|&idx| (repos[idx].name.as_str(), idx)).collect();
+            for name in listed {
+                if let Some(idx) = by_name.get(name.as_str()) {
+                    wanted.remove(idx);
+                }
+            }
+        }
+        let mut missing: Vec<usize> = wanted.into_iter().collect();
+        missing.sort_unstable();
+        missing.into_iter().map(|idx| &repos[idx].name).collect()
     }
 }
 

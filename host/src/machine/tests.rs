@@ -180,3 +180,30 @@ fn between_sweeps_progress_is_asked_only_where_the_answer_can_change_a_decision(
     assert!(!m.progress_scope(t(59)).is_sweep());
     assert!(m.progress_scope(t(61)).is_sweep(), "a sweep every full_interval");
 }
+
+#[test]
+fn a_scope_asks_a_shard_only_about_the_repos_it_owns_lacks_and_names() {
+    let mut m = machine(HashMap::new());
+    let sweep = m.progress_scope(t(0));
+    let four = desired(&["x/a", "x/b", "x/c", "x/d"]);
+    let two_shards = Snapshot { desired: four.desired.clone(), routes: vec![0, 1, 0, 0] };
+    let listed = vec![name("x/a"), name("x/orphan")];
+    let names = |found: Vec<&RepoName>| found.into_iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(sweep.missing(&two_shards, 0, &listed)),
+        vec!["x/c", "x/d"],
+        "a sweep: every owned repo not listed"
+    );
+    assert_eq!(names(sweep.missing(&two_shards, 1, &[])), vec!["x/b"]);
+
+    m.handle_observation(Observation { snapshot: Ok(desired(&["x/c"])), shards: vec![answered(&[], &["x/c"])] }, t(0));
+    let scoped = m.progress_scope(t(1));
+    assert!(!scoped.is_sweep());
+    assert_eq!(
+        names(scoped.missing(&two_shards, 0, &listed)),
+        vec!["x/c"],
+        "between sweeps: only what the scope names"
+    );
+    assert!(scoped.missing(&two_shards, 0, &[name("x/c")]).is_empty(), "listed now: nothing to ask");
+    assert!(scoped.missing(&two_shards, 1, &[]).is_empty(), "another shard's repo is not asked about here");
+}

@@ -175,7 +175,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             RepoState::Unknown
         } else if cloning[idx] || ctx.in_flight.contains(&repo.name) {
             RepoState::Cloning
-        } else if repo.clone_url.is_none() {
+        } else if repo.url.is_missing() {
             plan.problems.push(Problem::NoCloneUrl { name: repo.name.clone() });
             RepoState::Failed
         } else if record.is_some_and(|r| r.gave_up.is_some() || r.last_error.is_some()) {
@@ -204,7 +204,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             }
         }
 
-        let dispatchable = repo.clone_url.is_some()
+        let dispatchable = !repo.url.is_missing()
             && matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Lost)
             && record.is_none_or(|r| r.gave_up.is_none());
         if dispatchable {

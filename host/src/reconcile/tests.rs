@@ -158,7 +158,7 @@ fn in_flight_and_given_up_repos_are_not_due() {
 #[test]
 fn row_without_clone_url_is_failed_and_reported() {
     let mut f = fixture("x/a@0", &[""]);
-    f.desired[0].clone_url = None;
+    f.desired[0].url = crate::model::CloneUrl::Missing;
     let plan = f.run(t(0));
     assert_eq!(plan.states, vec![RepoState::Failed]);
     assert_eq!(plan.problems, vec![Problem::NoCloneUrl { name: name("x/a") }]);

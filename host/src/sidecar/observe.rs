@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::liveness::{Liveness, Step};
 use crate::machine::{Observation, ProgressScope, ShardAnswer, ShardObservation, Snapshot};
-use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::model::{ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::gitserver::GitserverClient;
 use crate::sources::repo_db::RepoDb;
@@ -145,18 +145,9 @@ async fn observe_shard(
         Ok(current) => current.as_ref().map(Arc::clone).unwrap_or_default(),
         Err(_) => return Err(format!("shard {addr}: the tick that listed it ended before the repo DB was read")),
     };
-    let listed: std::collections::HashSet<&str> = cloned.iter().map(RepoName::as_str).collect();
-    let missing: Vec<&RepoName> = current
-        .desired
-        .repos
-        .iter()
-        .zip(&current.routes)
-        .filter(|(repo, &owner)| owner == shard && !listed.contains(repo.name.as_str()) && scope.wants(&repo.name))
-        .map(|(repo, _)| &repo.name)
-        .collect();
+    let missing = scope.missing(&current, shard, &cloned);
     sources.metrics.progress_names.inc_by(missing.len() as u64);
     let progress = sources.client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
-    drop(listed);
     cloned.extend(progress.cloned);
     Ok(ShardAnswer { cloned, cloning: progress.cloning })
 }

@@ -110,8 +110,8 @@ impl Checks {
         let Ok(idx) = snapshot.desired.repos.binary_search_by(|r| r.name.cmp(name)) else {
             return Err(format!("{name} dispatched but not in the machine's desired set"));
         };
-        let url = snapshot.desired.repos[idx].clone_url.as_deref();
-        if url != Some(dispatch.clone_url.as_str()) {
+        let url = snapshot.desired.repos[idx].clone_url();
+        if url.as_deref() != Some(dispatch.clone_url.as_str()) {
             return Err(format!("{name} dispatched with {:?}, the latest read says {url:?}", dispatch.clone_url));
         }
         if self.known_deleted.contains(name) {

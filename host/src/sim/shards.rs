@@ -129,12 +129,11 @@ impl Shard {
             // neither answer.
             self.advance(now.saturating_add(Duration::from_millis(300)));
         }
-        let owned_missing = snapshot.desired.repos.iter().zip(&snapshot.routes).filter(|(repo, &owner)| {
-            owner == idx && cloned.binary_search(&repo.name).is_err() && scope.wants(&repo.name)
-        });
-        let cloning = owned_missing
-            .filter(|(repo, _)| self.cloning.contains_key(&repo.name))
-            .map(|(r, _)| r.name.clone())
+        let cloning = scope
+            .missing(snapshot, idx, &cloned)
+            .into_iter()
+            .filter(|name| self.cloning.contains_key(*name))
+            .cloned()
             .collect();
         ShardObservation::Answered(ShardAnswer { cloned, cloning })
     }

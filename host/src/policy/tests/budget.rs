@@ -21,7 +21,7 @@ fn desired(n: usize) -> Vec<DesiredRepo> {
         .map(|idx| DesiredRepo {
             id: idx as i64 + 1,
             name: RepoName::normalize(&format!("github.com/a/r{idx}")).expect("name"),
-            clone_url: Some("https://example.invalid".into()),
+            url: crate::model::CloneUrl::Other("https://example.invalid".into()),
             service_type: None,
             created_at: None,
             updated_at: None,

@@ -433,7 +433,7 @@ fn without_a_good_module_the_builtin_answers() {
     let repo = crate::model::DesiredRepo {
         id: 1,
         name: crate::model::RepoName::normalize("github.com/a/b").expect("name"),
-        clone_url: Some("https://github.com/a/b".into()),
+        url: crate::model::CloneUrl::Other("https://github.com/a/b".into()),
         service_type: None,
         created_at: None,
         updated_at: None,
@@ -577,7 +577,7 @@ fn the_host_orders_a_plan_through_the_prioritizer_trait() {
         .map(|&(id, stars)| crate::model::DesiredRepo {
             id,
             name: crate::model::RepoName::normalize(&format!("github.com/a/r{id}")).expect("name"),
-            clone_url: Some("https://example.invalid".into()),
+            url: crate::model::CloneUrl::Other("https://example.invalid".into()),
             service_type: None,
             created_at: None,
             updated_at: None,

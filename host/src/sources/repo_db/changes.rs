@@ -106,7 +106,7 @@ mod tests {
     }
 
     fn render(set: &DesiredSet) -> Vec<String> {
-        set.repos.iter().map(|r| format!("{} {} {}", r.id, r.name, r.clone_url.as_deref().unwrap_or("-"))).collect()
+        set.repos.iter().map(|r| format!("{} {} {}", r.id, r.name, r.clone_url().as_deref().unwrap_or("-"))).collect()
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::model::{CloneStatus, DesiredRepo, RecordedState, RepoName, Timestamp};
+use crate::model::{CloneStatus, CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
 
@@ -115,6 +115,11 @@ impl Builder {
         builder
     }
 
+    /// Room for about `rows` repos.
+    pub(super) fn reserve(&mut self, rows: usize) {
+        self.repos.reserve(rows);
+    }
+
     /// Adds one row. Fails only when the row has no readable id, which means the query and
     /// the schema disagree (a bug, not bad data); every other bad value becomes a problem.
     pub(super) fn accept(&mut self, row: &impl DesiredRow) -> Result<(), sqlx::Error> {
@@ -142,15 +147,15 @@ impl Builder {
             return Ok(());
         };
 
-        let clone_url = match self.field(id, raw_name, "clone URL", row.text(CLONE_URL)) {
-            Some(url) if !url.trim().is_empty() => Some(Box::from(url)),
+        let url = match self.field(id, raw_name, "clone URL", row.text(CLONE_URL)) {
+            Some(url) if !url.trim().is_empty() => CloneUrl::for_repo(url, &name),
             Some(_) => {
                 self.problem(id, raw_name, "clone URL is empty".to_owned());
-                None
+                CloneUrl::Missing
             }
             None => {
                 self.problem(id, raw_name, "no clone URL".to_owned());
-                None
+                CloneUrl::Missing
             }
         };
         let service_type =
@@ -175,7 +180,7 @@ impl Builder {
         self.repos.push(DesiredRepo {
             id,
             name,
-            clone_url,
+            url,
             service_type,
             created_at,
             updated_at,

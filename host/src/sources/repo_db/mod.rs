@@ -220,6 +220,14 @@ impl RepoDb {
         let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
         match &self.db {
             Database::Postgres(pool) => {
+                // Sized from the planner's estimate, so a million rows are not copied while the
+                // set grows (and do not briefly take half as much again).
+                let estimate: Option<f32> =
+                    sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'repo'::regclass")
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(load_error)?;
+                builder.reserve(estimate.map_or(0, |rows| rows.clamp(0.0, 20_000_000.0) as usize));
                 let mut rows = sqlx::query(sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;

@@ -29,7 +29,7 @@ fn render(set: &DesiredSet) -> String {
              private={} recorded={}",
             repo.id,
             repo.name,
-            repo.clone_url.as_deref().unwrap_or("-"),
+            repo.clone_url().as_deref().unwrap_or("-"),
             repo.service_type.as_deref().unwrap_or("-"),
             repo.created_at.map_or("-".to_owned(), |t| t.to_rfc3339()),
             repo.updated_at.map_or("-".to_owned(), |t| t.to_rfc3339()),
