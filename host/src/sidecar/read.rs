@@ -85,6 +85,8 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let previous = Arc::clone(previous);
     let snapshot = tokio::task::spawn_blocking(move || match read {
         Read::Full(desired) => Arc::new(Snapshot::routed(desired, &shards)),
+        // Nothing changed (the common case between full reads): the snapshot stays as it is.
+        Read::Changes(changes) if changes.ids.is_empty() => previous,
         Read::Changes(changes) => {
             let changed = changes.ids.len();
             let snapshot = previous.with_changes(changes, &shards);
