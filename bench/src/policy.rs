@@ -61,6 +61,8 @@ fn desired_repo(idx: usize) -> DesiredRepo {
     }
 }
 
+const LIBM_NOTE: &str = "The second native baseline scores with the pure-Rust `libm` that the Wasm guest's standard library uses for `log2` and `exp2` (wasm32-unknown-unknown has no C library). The ratio against it is what the engine costs (the boundary, instantiation, Cranelift's code) without the difference between the two math libraries. Where that ratio is above 3×, the boundary row is the reason (mostly the first touch of each `DesiredRepo` record while building the columns); a desired set kept column by column would let the batch copy plain arrays.";
+
 /// popular-first's scoring, compiled into the host, with the C library's `log2`/`exp2`
 /// (`std`) or with the pure-Rust `libm` the Wasm guest's standard library uses
 /// (`pure_rust_math`): the second isolates what the engine costs from what the math costs.
@@ -345,6 +347,7 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
          Compile and cached-load times are for one fresh engine each."
             .to_string(),
     );
+    section.notes.push(LIBM_NOTE.to_string());
     std::hint::black_box(checksum);
     Ok(section)
 }

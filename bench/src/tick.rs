@@ -26,6 +26,7 @@ use crate::reconcile::fmt_duration;
 use crate::report::{median, Section};
 
 const SHARDS: usize = 8;
+const NOTE: &str = "The first tick is a full read of the repo DB, a progress sweep of every repo the lists lack (100,000 names, 20 calls) and the first reconcile and order of 100,000 due repos; later ticks read only the rows changed since the last read (none here: the snapshot is kept as it is), ask progress only about the repos whose answer can change a decision (in flight, awaiting confirmation, the head of each shard's queue), and reconcile against lists shared rather than copied. The fake shards hold each `/repo-update` open, as gitserver does while it clones, so 40 dispatches stay in flight. Peak RSS is the whole process (tokio, wasmtime's engine, the admin API) at its highest, during the first tick: the desired set (~150 B per repo), the decoded lists, the sweep and reconcile. A later full read (every `full_interval`) briefly holds the old and the new desired set, about 150 B per repo more. The rest of the way to 300 B per repo is layout: names interned once and shared by the set and the lists, and the set kept column by column.";
 const TICKS: usize = 6;
 
 /// What the shards were asked, for the progress figure.
@@ -130,6 +131,7 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         "only what needs asking",
     );
     section.row("names asked in the first tick's sweep", format!("{}", m.first_sweep_names), "every repo a list lacks");
+    section.notes.push(NOTE.to_string());
     Ok(section)
 }
 

@@ -4,11 +4,16 @@
 //! Every project holds the contract (`wit/policy.wit`, copied from this binary so it matches
 //! the host), the source of a `prioritizer` (stars first, forks last, `fork_penalty`
 //! configurable), `NAME.toml`, `NAME.fixtures.json`, `build.sh` (the toolchain recipes of
-//! docs/policies.md, installing what is missing), `test.sh` and a README.
+//! docs/policies.md, installing what is missing), `test.sh`, a README, and the authoring guide
+//! of this very binary (`GUIDE.md`, docs/policies.md as it shipped), so the project's pointer to
+//! the docs works offline and matches the contract it was written for.
 
 use std::path::{Path, PathBuf};
 
 use super::bindings::WIT_TEXT;
+
+/// The authoring guide (docs/policies.md) of this build.
+const GUIDE: &str = include_str!("../../../docs/policies.md");
 
 /// The languages a scaffold can be written in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +41,7 @@ pub fn write(name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBuf>, String>
     let fill = |text: &str| text.replace("{{name}}", name).replace("{{snake}}", &snake);
     let mut files: Vec<(String, String)> = vec![
         ("wit/policy.wit".to_string(), WIT_TEXT.to_string()),
+        ("GUIDE.md".to_string(), GUIDE.to_string()),
         (format!("{name}.toml"), fill(CONFIG)),
         (format!("{name}.fixtures.json"), fill(FIXTURE)),
         ("test.sh".to_string(), fill(TEST_SH)),
@@ -144,7 +150,7 @@ command -v "$CLONEKEEPER" >/dev/null || { echo "test.sh: set CLONEKEEPER to the 
 
 const README: &str = r#"# {{name}}
 
-A [clonekeeper](https://github.com/) policy: it answers `prioritize` (world `prioritizer`):
+A clonekeeper policy: it answers `prioritize` (world `prioritizer`):
 stars first, forks last. Change the code to make it yours; the contract is `wit/policy.wit`
 (a copy of the host's; do not edit it).
 
@@ -161,7 +167,8 @@ policy folder (`[policy] dir`). The sidecar loads it without a restart, runs the
 first, and keeps the previous module if anything fails; `clonekeeper status` shows it.
 
 {{lang_notes}}
-See docs/policies.md in clonekeeper for the contract, the limits and the fixture format.
+[GUIDE.md](GUIDE.md) is the policy authoring guide of the clonekeeper that wrote this project
+(its docs/policies.md): the contract, the limits, the folder rules and the fixture format.
 "#;
 
 const RUST_NOTES: &str = r#"## Rust
@@ -431,3 +438,24 @@ node_modules/.bin/jco componentize "$PWD/{{name}}.js" --wit "$PWD/wit" --world-n
   --backend quickjs --backend-qjs-stub-wasi -o "$PWD/{{name}}.wasm" >/dev/null
 echo "built {{name}}.wasm ($(stat -c %s {{name}}.wasm) bytes)"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scaffold_ships_the_guide_and_its_readme_points_there_not_to_a_placeholder() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let project = dir.path().join("p");
+            let files = write("my-policy", lang, &project).expect("the scaffold is written");
+            assert!(files.iter().any(|f| f == Path::new("GUIDE.md")), "{lang:?}: {files:?}");
+            let guide = std::fs::read_to_string(project.join("GUIDE.md")).expect("GUIDE.md");
+            assert_eq!(guide, GUIDE);
+            assert!(guide.contains("clonekeeper:policy@"), "the guide names the contract");
+            let readme = std::fs::read_to_string(project.join("README.md")).expect("README.md");
+            assert!(readme.contains("[GUIDE.md](GUIDE.md)"), "{lang:?}: {readme}");
+            assert!(!readme.contains("https://github.com/)"), "{lang:?}: a placeholder link is left");
+        }
+    }
+}
