@@ -20,6 +20,8 @@ use crate::policy::{
 };
 use crate::schedule::Priority;
 
+mod bench;
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a module against the contract and list the interfaces it implements.
@@ -53,6 +55,20 @@ pub enum PolicyCommand {
         /// Fixture files or folders of them; default: NAME.fixtures.json and NAME.fixtures/
         /// beside the module.
         fixtures: Vec<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// What `prioritize` costs at a deployment's size: time per call and per repo, peak
+    /// memory, and their share of `call_timeout` and of the tick's policy budget (exit 1 when
+    /// it does not fit under half of each).
+    Bench {
+        module: PathBuf,
+        /// Due repos to order, as in one tick of a deployment this size.
+        #[arg(long, default_value_t = 100_000)]
+        repos: usize,
+        /// The tick's policy budget (as `policy.tick_budget`).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        tick_budget: Duration,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -178,6 +194,9 @@ pub fn run(command: PolicyCommand, out: &mut dyn Write) -> Result<u8, CliError> 
             eval(&module, &repos, json, now.as_deref(), interface, &load, out)
         }
         PolicyCommand::Test { module, fixtures, load } => test(&module, &fixtures, &load, out),
+        PolicyCommand::Bench { module, repos, tick_budget, load } => {
+            bench::bench(&module, repos, tick_budget, &load, out)
+        }
         PolicyCommand::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let files = scaffold::write(&name, lang, &dir).map_err(CliError::Usage)?;

@@ -39,6 +39,13 @@ impl Default for CallLimits {
     }
 }
 
+impl StoreData {
+    /// The most linear memory the store's instances held at once.
+    pub fn memory_peak(&self) -> usize {
+        self.limiter.peak()
+    }
+}
+
 /// What a store carries: the module's identity (for its log lines) and its limits.
 pub struct StoreData {
     pub module: Arc<str>,

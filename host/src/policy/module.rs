@@ -388,8 +388,29 @@ impl Module {
         self.prioritize_rows(&rows, now)
     }
 
+    /// [`Module::prioritize_candidates`], also returning the most linear memory the call held
+    /// (all its memories together), for `clonekeeper policy bench`.
+    pub fn prioritize_candidates_measured(
+        &self,
+        batch: &[Candidate<'_>],
+        shard_addrs: &[String],
+        now: Timestamp,
+    ) -> Result<(Vec<Priority>, usize), CallFailure> {
+        let rows: Vec<CandidateRow<'_>> =
+            batch.iter().map(|candidate| CandidateRow { candidate, shard_addrs }).collect();
+        self.prioritize_rows_measured(&rows, now)
+    }
+
     /// `prioritize` on any rows: the batch carries only the columns this module reads.
     pub(super) fn prioritize_rows<R: Row>(&self, rows: &[R], now: Timestamp) -> Result<Vec<Priority>, CallFailure> {
+        self.prioritize_rows_measured(rows, now).map(|(answers, _)| answers)
+    }
+
+    fn prioritize_rows_measured<R: Row>(
+        &self,
+        rows: &[R],
+        now: Timestamp,
+    ) -> Result<(Vec<Priority>, usize), CallFailure> {
         let Some(indices) = &self.exports.prioritize else {
             return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
         };
@@ -397,7 +418,8 @@ impl Module {
         let (mut store, instance) = self.ready()?;
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         let answers = guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
-        answers::priorities(answers, rows.iter().map(R::name))
+        let peak = store.data().memory_peak();
+        Ok((answers::priorities(answers, rows.iter().map(R::name))?, peak))
     }
 
     /// `reenqueue` on a batch, answers checked: one per failure, delays at most 30 days.

@@ -123,3 +123,24 @@ fn check_reports_a_long_multibyte_init_refusal_without_panicking() {
     assert!(text.contains("refuses.wasm") && text.contains("init rejected its config: xéé"), "{text}");
     assert!(text.len() < 1200, "the refusal is cut: {} bytes", text.len());
 }
+
+#[test]
+fn bench_reports_the_cost_against_the_limits_and_fails_what_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = module(dir.path());
+    let path = path.to_str().expect("utf-8");
+    let (code, out) = cli(&["bench", path, "--repos", "25000", "--tick-budget", "60s", "--call-timeout", "30s"]);
+    assert_eq!(code.expect("runs"), 0, "{out}");
+    assert!(out.contains("prioritize over 25000 repos in 3 calls of up to 10000 (columns: stars)"), "{out}");
+    for line in
+        ["per call    median", "per repo", "per tick", "of tick_budget 1m", "memory      peak", "verdict     fits"]
+    {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    // A budget no module can meet: the verdict says so and the exit status fails.
+    let (code, out) = cli(&["bench", path, "--repos", "25000", "--tick-budget", "1ns"]);
+    assert_eq!(code.expect("runs"), 1, "{out}");
+    assert!(out.contains("does not fit: a tick with 25000 due repos needs"), "{out}");
+    let (code, _) = cli(&["bench", path, "--repos", "0"]);
+    assert_eq!(code.unwrap_err().code(), 2);
+}
