@@ -27,6 +27,7 @@ async fn broken_clone_url_fails_with_backoff_without_blocking_others() {
     let mut config = SidecarConfig::new(db.url(), vec![shard.addr()]);
     config.backoff_base = "300ms";
     config.backoff_max = "2s";
+    config.env.push(("CLONEKEEPER_LOG_DECISION_SAMPLE", "1.0".to_string()));
     let sidecar = Sidecar::start(&config);
 
     // The row is read before the status, so the status has seen every outcome the row has.
@@ -77,4 +78,19 @@ async fn broken_clone_url_fails_with_backoff_without_blocking_others() {
         assert!(shard.has_mirror(name), "{name} is not cloned");
     }
     assert!(!shard.has_mirror(BROKEN));
+
+    // The decision log (every decision sampled) carries the retry with git's message as its
+    // reason, and the order with why each repo was due.
+    let log = sidecar.log_tail(100_000);
+    let retry = log
+        .lines()
+        .find(|l| l.contains("clonekeeper::decision") && l.contains("reenqueue") && l.contains(BROKEN))
+        .unwrap_or_else(|| panic!("no retry decision for {BROKEN} in the log"));
+    assert!(retry.contains("retry at"), "{retry}");
+    assert!(retry.contains("dispatch 1 to") && retry.contains("failed:"), "the failure is the reason: {retry}");
+    let order = log
+        .lines()
+        .find(|l| l.contains("clonekeeper::decision") && l.contains("prioritize") && l.contains("never dispatched"))
+        .unwrap_or_else(|| panic!("no order decision with its reason in the log"));
+    assert!(order.contains("builtin"), "{order}");
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::decision_log::LoggedDecision;
 use super::{Command, Machine};
 use crate::dispatch::{Dispatch, Outcome};
 use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
@@ -124,23 +125,35 @@ impl Machine {
         for PendingRetry { name, shard, error, .. } in failed {
             let shard = self.settings.shards.addr(shard);
             let record = self.attempts.entry(name.clone()).or_default();
-            match decisions.next() {
+            let (decision, module) = match decisions.next() {
                 Some(RetryDecision::GiveUp { reason }) => {
                     tracing::warn!(repo = %name, %shard, %error, %reason, policy = %decided_by, "Dispatch failed; giving up.");
+                    let decision = format!("give up: {reason}");
                     record.gave_up = Some(reason);
                     record.next_attempt_at = None;
+                    (decision, decided_by.as_str())
                 }
                 Some(RetryDecision::RetryAt(at)) => {
                     tracing::warn!(repo = %name, %shard, %error, retry_at = %at.to_rfc3339(), policy = %decided_by, "Dispatch failed; will retry.");
                     record.next_attempt_at = Some(at);
+                    (format!("retry at {}", at.to_rfc3339()), decided_by.as_str())
                 }
                 None => {
                     let at = now.saturating_add(self.settings.backoff.delay(record.attempts, &name));
                     tracing::warn!(repo = %name, %shard, %error, "Dispatch failed; the retry policy gave no answer, using built-in backoff.");
                     record.next_attempt_at = Some(at);
+                    (format!("retry at {} (no answer: built-in backoff)", at.to_rfc3339()), crate::schedule::BUILTIN)
                 }
-            }
+            };
+            let reason = format!("dispatch {} to {shard} failed: {error}", record.attempts);
             let record = record.clone();
+            self.decision_log.push(LoggedDecision {
+                subject: name.to_string(),
+                interface: "reenqueue",
+                decision,
+                module: module.to_string(),
+                reason,
+            });
             self.commands.push_back(Command::Save { name, record });
         }
     }

@@ -45,24 +45,39 @@ impl Machine {
             let shard = self.settings.shards.addr(snapshot.routes[idx as usize]).to_string();
             let record = self.attempts.entry(repo.name.clone()).or_default();
             record.last_error = Some(LOST.to_string());
-            match decision {
+            let decision = match decision {
                 Some(RetryDecision::GiveUp { reason }) => {
                     tracing::warn!(repo = %repo.name, %shard, %reason, policy = %decided_by, "Clone lost; giving up.");
+                    let decision = format!("give up: {reason}");
                     record.gave_up = Some(reason);
                     record.next_attempt_at = None;
                     plan.states[idx as usize] = RepoState::Failed;
                     not_now.push(idx);
+                    decision
                 }
                 Some(RetryDecision::RetryAt(at)) if at > now => {
                     tracing::warn!(repo = %repo.name, %shard, retry_at = %at.to_rfc3339(), policy = %decided_by, "Clone lost; will retry.");
                     record.next_attempt_at = Some(at);
                     not_now.push(idx);
+                    format!("retry at {}", at.to_rfc3339())
                 }
                 _ => {
                     tracing::warn!(repo = %repo.name, %shard, policy = %decided_by, "Clone lost; dispatching again.");
                     record.next_attempt_at = None;
+                    "dispatch again now".to_string()
                 }
-            }
+            };
+            let reason = format!(
+                "clone lost: dispatched {} time(s) to {shard}, not listed after the confirmation grace",
+                record.attempts
+            );
+            self.decision_log.push(super::decision_log::LoggedDecision {
+                subject: repo.name.to_string(),
+                interface: "reenqueue",
+                decision,
+                module: decided_by.clone(),
+                reason,
+            });
             let record = record.clone();
             self.commands.push_back(Command::Save { name: repo.name.clone(), record });
         }

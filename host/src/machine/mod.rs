@@ -17,6 +17,7 @@
 //!   writer in that order, so an older record never overwrites a newer one; a dispatch carries
 //!   its started record, which the shell stores before it makes the call.
 
+mod decision_log;
 mod dispatching;
 mod explain;
 mod input;
@@ -32,6 +33,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use decision_log::LoggedDecision;
 pub use input::{Observation, ShardAnswer, ShardObservation, Snapshot};
 pub use lost::LOST;
 pub use progress::ProgressScope;
@@ -126,6 +128,8 @@ pub struct Machine {
     in_flight_repos: HashMap<RepoName, DesiredRepo>,
     /// The last prioritisation of each queued repo (by desired index): score and module.
     decisions: HashMap<u32, (f64, Arc<str>)>,
+    /// Retry and rate-limit decisions not yet taken by the shell's decision log.
+    decision_log: decision_log::DecisionLog,
     commands: VecDeque<Command>,
 }
 
@@ -158,6 +162,7 @@ impl Machine {
             dispatched_before: HashSet::new(),
             in_flight_repos: HashMap::new(),
             decisions: HashMap::new(),
+            decision_log: decision_log::DecisionLog::default(),
             commands,
         }
     }

@@ -207,3 +207,62 @@ fn a_scope_asks_a_shard_only_about_the_repos_it_owns_lacks_and_names() {
     assert!(scoped.missing(&two_shards, 0, &[name("x/c")]).is_empty(), "listed now: nothing to ask");
     assert!(scoped.missing(&two_shards, 1, &[]).is_empty(), "another shard's repo is not asked about here");
 }
+
+/// A rate-limit policy that limits every code host it sees to 60 an hour.
+struct SixtyAnHour;
+
+impl crate::schedule::RateLimitPolicy for SixtyAnHour {
+    fn limits(
+        &self,
+        seen: &[crate::schedule::KeyLoad],
+        _now: Timestamp,
+    ) -> Vec<(crate::schedule::LimitKey, crate::schedule::RateLimit)> {
+        let sixty = std::num::NonZeroU32::new(60).expect("non-zero");
+        let limit = crate::schedule::RateLimit { per_hour: sixty, burst: sixty, max_in_flight: None };
+        seen.iter()
+            .filter(|load| matches!(load.key, crate::schedule::LimitKey::CodeHost(_)))
+            .map(|load| (load.key.clone(), limit))
+            .collect()
+    }
+}
+
+#[test]
+fn the_decision_log_gets_retries_with_their_failure_and_limits_once_with_their_load() {
+    let policies = Policies {
+        prioritizer: Arc::new(BuiltinOrder),
+        retry: Arc::new(BuiltinRetry { backoff: settings().backoff, max_attempts: Some(2) }),
+        rate_limits: Arc::new(SixtyAnHour),
+    };
+    let mut m = Machine::new(settings(), policies, HashMap::new());
+    let observe = |m: &mut Machine, at| {
+        m.handle_observation(
+            Observation { snapshot: Ok(desired(&["x/a", "x/b"])), shards: vec![answered(&[], &[])] },
+            at,
+        )
+    };
+    observe(&mut m, t(0));
+    assert_eq!(m.due_reason(&name("x/a")), "uncloned, never dispatched");
+    let limits = m.take_decision_log();
+    assert_eq!(limits.len(), 1, "one code host, limited once: {limits:?}");
+    assert_eq!((limits[0].subject.as_str(), limits[0].interface), ("code host x", "rate-limits"));
+    assert_eq!(limits[0].decision, "60/h, burst 60");
+    assert_eq!(limits[0].reason, "2 repos, 2 queued, 0 in flight");
+    assert_eq!(limits[0].module, "builtin");
+
+    let sent = dispatched(&drain(&mut m, t(0)));
+    assert!(!sent.is_empty());
+    let failure = DispatchError { message: "git: repository not found".into(), shard_down: false };
+    let outcome = Outcome { name: name(&sent[0]), shard: 0, started_at: t(0), finished_at: t(1), result: Err(failure) };
+    m.handle_outcomes(vec![outcome]);
+    let retries = m.take_decision_log();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!(retries[0].interface, "reenqueue");
+    assert!(retries[0].decision.starts_with("retry at "), "{:?}", retries[0]);
+    assert_eq!(retries[0].reason, "dispatch 1 to s0:3178 failed: git: repository not found");
+    assert!(m.take_decision_log().is_empty(), "taken once");
+
+    observe(&mut m, t(2));
+    assert!(m.take_decision_log().is_empty(), "an unchanged limit is not logged again");
+    assert_eq!(m.due_reason(&name(&sent[0])), "failed 1 time(s), retry due; last error: git: repository not found");
+    assert_eq!(m.due_reason(&name("x/gone")), "not desired any more");
+}

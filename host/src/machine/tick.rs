@@ -61,7 +61,8 @@ impl Machine {
         self.scheduler.handle_plan(&ordered.jobs);
         if self.policies.rate_limits.is_active() {
             let loads = self.key_loads(desired, &plan, &ordered.jobs);
-            let limits = self.policies.rate_limits.limits(&loads, now);
+            let (limits, decided_by) = self.policies.rate_limits.limits_traced(&loads, now);
+            self.log_changed_limits(&loads, &limits, &decided_by);
             self.scheduler.handle_rate_limits(limits, now);
         } else if !self.scheduler.rate_limits().is_empty() {
             self.scheduler.handle_rate_limits(Vec::new(), now);
@@ -110,6 +111,33 @@ impl Machine {
                     );
                 }
             }
+        }
+    }
+
+    /// Logs the limits that differ from those in force, with the load each key was given.
+    fn log_changed_limits(
+        &mut self,
+        loads: &[schedule::KeyLoad],
+        limits: &[(schedule::LimitKey, schedule::RateLimit)],
+        decided_by: &str,
+    ) {
+        let module = crate::policy::short_digest(decided_by).to_string();
+        for (key, limit) in limits {
+            if self.scheduler.rate_limits().limit(key) == Some(*limit) {
+                continue;
+            }
+            let load = loads.iter().find(|load| &load.key == key);
+            let reason = load.map_or_else(String::new, |load| {
+                format!("{} repos, {} queued, {} in flight", load.repos, load.queued, load.in_flight)
+            });
+            let in_flight = limit.max_in_flight.map_or(String::new(), |n| format!(", at most {n} in flight"));
+            self.decision_log.push(super::decision_log::LoggedDecision {
+                subject: key.to_string(),
+                interface: "rate-limits",
+                decision: format!("{}/h, burst {}{in_flight}", limit.per_hour, limit.burst),
+                module: module.clone(),
+                reason,
+            });
         }
     }
 }

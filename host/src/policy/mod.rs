@@ -517,8 +517,16 @@ impl RateLimitPolicy for PolicyHost {
     }
 
     fn limits(&self, seen: &[schedule::KeyLoad], now: Timestamp) -> Vec<(schedule::LimitKey, RateLimit)> {
+        self.limits_traced(seen, now).0
+    }
+
+    fn limits_traced(
+        &self,
+        seen: &[schedule::KeyLoad],
+        now: Timestamp,
+    ) -> (Vec<(schedule::LimitKey, RateLimit)>, Arc<str>) {
         if self.set.load().chain(Interface::RateLimits).is_empty() {
-            return Vec::new();
+            return (Vec::new(), Arc::from(BUILTIN));
         }
         let to_view = |key: &schedule::LimitKey| match key {
             schedule::LimitKey::CodeHost(host) => LimitKey::CodeHost(host.to_string()),
@@ -535,9 +543,9 @@ impl RateLimitPolicy for PolicyHost {
             })
             .collect();
         let Some(decided) = PolicyHost::rate_limits(self, &loads, now) else {
-            return Vec::new();
+            return (Vec::new(), Arc::from(BUILTIN));
         };
-        decided
+        let limits = decided
             .answers
             .into_iter()
             .filter_map(|limit| {
@@ -550,6 +558,7 @@ impl RateLimitPolicy for PolicyHost {
                 };
                 Some((key, rate))
             })
-            .collect()
+            .collect();
+        (limits, decided.digest)
     }
 }

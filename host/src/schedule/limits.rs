@@ -70,6 +70,12 @@ pub struct RateLimit {
 pub trait RateLimitPolicy: Send + Sync {
     fn limits(&self, seen: &[KeyLoad], now: Timestamp) -> Vec<(LimitKey, RateLimit)>;
 
+    /// Like [`RateLimitPolicy::limits`], also naming who answered (a module digest, or
+    /// `builtin`).
+    fn limits_traced(&self, seen: &[KeyLoad], now: Timestamp) -> (Vec<(LimitKey, RateLimit)>, Arc<str>) {
+        (self.limits(seen, now), Arc::from(super::BUILTIN))
+    }
+
     /// Whether asking is worth building the loads at all (false: no limits).
     fn is_active(&self) -> bool {
         true

@@ -36,6 +36,10 @@ impl RateLimitPolicy for OffRuntime<dyn RateLimitPolicy> {
         off_runtime(|| self.0.limits(seen, now))
     }
 
+    fn limits_traced(&self, seen: &[KeyLoad], now: Timestamp) -> (Vec<(LimitKey, RateLimit)>, Arc<str>) {
+        off_runtime(|| self.0.limits_traced(seen, now))
+    }
+
     fn is_active(&self) -> bool {
         self.0.is_active()
     }

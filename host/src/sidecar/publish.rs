@@ -43,14 +43,18 @@ impl Sidecar {
     }
 
     /// Writes a sample of this tick's decisions to the decision log (target
-    /// `clonekeeper::decision`), one JSON line each when logs are JSON.
-    pub(super) fn log_decisions(&self) {
+    /// `clonekeeper::decision`), one JSON line each when logs are JSON: the order (with why each
+    /// repo is due), and the retry and rate-limit decisions made since the last tick (with the
+    /// failure or the load that was decided on).
+    pub(super) fn log_decisions(&mut self) {
+        let logged = self.machine.take_decision_log();
         let sample = self.parts.config.decision_log_sample;
         if sample <= 0.0 {
             return;
         }
+        let sampled = || sample >= 1.0 || rand::random::<f64>() < sample;
         for (repo, score, module) in self.machine.decisions() {
-            if sample < 1.0 && rand::random::<f64>() >= sample {
+            if !sampled() {
                 continue;
             }
             tracing::info!(
@@ -59,7 +63,18 @@ impl Sidecar {
                 interface = "prioritize",
                 decision = %format!("score {score}"),
                 module = %module,
-                reason = "due this tick",
+                reason = %self.machine.due_reason(repo),
+                "Policy decision."
+            );
+        }
+        for entry in logged.into_iter().filter(|_| sampled()) {
+            tracing::info!(
+                target: "clonekeeper::decision",
+                repo = %entry.subject,
+                interface = entry.interface,
+                decision = %entry.decision,
+                module = %entry.module,
+                reason = %entry.reason,
                 "Policy decision."
             );
         }
