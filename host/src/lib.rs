@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod reconcile;
+pub mod replay;
 pub mod routing;
 pub mod schedule;
 pub mod sidecar;
