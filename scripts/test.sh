@@ -17,6 +17,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 git --version
 promtool --version | head -n 1
+# DuckDB (from PyPI) runs the README's query on a snapshot file in the replay test.
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore duckdb
+python3 -c 'import duckdb; print("duckdb", duckdb.__version__)'
 
 log "Postgres"
 export CLONEKEEPER_TEST_PG="${CLONEKEEPER_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -6,6 +6,7 @@
 mod alloc;
 mod policy;
 mod reconcile;
+mod replay;
 mod repo_db;
 mod report;
 mod scale;
@@ -50,28 +51,44 @@ struct Args {
     /// the section).
     #[arg(long, default_value_t = 10_000_000)]
     scale_repos: usize,
+    /// Only these sections (comma-separated: reconcile, repo-db, tick, scale, sim, policy,
+    /// replay); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut sections = vec![reconcile::run(args.repos, args.runs)];
-    if !args.no_pg {
-        let (section, db_url) = repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?;
-        sections.push(section);
-        sections.push(tick::run(&db_url, args.repos).await?);
+    let wanted = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
+    let mut sections = Vec::new();
+    if wanted("reconcile") {
+        sections.push(reconcile::run(args.repos, args.runs));
     }
-    if args.scale_repos > 0 {
+    if !args.no_pg && (wanted("repo-db") || wanted("tick")) {
+        let (section, db_url) = repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?;
+        if wanted("repo-db") {
+            sections.push(section);
+        }
+        if wanted("tick") {
+            sections.push(tick::run(&db_url, args.repos).await?);
+        }
+    }
+    if args.scale_repos > 0 && wanted("scale") {
         let (repos, runs) = (args.scale_repos, args.runs.min(3));
         sections.push(tokio::task::spawn_blocking(move || scale::run(repos, runs)).await?);
     }
-    if args.sim_seeds > 0 {
+    if args.sim_seeds > 0 && wanted("sim") {
         let seeds = args.sim_seeds;
         sections.push(tokio::task::spawn_blocking(move || sim::run(seeds)).await??);
     }
-    if let Some(module) = &args.policy_module {
+    if let Some(module) = args.policy_module.as_ref().filter(|_| wanted("policy")) {
         let (module, repos, rego, runs) = (module.clone(), args.repos, args.policy_rego_repos, args.runs);
         sections.push(tokio::task::spawn_blocking(move || policy::run(&module, repos, rego, runs)).await??);
+    }
+    if wanted("replay") {
+        let (module, repos) = (args.policy_module.clone(), args.repos);
+        sections.push(tokio::task::spawn_blocking(move || replay::run(repos, module.as_deref())).await??);
     }
     let mut out = String::from("# Benchmarks\n\n");
     out.push_str(&format!(

@@ -16,6 +16,7 @@ mod operator;
 mod plain_logs;
 mod policy_sandbox;
 mod policy_swap;
+mod replay;
 mod routing_table;
 mod schema_shapes;
 mod seed_scenario;

@@ -19,6 +19,8 @@
 //! Mutating calls (`Authorization: Bearer <admin.token>`; refused when no token is set):
 //! - `POST /v1/repos/{name}/enqueue`: clear backoff and give-up; dispatch on the next tick.
 //! - `POST /v1/policies/reload`: rescan the policy folder now.
+//! - `GET /v1/snapshot`: what the sidecar knows, as a snapshot file (`replay::capture`):
+//!   repo names can be private, so it takes the token too.
 //!
 //! Errors are JSON: `{"error": "…"}`. Binds to loopback unless configured otherwise: it
 //! reveals repo names.
@@ -74,6 +76,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/policies", get(policies))
         .route("/v1/policies/reload", post(reload))
         .route("/v1/repos/{*name}", get(explain).post(enqueue))
+        .route("/v1/snapshot", get(snapshot))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }
@@ -198,14 +201,94 @@ async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response
     }
 }
 
+/// Streams the snapshot file: the loop hands over its parts, a blocking task compresses them
+/// into the response as it goes (a million repos make ~150 MB of JSON before compression).
+async fn snapshot(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(denied) = auth::check(&headers, state.token.as_deref()) {
+        return denied.into_response();
+    }
+    // The loop answers after its next read when it must read stars first: a full read.
+    let parts = match ask_within(&state, |reply| ControlRequest::Snapshot { reply }, SNAPSHOT_WAIT).await {
+        Ok(Ok(parts)) => parts,
+        Ok(Err(message)) => return error(StatusCode::CONFLICT, &message),
+        Err(response) => return response,
+    };
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let written = crate::replay::capture::write(&parts, &mut out).and_then(|()| out.send_rest());
+        if let Err(error) = written {
+            tracing::warn!(%error, "Writing a snapshot failed.");
+            let _ = tx.blocking_send(Err(error));
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let file =
+        format!("attachment; filename=\"clonekeeper-snapshot-{}.ndjson.gz\"", Timestamp::now().as_millis() / 1000);
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/gzip".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, file),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// How long a snapshot request waits for the tick loop (a full read of a large repo DB).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(300);
+
+/// Bytes per response chunk of a snapshot.
+const CHUNK: usize = 1 << 16;
+
+/// A `Write` that hands full chunks to the response; it blocks while the client is slower
+/// than the compression, and fails once the client has gone.
+struct ChunkSender {
+    tx: mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send_rest(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send_rest()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Sends a request to the tick loop and waits (bounded) for its answer.
 async fn ask<T>(state: &AdminState, request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest) -> Result<T, Response> {
+    ask_within(state, request, Duration::from_secs(10)).await
+}
+
+/// [`ask`], waiting at most `wait` for the answer.
+async fn ask_within<T>(
+    state: &AdminState,
+    request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest,
+    wait: Duration,
+) -> Result<T, Response> {
     let (tx, rx) = oneshot::channel();
     let busy = || error(StatusCode::SERVICE_UNAVAILABLE, "the tick loop did not answer; try again");
     if state.control.send_timeout(request(tx), Duration::from_secs(5)).await.is_err() {
         return Err(busy());
     }
-    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+    match tokio::time::timeout(wait, rx).await {
         Ok(Ok(answer)) => Ok(answer),
         _ => Err(busy()),
     }

@@ -100,7 +100,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         status: Arc::clone(&shared.status),
         metrics: Arc::clone(&shared.metrics),
         liveness: Arc::clone(&shared.liveness),
-        control: control_tx,
+        control: control_tx.clone(),
         probes: Vec::new(),
         reload: None,
         token: None,
@@ -125,6 +125,12 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     let bar = progress_bar(total, options.plain);
     let victim = shards.len() - 1;
     let mut killed_at: Option<Instant> = None;
+    // What the sidecar knew when the shard was killed, left behind for `clonekeeper replay`.
+    let snapshot_path = match &options.dir {
+        Some(dir) => dir.join("snapshot.ndjson.gz"),
+        None => std::env::temp_dir().join("clonekeeper-demo-snapshot.ndjson.gz"),
+    };
+    let mut snapshot = None;
     let mut restarted = false;
     let mut last_plain = Instant::now();
     let done = loop {
@@ -145,6 +151,7 @@ async fn run(options: Options) -> anyhow::Result<bool> {
                 now.totals.cloned
             ));
             killed_at = Some(Instant::now());
+            snapshot = Some(tokio::spawn(take_snapshot(control_tx.clone(), snapshot_path.clone())));
         }
         if !restarted && killed_at.is_some_and(|at| at.elapsed() >= Duration::from_secs(2)) {
             let mut config = shards[victim].0.clone();
@@ -163,6 +170,10 @@ async fn run(options: Options) -> anyhow::Result<bool> {
         }
     };
     bar.finish_and_clear();
+    let snapshot = match snapshot {
+        Some(task) => task.await.map_err(|e| e.to_string()).and_then(|written| written),
+        None => Err("the shard was never killed".to_string()),
+    };
     let last = status.load_full();
     let _ = stop_tx.send(true);
     let _ = sidecar.await;
@@ -186,7 +197,54 @@ async fn run(options: Options) -> anyhow::Result<bool> {
     for shard in &last.shards {
         println!("  shard {}: {} of {} cloned", shard.addr, shard.counts.cloned, shard.counts.desired);
     }
+    println!();
+    match snapshot {
+        Ok(()) => {
+            println!("A snapshot of what clonekeeper knew when the shard was killed: {}", snapshot_path.display());
+            println!("See what the example policies would have done from there, side by side:");
+            println!("  {}", replay_command(&snapshot_path));
+        }
+        Err(error) => println!("No snapshot was left behind: {error}"),
+    }
     Ok(done)
+}
+
+/// Asks the tick loop for a snapshot and writes it to `path`.
+async fn take_snapshot(
+    control: tokio::sync::mpsc::Sender<crate::sidecar::ControlRequest>,
+    path: PathBuf,
+) -> Result<(), String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = crate::sidecar::ControlRequest::Snapshot { reply };
+    control.send(request).await.map_err(|_| "the sidecar has stopped".to_string())?;
+    let parts = tokio::time::timeout(Duration::from_secs(60), answer)
+        .await
+        .map_err(|_| "the sidecar did not answer within 60s".to_string())?
+        .map_err(|_| "the sidecar has stopped".to_string())??;
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::replay::capture::write(&parts, file).map_err(|e| format!("{}: {e}", path.display()))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The replay command for the demo's snapshot, with the example policies where they are
+/// built (`scripts/build-policies.sh` puts them in `target/policies/`).
+fn replay_command(snapshot: &Path) -> String {
+    let mut command = format!("clonekeeper replay {} --top 10 --policy builtin", snapshot.display());
+    let built: Vec<String> = ["popular-first", "org-tiers"]
+        .iter()
+        .map(|name| format!("target/policies/{name}.wasm"))
+        .filter(|path| Path::new(path).is_file())
+        .collect();
+    if built.is_empty() {
+        command.push_str(" --policy target/policies/popular-first.wasm   (scripts/build-policies.sh builds it)");
+    }
+    for path in built {
+        command.push_str(&format!(" --policy {path}"));
+    }
+    command
 }
 
 fn progress_bar(total: u64, plain: bool) -> ProgressBar {
@@ -275,11 +333,12 @@ pub(super) async fn write_repo_db(url: &str, sources: &[Source]) -> anyhow::Resu
         .await?;
     for (idx, source) in sources.iter().enumerate() {
         let id = idx as i64 + 1;
-        sqlx::query("INSERT OR IGNORE INTO repo (id, name, external_service_type, external_service_id, external_id, created_at) VALUES (?, ?, 'github', '1', ?, ?)")
+        sqlx::query("INSERT OR IGNORE INTO repo (id, name, external_service_type, external_service_id, external_id, created_at, metadata) VALUES (?, ?, 'github', '1', ?, ?, ?)")
             .bind(id)
             .bind(&source.name)
             .bind(format!("R_{id}"))
             .bind(1_600_000_000_000i64 + id * 60_000)
+            .bind(format!("{{\"stargazerCount\": {}}}", demo_stars(idx)))
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -293,4 +352,15 @@ pub(super) async fn write_repo_db(url: &str, sources: &[Source]) -> anyhow::Resu
     tx.commit().await?;
     pool.close().await;
     Ok(())
+}
+
+/// Stars of the demo's `idx`-th repo: a few popular ones among many with few, scattered
+/// over the list, so ordering by stars differs from the built-in oldest-first order.
+fn demo_stars(idx: usize) -> u64 {
+    let spread = (idx as u64).wrapping_mul(2_654_435_761) % 1_000;
+    if spread < 50 {
+        5_000 + spread * 97
+    } else {
+        spread % 40
+    }
 }

@@ -8,7 +8,9 @@ mod demo;
 mod explain;
 mod logging;
 mod policy;
+mod replay;
 mod run;
+mod snapshot;
 mod status;
 
 use std::path::PathBuf;
@@ -81,6 +83,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Save what a running sidecar knows (desired repos with the columns policies read, each
+    /// repo's state and attempt record, shard addresses, recent clone durations) as a
+    /// gzip-compressed JSON-lines file, for `clonekeeper replay` and for jq, DuckDB or pandas.
+    Snapshot {
+        /// The sidecar's admin address.
+        #[arg(long, default_value = "127.0.0.1:9187", env = "CLONEKEEPER_ADMIN_LISTEN")]
+        admin: String,
+        /// A file holding the admin token (else CLONEKEEPER_ADMIN_TOKEN): repo names can be
+        /// private, so the snapshot takes the token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Where to write it (default: clonekeeper-snapshot-TIME.ndjson.gz here).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// What would these policies do to this clone queue? Replays a snapshot in simulated
+    /// time through the production scheduler, caps, rate limiters and policy host, once per
+    /// policy, until every repo is cloned; prints the comparison and writes an HTML report.
+    Replay(replay::ReplayArgs),
     /// Print a running sidecar's status, one line per shard.
     Status {
         /// The sidecar's admin address.
@@ -121,6 +142,20 @@ pub fn main() -> ExitCode {
             Command::Status { admin, json } => status::main(&admin, json).await,
             Command::Explain { name, admin, json } => explain::main(&admin, &name, json).await,
             Command::Policy(command) => policy::main(command).await,
+            Command::Snapshot { admin, token_file, out } => {
+                let token = match token_file {
+                    Some(path) => match std::fs::read_to_string(&path) {
+                        Ok(token) => Some(token),
+                        Err(error) => {
+                            eprintln!("clonekeeper snapshot: {}: {error}", path.display());
+                            return ExitCode::from(2);
+                        }
+                    },
+                    None => std::env::var("CLONEKEEPER_ADMIN_TOKEN").ok(),
+                };
+                snapshot::main(&admin, token.as_deref(), out).await
+            }
+            Command::Replay(args) => replay::main(args),
         }
     })
 }

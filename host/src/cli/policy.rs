@@ -28,6 +28,13 @@ pub enum PolicyCommand {
     Check {
         /// The component (`.wasm`, or `.wat` text).
         module: PathBuf,
+        /// Also measure `prioritize` on this snapshot's due repos (`clonekeeper snapshot`)
+        /// and warn when a tick of them would not fit `--tick-budget`.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// The tick's policy budget (as `policy.tick_budget`), with --snapshot.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        tick_budget: Duration,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -64,8 +71,12 @@ pub enum PolicyCommand {
     Bench {
         module: PathBuf,
         /// Due repos to order, as in one tick of a deployment this size.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, conflicts_with = "snapshot")]
         repos: usize,
+        /// Order this snapshot's due repos (`clonekeeper snapshot`) instead of synthetic ones:
+        /// the deployment's own columns, states and attempt records.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
         /// The tick's policy budget (as `policy.tick_budget`).
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         tick_budget: Duration,
@@ -189,13 +200,25 @@ impl CliError {
 /// Runs a command, writing its report to `out`; returns the exit status.
 pub fn run(command: PolicyCommand, out: &mut dyn Write) -> Result<u8, CliError> {
     match command {
-        PolicyCommand::Check { module, load } => check(&module, &load, out),
+        PolicyCommand::Check { module, snapshot, tick_budget, load } => {
+            let status = check(&module, &load, out)?;
+            match snapshot {
+                Some(snapshot) => {
+                    bench::warn_if_over_budget(&module, &snapshot, tick_budget, &load, out).map(|()| status)
+                }
+                None => Ok(status),
+            }
+        }
         PolicyCommand::Eval { module, repos, json, now, interface, load } => {
             eval(&module, &repos, json, now.as_deref(), interface, &load, out)
         }
         PolicyCommand::Test { module, fixtures, load } => test(&module, &fixtures, &load, out),
-        PolicyCommand::Bench { module, repos, tick_budget, load } => {
-            bench::bench(&module, repos, tick_budget, &load, out)
+        PolicyCommand::Bench { module, repos, snapshot, tick_budget, load } => {
+            let repos = match &snapshot {
+                Some(file) => bench::Repos::Snapshot(file.clone()),
+                None => bench::Repos::Synthetic(repos),
+            };
+            bench::bench(&module, &repos, tick_budget, &load, out)
         }
         PolicyCommand::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

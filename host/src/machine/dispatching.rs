@@ -72,6 +72,16 @@ impl Machine {
         let shard = self.settings.shards.addr(outcome.shard).to_string();
         let took = outcome.finished_at.since(outcome.started_at);
         let confirm_grace = self.confirm_grace();
+        if self.recent_clones.len() == super::RECENT_CLONES {
+            self.recent_clones.pop_front();
+        }
+        self.recent_clones.push_back(super::ObservedClone {
+            name: outcome.name.clone(),
+            shard: outcome.shard,
+            finished_at: now,
+            took,
+            succeeded: outcome.result.is_ok(),
+        });
         match &outcome.result {
             Err(failure) if failure.shard_down => self.scheduler.handle_shard_down(outcome.shard, now),
             _ => self.scheduler.handle_shard_up(outcome.shard),

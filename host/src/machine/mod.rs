@@ -49,6 +49,8 @@ use shard_views::ShardViews;
 
 /// Repos per prioritizer call.
 const PRIORITIZE_BATCH: usize = 10_000;
+/// Dispatch outcomes kept for snapshots: enough to learn how long clones take, bounded.
+const RECENT_CLONES: usize = 10_000;
 
 /// What the machine needs of the configuration.
 #[derive(Clone, Debug)]
@@ -95,6 +97,18 @@ pub enum Command {
     Dispatch { dispatch: Dispatch, record: AttemptRecord },
 }
 
+/// How one dispatch ended: what a snapshot tells a replay about how long clones take here
+/// (`/repo-update` blocks while gitserver clones, so a successful dispatch's duration is the
+/// clone's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedClone {
+    pub name: RepoName,
+    pub shard: crate::model::ShardIdx,
+    pub finished_at: Timestamp,
+    pub took: Duration,
+    pub succeeded: bool,
+}
+
 /// What one tick decided, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -130,6 +144,8 @@ pub struct Machine {
     decisions: HashMap<u32, (f64, Arc<str>)>,
     /// Retry and rate-limit decisions not yet taken by the shell's decision log.
     decision_log: decision_log::DecisionLog,
+    /// The last [`RECENT_CLONES`] dispatch outcomes, oldest first.
+    recent_clones: VecDeque<ObservedClone>,
     commands: VecDeque<Command>,
 }
 
@@ -163,6 +179,7 @@ impl Machine {
             in_flight_repos: HashMap::new(),
             decisions: HashMap::new(),
             decision_log: decision_log::DecisionLog::default(),
+            recent_clones: VecDeque::new(),
             commands,
         }
     }
@@ -216,6 +233,16 @@ impl Machine {
         self.decisions
             .iter()
             .filter_map(|(&idx, (score, module))| Some((&repos.get(idx as usize)?.name, *score, &**module)))
+    }
+
+    /// The last dispatch outcomes (at most 10,000), oldest first.
+    pub fn recent_clones(&self) -> &VecDeque<ObservedClone> {
+        &self.recent_clones
+    }
+
+    /// The settings the machine runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     fn confirm_grace(&self) -> Duration {

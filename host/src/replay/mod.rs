@@ -7,9 +7,19 @@
 //! Wasm modules), so what it shows is what the module would do in production, under the
 //! snapshot's caps, against a model of how long clones take.
 
+pub mod capture;
+pub mod clone_time;
+pub mod engine;
+pub mod policies;
 pub mod report;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::RepoName;
+use crate::reconcile::RepoState;
+use capture::Capture;
+use policies::Choice;
 
 /// A replay of one snapshot with one or more policies: the input to [`report`].
 #[derive(Clone, Debug, serde::Serialize)]
@@ -95,4 +105,125 @@ impl PolicyRun {
         peaks.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         peaks
     }
+}
+
+/// Which repos the top-N listing follows.
+#[derive(Clone, Debug)]
+pub enum TopBy {
+    Stars,
+    UpdatedAt,
+    CreatedAt,
+    /// These names, in this order (e.g. the repos a team searches most).
+    Names(Vec<String>),
+}
+
+/// The top-N listing asked for.
+#[derive(Clone, Debug)]
+pub struct Top {
+    pub n: usize,
+    pub by: TopBy,
+}
+
+/// How [`run`] replays.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub tick: Duration,
+    pub clone_time: clone_time::CloneTime,
+    pub horizon: Duration,
+    pub seed: u64,
+    pub top: Option<Top>,
+}
+
+/// Replays `capture` once per policy, side by side (the policies run in parallel; each run
+/// is a function of the capture, the options and the module). `source` names the file.
+pub fn run(capture: &Capture, choices: &[Choice], options: &Options, source: &str) -> Result<Replay, String> {
+    let top = options.top.as_ref().map(|top| top_of(capture, top)).transpose()?;
+    let engine_options = engine::Options {
+        tick: options.tick,
+        clone_time: options.clone_time.clone(),
+        horizon: options.horizon,
+        seed: options.seed,
+        top: top.clone().unwrap_or_default(),
+    };
+    let loaded = choices
+        .iter()
+        .map(|choice| policies::load(choice, capture.shards.addrs(), capture.backoff, capture.taken_at))
+        .collect::<Result<Vec<_>, String>>()?;
+    let runs = std::thread::scope(|scope| {
+        let handles: Vec<_> = choices
+            .iter()
+            .zip(&loaded)
+            .map(|(choice, loaded)| {
+                let policies = loaded.policies.clone();
+                let engine_options = &engine_options;
+                scope.spawn(move || engine::replay(capture, &choice.label(), policies, engine_options))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().map_err(|_| "a replay thread panicked".to_string()))
+            .collect::<Result<Vec<_>, String>>()
+    })?;
+    let backlog = capture.repos.iter().filter(|r| r.state != RepoState::Cloned).count() as u64;
+    Ok(Replay {
+        source: source.to_string(),
+        taken_at: capture.header.taken_at.clone(),
+        repos: capture.repos.len() as u64,
+        backlog,
+        shards: capture.shards.addrs().to_vec(),
+        tick_secs: options.tick.as_secs_f64(),
+        clone_time: options.clone_time.describe(),
+        top: options.top.as_ref().zip(top.as_ref()).map(|(asked, found)| {
+            let by = match &asked.by {
+                TopBy::Stars => "stars".to_string(),
+                TopBy::UpdatedAt => "updated-at".to_string(),
+                TopBy::CreatedAt => "created-at".to_string(),
+                TopBy::Names(_) => "the given names".to_string(),
+            };
+            format!("top {} by {by}", found.len())
+        }),
+        runs,
+    })
+}
+
+/// The capture indices of the backlog's top-N repos by the chosen column (highest first;
+/// repos without the column last, then by name).
+fn top_of(capture: &Capture, top: &Top) -> Result<Vec<u32>, String> {
+    let backlog = || capture.repos.iter().enumerate().filter(|(_, r)| r.state != RepoState::Cloned);
+    let mut ranked: Vec<u32> = match &top.by {
+        TopBy::Names(names) => {
+            let mut found = Vec::with_capacity(names.len());
+            for raw in names {
+                let name = RepoName::normalize(raw).ok_or_else(|| format!("top names: {raw:?} is not a repo name"))?;
+                if let Ok(idx) = capture.repos.binary_search_by(|r| r.repo.name.cmp(&name)) {
+                    if capture.repos[idx].state != RepoState::Cloned {
+                        found.push(idx as u32);
+                    }
+                }
+            }
+            found
+        }
+        by => {
+            let key = |idx: usize| -> Option<i64> {
+                let repo = &capture.repos[idx].repo;
+                match by {
+                    TopBy::Stars => repo.stars.map(i64::from),
+                    TopBy::UpdatedAt => repo.updated_at.map(|t| t.as_millis()),
+                    TopBy::CreatedAt => repo.created_at.map(|t| t.as_millis()),
+                    TopBy::Names(_) => None,
+                }
+            };
+            let mut all: Vec<(Option<i64>, u32)> = backlog().map(|(idx, _)| (key(idx), idx as u32)).collect();
+            // Highest first, unknown last; equal keys keep name order (the capture's).
+            all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            all.into_iter().map(|(_, idx)| idx).collect()
+        }
+    };
+    ranked.truncate(top.n);
+    if ranked.is_empty() {
+        return Err(
+            "the top-N listing holds no repo of the backlog (every named repo is cloned or unknown)".to_string()
+        );
+    }
+    Ok(ranked)
 }

@@ -1,11 +1,13 @@
 //! Requests from the admin API to the tick loop: explain a repo, show the queue, clone a
-//! repo now. The loop owns the state, so it answers; nothing is copied per tick for this.
+//! repo now, hand over what a snapshot holds. The loop owns the state, so it answers; nothing
+//! is copied per tick for this.
 
 use tokio::sync::oneshot;
 
 use crate::explain::{Explain, QueueEntry};
 use crate::machine::Machine;
 use crate::model::Timestamp;
+use crate::replay::capture;
 
 /// A question or command for the tick loop.
 #[derive(Debug)]
@@ -23,6 +25,10 @@ pub enum ControlRequest {
         name: String,
         reply: oneshot::Sender<Result<Explain, String>>,
     },
+    /// What a snapshot file holds: the desired set is shared, the rest copied once.
+    Snapshot {
+        reply: oneshot::Sender<Result<Box<capture::Parts>, String>>,
+    },
 }
 
 impl ControlRequest {
@@ -34,6 +40,9 @@ impl ControlRequest {
             }
             ControlRequest::Queue { reply, .. } => {
                 let _ = reply.send(Vec::new());
+            }
+            ControlRequest::Snapshot { reply } => {
+                let _ = reply.send(Err(reason.to_string()));
             }
         }
     }
@@ -54,6 +63,22 @@ impl ControlRequest {
                 let tick = answer.is_ok();
                 let _ = reply.send(answer);
                 tick
+            }
+            ControlRequest::Snapshot { reply } => {
+                let answer = if machine.ticks() == 0 {
+                    Err("no tick has completed yet: nothing to snapshot".to_string())
+                } else {
+                    Ok(Box::new(capture::Parts {
+                        settings: machine.settings().clone(),
+                        snapshot: std::sync::Arc::clone(machine.snapshot()),
+                        states: machine.plan().states.clone(),
+                        attempts: machine.attempts().clone(),
+                        clones: machine.recent_clones().iter().cloned().collect(),
+                        taken_at: now,
+                    }))
+                };
+                let _ = reply.send(answer);
+                false
             }
         }
     }

@@ -195,12 +195,27 @@ async fn lead<F: std::future::Future<Output = ()>>(
     tokio::pin!(fenced);
     let mut observing: Option<JoinHandle<(Observation, Duration, observe::ShardTasks)>> = None;
     let mut next_tick = tokio::time::Instant::now();
+    // Snapshot requests waiting for a read with stars.
+    let mut waiting_snapshots = Vec::new();
     let ended = loop {
         tokio::select! {
             () = &mut shutdown => break Ended::Shutdown,
             reason = &mut lost => break Ended::Lost(reason),
             reason = &mut fenced => break Ended::Lost(reason),
             Some(request) = control.recv() => {
+                let request = match request {
+                    // A snapshot file needs stars, which are read only for policies that use
+                    // them: it waits for the next read, a full one with stars.
+                    ControlRequest::Snapshot { reply } if !sources.reads.lock().is_ok_and(|r| r.has_stars()) => {
+                        sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).want_stars_once();
+                        waiting_snapshots.push(reply);
+                        if observing.is_none() {
+                            next_tick = tokio::time::Instant::now();
+                        }
+                        continue;
+                    }
+                    request => request,
+                };
                 if request.answer(&mut sidecar.machine, Timestamp::now()) && observing.is_none() {
                     next_tick = tokio::time::Instant::now();
                 }
@@ -220,6 +235,11 @@ async fn lead<F: std::future::Future<Output = ()>>(
                         shard_tasks = Some(tasks);
                         took = observation_took;
                         sidecar.handle_observation(observation, took);
+                        if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_stars()) {
+                            for reply in waiting_snapshots.drain(..) {
+                                ControlRequest::Snapshot { reply }.answer(&mut sidecar.machine, Timestamp::now());
+                            }
+                        }
                     }
                     Err(error) => tracing::error!(%error, "The observation task failed; the next tick retries."),
                 }
@@ -227,6 +247,11 @@ async fn lead<F: std::future::Future<Output = ()>>(
                 // A tick that took longer than the interval (a stall that cleared, a slow
                 // read) is followed at once, so what changed meanwhile is seen without delay.
                 next_tick = tokio::time::Instant::now() + parts.config.interval.saturating_sub(took);
+                // The read that just failed or lacked stars started before the request: the
+                // next one has them (a failing repo DB keeps its interval).
+                if !waiting_snapshots.is_empty() && sidecar.machine.repo_db_error().is_none() {
+                    next_tick = tokio::time::Instant::now();
+                }
                 sidecar.perform();
                 sidecar.publish();
             }

@@ -22,6 +22,23 @@ pub struct Reads {
     base: Weak<Snapshot>,
     full_at: Option<Instant>,
     stars: bool,
+    /// Every read since the last full one read stars: the snapshot has them for every repo.
+    stars_throughout: bool,
+    /// A snapshot file was asked for without stars at hand: the next read is a full one with
+    /// stars, whatever the policies need.
+    stars_once: bool,
+}
+
+impl Reads {
+    /// Whether the last good snapshot carries stars for every repo that has them.
+    pub fn has_stars(&self) -> bool {
+        self.stars_throughout
+    }
+
+    /// Makes the next read a full one with stars (for a snapshot file).
+    pub fn want_stars_once(&mut self) {
+        self.stars_once = true;
+    }
 }
 
 /// What kind of read a tick made, for logs and metrics.
@@ -45,12 +62,15 @@ impl ReadKind {
 pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result<(Arc<Snapshot>, ReadKind), String> {
     // Stars are read only for a module that uses them: in `repo.metadata` they cost more than
     // every other column together.
-    let stars = sources.policy.as_ref().is_some_and(|policy| policy.current().reads_stars());
-    let incremental_from = {
+    let policies_read_stars = sources.policy.as_ref().is_some_and(|policy| policy.current().reads_stars());
+    let (stars, incremental_from) = {
         let reads = sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let full_due = reads.full_at.is_none_or(|at| at.elapsed() >= sources.full_interval) || reads.stars != stars;
+        let stars = policies_read_stars || reads.stars_once;
+        let full_due = reads.full_at.is_none_or(|at| at.elapsed() >= sources.full_interval)
+            || reads.stars != stars
+            || reads.stars_once;
         let on_base = reads.base.upgrade().is_some_and(|base| Arc::ptr_eq(&base, previous));
-        reads.mark.filter(|_| !full_due && on_base)
+        (stars, reads.mark.filter(|_| !full_due && on_base))
     };
     let started = Instant::now();
     let read = async {
@@ -103,6 +123,10 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     if kind == ReadKind::Full {
         reads.full_at = Some(started);
         reads.stars = stars;
+        reads.stars_throughout = stars;
+        reads.stars_once = false;
+    } else {
+        reads.stars_throughout &= stars;
     }
     Ok((snapshot, kind))
 }

@@ -5,8 +5,9 @@
 //! failure replays from the seed alone (`cargo run -p clonekeeper-sim -- --seed N --trace`).
 //!
 //! It lives in the library, not only in the `clonekeeper-sim` crate (`sim/`, its command
-//! line and the suite's seeds), so that the CLI's what-if replay can reuse its clock, shards
-//! and process shell rather than a second model.
+//! line and the suite's seeds), beside the machine it drives. The what-if replay
+//! ([`crate::replay`]) drives the same machine on simulated time too, against a world that
+//! follows a snapshot instead of a fault schedule.
 
 mod faults;
 mod invariants;

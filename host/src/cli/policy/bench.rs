@@ -6,7 +6,7 @@
 //! per tick.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::{load, CliError, LoadArgs};
 use crate::model::{DesiredRepo, RepoName, Timestamp};
 use crate::policy::{Interface, Module};
 use crate::reconcile::RepoState;
+use crate::replay::capture::{Capture, CapturedRepo};
 use crate::schedule::Candidate;
 
 /// Repos per call, as the sidecar batches them.
@@ -31,18 +32,50 @@ pub struct Measured {
     pub peak_memory: usize,
 }
 
+/// The repos a bench orders.
+#[derive(Clone, Debug)]
+pub enum Repos {
+    /// This many synthetic repos.
+    Synthetic(usize),
+    /// A snapshot's due repos (those not cloned, with their records); every repo when none
+    /// is due.
+    Snapshot(PathBuf),
+}
+
 /// Runs `module`'s `prioritize` over `repos` synthetic repos, in [`BATCH`]es.
 pub fn measure(module: &Module, repos: usize, now: Timestamp) -> Result<Measured, CliError> {
     let desired: Vec<DesiredRepo> = (0..repos).map(|idx| synthetic(idx, now)).collect();
     let candidates: Vec<Candidate<'_>> =
         desired.iter().map(|repo| Candidate { repo, shard: 0, state: RepoState::Uncloned, record: None }).collect();
-    let shard_addrs = vec!["gitserver-0:3178".to_string()];
+    measure_candidates(module, &candidates, &["gitserver-0:3178".to_string()], now)
+}
+
+/// A snapshot's due repos as candidates (every repo when none is due), with its shards.
+fn snapshot_candidates(capture: &Capture) -> Vec<Candidate<'_>> {
+    let due = |r: &&CapturedRepo| r.state != RepoState::Cloned;
+    let all = !capture.repos.iter().any(|r| due(&r));
+    capture
+        .repos
+        .iter()
+        .filter(|r| all || due(r))
+        .map(|r| Candidate { repo: &r.repo, shard: r.shard, state: r.state, record: r.record.as_ref() })
+        .collect()
+}
+
+/// Runs `prioritize` over `candidates` in [`BATCH`]es, as the sidecar does.
+fn measure_candidates(
+    module: &Module,
+    candidates: &[Candidate<'_>],
+    shard_addrs: &[String],
+    now: Timestamp,
+) -> Result<Measured, CliError> {
+    let repos = candidates.len();
     let mut calls = Vec::with_capacity(repos.div_ceil(BATCH));
     let mut peak_memory = 0;
     for batch in candidates.chunks(BATCH) {
         let started = Instant::now();
         let (answers, peak) = module
-            .prioritize_candidates_measured(batch, &shard_addrs, now)
+            .prioritize_candidates_measured(batch, shard_addrs, now)
             .map_err(|e| CliError::Failed(format!("{}: prioritize {e}", module.path.display())))?;
         calls.push(started.elapsed());
         peak_memory = peak_memory.max(peak);
@@ -78,22 +111,24 @@ fn synthetic(idx: usize, now: Timestamp) -> DesiredRepo {
 /// The command: measure, report, and fail (exit 1) when the module does not fit its limits.
 pub fn bench(
     path: &Path,
-    repos: usize,
+    repos: &Repos,
     tick_budget: Duration,
     args: &LoadArgs,
     out: &mut dyn Write,
 ) -> Result<u8, CliError> {
-    if repos == 0 {
+    if matches!(repos, Repos::Synthetic(0)) {
         return Err(CliError::Usage("--repos: at least 1".to_string()));
     }
-    let module = load(path, args)?;
-    if !module.implements(Interface::Prioritize) {
-        return Err(CliError::Failed(format!(
-            "{}: does not implement prioritize, the only interface called per repo",
-            path.display()
-        )));
-    }
-    let m = measure(&module, repos, Timestamp::now())?;
+    let module = load_prioritizer(path, args)?;
+    let m = match repos {
+        Repos::Synthetic(n) => measure(&module, *n, Timestamp::now())?,
+        Repos::Snapshot(file) => {
+            let capture = read_snapshot(file)?;
+            let _ =
+                writeln!(out, "{}: {} repos, taken {}", file.display(), capture.repos.len(), capture.header.taken_at);
+            measure_candidates(&module, &snapshot_candidates(&capture), capture.shards.addrs(), capture.taken_at)?
+        }
+    };
     let share = |part: Duration, whole: Duration| 100.0 * part.as_secs_f64() / whole.as_secs_f64().max(1e-9);
     let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
     let _ = writeln!(
@@ -148,6 +183,56 @@ pub fn bench(
         }
         Ok(1)
     }
+}
+
+/// `policy check --snapshot`: warns (without failing the check) when a tick of the snapshot's
+/// due repos would spend more than `tick_budget` in the module.
+pub fn warn_if_over_budget(
+    path: &Path,
+    snapshot: &Path,
+    tick_budget: Duration,
+    args: &LoadArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let module = load(path, args)?;
+    if !module.implements(Interface::Prioritize) {
+        return Ok(());
+    }
+    let capture = read_snapshot(snapshot)?;
+    let candidates = snapshot_candidates(&capture);
+    let m = measure_candidates(&module, &candidates, capture.shards.addrs(), capture.taken_at)?;
+    let line = format!(
+        "{} for the {} due repos of {} ({:.0}% of tick_budget {})",
+        fmt(m.total),
+        m.repos,
+        snapshot.display(),
+        100.0 * m.total.as_secs_f64() / tick_budget.as_secs_f64().max(1e-9),
+        humantime::format_duration(tick_budget)
+    );
+    if m.total > tick_budget {
+        let _ = writeln!(
+            out,
+            "  warning     a tick would need {line}: the batches past the budget would get the built-in order"
+        );
+    } else {
+        let _ = writeln!(out, "  tick cost   {line}");
+    }
+    Ok(())
+}
+
+fn load_prioritizer(path: &Path, args: &LoadArgs) -> Result<Module, CliError> {
+    let module = load(path, args)?;
+    if !module.implements(Interface::Prioritize) {
+        return Err(CliError::Failed(format!(
+            "{}: does not implement prioritize, the only interface called per repo",
+            path.display()
+        )));
+    }
+    Ok(module)
+}
+
+fn read_snapshot(file: &Path) -> Result<Capture, CliError> {
+    crate::replay::capture::read(file).map_err(CliError::Usage)
 }
 
 fn fmt(d: Duration) -> String {

@@ -144,3 +144,60 @@ fn bench_reports_the_cost_against_the_limits_and_fails_what_does_not_fit() {
     let (code, _) = cli(&["bench", path, "--repos", "0"]);
     assert_eq!(code.unwrap_err().code(), 2);
 }
+
+/// A snapshot file of `repos` repos, `due` of them not cloned.
+fn snapshot(dir: &Path, repos: usize, due: usize) -> PathBuf {
+    use crate::replay::capture::{write, Parts};
+    let shards = crate::routing::ShardMap::new(vec!["gs-0:3178".into()], crate::routing::Routing::Md5).expect("shard");
+    let list: Vec<crate::model::DesiredRepo> = (0..repos)
+        .map(|i| {
+            let name = crate::model::RepoName::from_normalized(format!("github.com/o/r{i:06}"));
+            let mut repo = crate::model::DesiredRepo::new(i as i64, name.clone(), &format!("https://{name}"));
+            repo.stars = Some(i as u32);
+            repo
+        })
+        .collect();
+    let states = (0..repos)
+        .map(|i| if i < due { crate::reconcile::RepoState::Uncloned } else { crate::reconcile::RepoState::Cloned })
+        .collect();
+    let desired = crate::sources::repo_db::DesiredSet { repos: list, ..Default::default() };
+    let parts = Parts {
+        settings: crate::machine::Settings {
+            shards: shards.clone(),
+            limits: crate::schedule::Limits { max_in_flight_per_shard: 5, max_in_flight: 5 },
+            interval: Duration::from_secs(10),
+            backoff: crate::schedule::Backoff::default(),
+            full_interval: Duration::from_secs(300),
+        },
+        snapshot: std::sync::Arc::new(crate::machine::Snapshot::routed(desired, &shards)),
+        states,
+        attempts: Default::default(),
+        clones: Vec::new(),
+        taken_at: crate::model::Timestamp::now(),
+    };
+    let path = dir.join("snap.ndjson.gz");
+    write(&parts, std::fs::File::create(&path).expect("create")).expect("write");
+    path
+}
+
+#[test]
+fn bench_and_check_measure_a_snapshots_due_repos() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = module(dir.path());
+    let path = path.to_str().expect("utf-8");
+    let snap = snapshot(dir.path(), 12_000, 7_000);
+    let snap = snap.to_str().expect("utf-8");
+    let (code, out) = cli(&["bench", path, "--snapshot", snap, "--tick-budget", "60s", "--call-timeout", "30s"]);
+    assert_eq!(code.expect("runs"), 0, "{out}");
+    assert!(out.contains("12000 repos, taken"), "{out}");
+    assert!(out.contains("prioritize over 7000 repos in 1 calls"), "{out}");
+    let (code, out) = cli(&["check", path, "--snapshot", snap, "--tick-budget", "60s"]);
+    assert_eq!(code.expect("runs"), 0, "{out}");
+    assert!(out.contains("tick cost") && out.contains("for the 7000 due repos of"), "{out}");
+    // Over the budget: a warning, and the check still passes.
+    let (code, out) = cli(&["check", path, "--snapshot", snap, "--tick-budget", "1ns"]);
+    assert_eq!(code.expect("runs"), 0, "{out}");
+    assert!(out.contains("warning     a tick would need"), "{out}");
+    let (code, _) = cli(&["bench", path, "--snapshot", "/nonexistent/snap.ndjson.gz"]);
+    assert_eq!(code.unwrap_err().code(), 2);
+}
