@@ -12,6 +12,8 @@ command -v git >/dev/null || need_apt+=(git)
 command -v pg_isready >/dev/null || need_apt+=(postgresql-client)
 # promtool checks the metrics output and the alert rules (Debian's prometheus package).
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# Headless Chromium renders the replay report for the test that checks what an operator sees.
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi

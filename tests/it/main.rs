@@ -17,6 +17,7 @@ mod plain_logs;
 mod policy_sandbox;
 mod policy_swap;
 mod replay;
+mod replay_report;
 mod routing_table;
 mod schema_shapes;
 mod seed_scenario;

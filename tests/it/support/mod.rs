@@ -6,6 +6,7 @@
 //! Nothing here sleeps to synchronise: every wait polls an observable condition until a
 //! generous deadline, and the deadline only bounds a failure, it is never a timing assertion.
 
+pub mod browser;
 pub mod db;
 pub mod hostile;
 pub mod postgres;
