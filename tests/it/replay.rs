@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clonekeeper::reconcile::RepoState;
 use clonekeeper::replay::capture;
+use clonekeeper::replay::report::POLICY_COLOURS;
 
+use crate::support::browser::{screenshot, Image};
 use crate::support::db::{NewRepo, PgDb, Shape};
 use crate::support::shard::DevShard;
 use crate::support::sidecar::{Sidecar, SidecarConfig, BIN};
@@ -142,6 +144,14 @@ async fn a_snapshot_replays_with_two_policies_into_a_report_a_browser_shows() {
     for run in runs {
         assert_eq!(run["cloned"].as_array().and_then(|c| c.last()).and_then(|p| p[1].as_u64()), Some(backlog), "{run}");
     }
-    assert!(out.join("report.html").is_file() && out.join("chart.svg").is_file());
+    assert!(out.join("chart.svg").is_file());
+    // What the operator opens: both policies' curves are on the page, each in its colour.
+    let png = work.path().join("report.png");
+    screenshot(&out.join("report.html"), &png);
+    let image = Image::open(&png);
+    for (idx, label) in ["built-in", "popular-first.wasm"].iter().enumerate() {
+        let pixels = image.count_colour(POLICY_COLOURS[idx], 12);
+        assert!(pixels > 500, "{label}'s colour {} covers {pixels} pixels of {}", POLICY_COLOURS[idx], png.display());
+    }
     sidecar.kill();
 }

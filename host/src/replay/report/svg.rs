@@ -167,14 +167,23 @@ fn cloned_curves(out: &mut String, replay: &Replay, plot: Plot) {
         }
         let _ = write!(
             out,
-            r#"<path class="cloned" d="{d}" fill="none" stroke="{}" stroke-width="{STROKE}"><title>{}</title></path>"#,
+            r#"<path class="cloned" d="{d}" fill="none" stroke="{}" stroke-width="{}"><title>{}</title></path>"#,
             policy_colour(i),
+            stroke(i, replay.runs.len()),
             escape(&run.label)
         );
     }
 }
 
-/// Panel (b): one line per policy and code host, at the middle of each minute.
+/// The width of policy `i`'s lines of `n`: each one drawn is thinner than the one beneath it,
+/// so policies that did the same stay visible on top of each other.
+fn stroke(i: usize, n: usize) -> f64 {
+    // At most 8 px wider than the top line, at most 3 px a step.
+    let step = if n > 1 { (8.0 / (n - 1) as f64).min(3.0) } else { 0.0 };
+    STROKE + step * n.saturating_sub(i + 1) as f64
+}
+
+/// Panel (b): one step line per policy and code host, level across each minute.
 fn rate_lines(out: &mut String, replay: &Replay, hosts: &[&str], plot: Plot) {
     if hosts.is_empty() {
         let _ = write!(
@@ -190,14 +199,21 @@ fn rate_lines(out: &mut String, replay: &Replay, hosts: &[&str], plot: Plot) {
             let points = downsample::minutes(counts, MAX_POINTS);
             let mut d = String::with_capacity(points.len() * 16);
             for (k, (minute, count)) in points.iter().enumerate() {
-                let command = if k == 0 { 'M' } else { 'L' };
-                let (x, y) = (plot.x((*minute as f64 + 0.5) * 60.0), plot.y(f64::from(*count)));
-                let _ = write!(d, "{command}{x:.1},{y:.1}");
+                let (x, y) = (plot.x(*minute as f64 * 60.0), plot.y(f64::from(*count)));
+                if k == 0 {
+                    let _ = write!(d, "M{x:.1},{y:.1}");
+                } else {
+                    let _ = write!(d, "H{x:.1}V{y:.1}");
+                }
+            }
+            if let Some((minute, _)) = points.last() {
+                let _ = write!(d, "H{:.1}", plot.x((*minute as f64 + 1.0) * 60.0));
             }
             let _ = write!(
                 out,
-                r#"<path class="rate" d="{d}" fill="none" stroke="{}" stroke-width="{STROKE}" stroke-dasharray="{}" stroke-linejoin="round"><title>{} · {}</title></path>"#,
+                r#"<path class="rate" d="{d}" fill="none" stroke="{}" stroke-width="{}" stroke-dasharray="{}" stroke-linejoin="round"><title>{} · {}</title></path>"#,
                 policy_colour(i),
+                stroke(i, replay.runs.len()),
                 DASHES[j % DASHES.len()],
                 escape(&run.label),
                 escape(host)

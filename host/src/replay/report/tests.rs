@@ -191,6 +191,11 @@ fn svg_draws_one_thick_curve_per_policy_in_its_colour() {
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     let curves = paths(&doc, "cloned");
     assert_eq!(curves.len(), 8);
+    // Each curve is thinner than the one beneath it, so identical runs stay visible.
+    let widths: Vec<f64> =
+        curves.iter().filter_map(|c| c.attribute("stroke-width").and_then(|w| w.parse().ok())).collect();
+    assert!(widths.windows(2).all(|w| w[0] > w[1]), "{widths:?}");
+    assert!(widths[0] <= 11.0, "{widths:?}");
     for (i, curve) in curves.iter().enumerate() {
         assert_eq!(curve.attribute("stroke"), Some(POLICY_COLOURS[i % 6]), "policy {i}");
         let width: f64 = curve.attribute("stroke-width").and_then(|w| w.parse().ok()).expect("a stroke width");
