@@ -33,6 +33,23 @@ pub struct Explain {
     pub shard_paused_until: Option<String>,
     /// The repo DB row's problem, if it has one (e.g. no clone URL).
     pub problem: Option<String>,
+    /// What each module in shadow mode answered for it in its last evaluation (among the
+    /// first 10,000 queued repos).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowDecision>,
+}
+
+/// A shadow module's answer for one repo, beside the serving decision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDecision {
+    /// The module's name.
+    pub module: String,
+    /// sha256 of the module.
+    pub digest: String,
+    /// `score 12.5` or `not now`.
+    pub decision: String,
+    /// Its place in the shadow's order (0 = first), against `queue_position` in the serving one.
+    pub position: u64,
 }
 
 /// A policy decision as recorded for explain.

@@ -53,6 +53,12 @@ pub struct LoadLabels {
     pub result: LoadResult,
 }
 
+/// `module` label of the shadow figures: the shadow module's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabel {
+    pub module: String,
+}
+
 /// `kind` label of `clonekeeper_repo_db_reads_total`: `full` or `incremental`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadLabel {
@@ -105,6 +111,12 @@ pub struct Metrics {
     pub repo_db_reads: Family<ReadLabel, Counter>,
     /// Names asked about in `/repo-clone-progress` calls.
     pub progress_names: Counter,
+    /// Per shadow module, its agreement with the serving order in its last evaluated tick.
+    pub shadow_rank_correlation: Family<ModuleLabel, FloatGauge>,
+    pub shadow_top_overlap: Family<ModuleLabel, FloatGauge>,
+    /// Ticks each shadow evaluated (and failed to).
+    pub shadow_ticks: Family<ModuleLabel, Counter>,
+    pub shadow_failures: Family<ModuleLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -154,6 +166,26 @@ impl Default for Metrics {
             "policy_fallbacks",
             "Policy calls answered by a fallback (last good module or built-in)",
             policy_fallbacks.clone(),
+        );
+        let shadow_rank_correlation = Family::<ModuleLabel, FloatGauge>::default();
+        registry.register(
+            "shadow_rank_correlation",
+            "Spearman rank correlation of a shadow module's order with the serving order, last evaluated tick",
+            shadow_rank_correlation.clone(),
+        );
+        let shadow_top_overlap = Family::<ModuleLabel, FloatGauge>::default();
+        registry.register(
+            "shadow_top_overlap",
+            "Share of the repos the serving order would dispatch into the free slots that the shadow would too",
+            shadow_top_overlap.clone(),
+        );
+        let shadow_ticks = Family::<ModuleLabel, Counter>::default();
+        registry.register("shadow_ticks", "Ticks a shadow module was evaluated on", shadow_ticks.clone());
+        let shadow_failures = Family::<ModuleLabel, Counter>::default();
+        registry.register(
+            "shadow_failures",
+            "Ticks a shadow module's evaluation failed (a call failed, or its budget ran out)",
+            shadow_failures.clone(),
         );
         let last_tick_completed = FloatGauge::default();
         registry.register(
@@ -236,6 +268,10 @@ impl Default for Metrics {
             policy_fallbacks,
             state_records_refused,
             writeback_records_refused,
+            shadow_rank_correlation,
+            shadow_top_overlap,
+            shadow_ticks,
+            shadow_failures,
         }
     }
 }

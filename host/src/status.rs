@@ -74,7 +74,7 @@ pub struct DispatchTotals {
 }
 
 /// The whole status document.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// `single` (no `[ha]`), `leader` or `follower`; a follower's counts are empty.
     #[serde(default)]
@@ -119,7 +119,7 @@ pub struct RefusedRecords {
 }
 
 /// One policy module's line in the status.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyStatus {
     /// The file name without `.wasm`.
     pub name: String,
@@ -149,4 +149,33 @@ pub struct PolicyStatus {
     pub calls: u64,
     #[serde(default)]
     pub failures: u64,
+    /// For a module in shadow mode: how its order compared with the serving one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowFigures>,
+}
+
+/// A shadow module's agreement with the serving order, in the last tick it was evaluated on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowFigures {
+    /// Ticks it was evaluated on since it was loaded.
+    pub ticks: u64,
+    /// RFC 3339: when the last evaluation finished.
+    pub at: String,
+    /// Queued repos it ordered (the head of the serving queue).
+    pub repos: u64,
+    /// Spearman's rank correlation of the two orders: 1 the same order, 0 unrelated, −1
+    /// reversed.
+    pub rank_correlation: f64,
+    /// The dispatch slots free in that tick: how many repos each order would send now.
+    pub slots: u64,
+    /// Share of the serving order's first `slots` repos that the shadow would also send.
+    pub top_overlap: f64,
+    /// Repos the shadow would have sent first that the serving order did not (at most 10).
+    pub shadow_first: Vec<String>,
+    /// Repos the shadow answered "not now" for.
+    pub not_now: u64,
+    /// Wall-clock time the evaluation took, in milliseconds.
+    pub took_ms: u64,
+    /// Why the last evaluation failed, if it did (the figures are then the last good ones).
+    pub error: Option<String>,
 }

@@ -77,6 +77,18 @@ pub fn render(e: &Explain) -> String {
     if let Some(d) = &e.last_decision {
         line("last decision", format!("{} → {} (module {})", d.interface, d.decision, d.module));
     }
+    for shadow in &e.shadow {
+        let serving = e.queue_position.map_or(String::new(), |p| format!(", serving order #{}", p + 1));
+        line(
+            "shadow",
+            format!(
+                "{} → {}, its order #{}{serving} (not serving)",
+                shadow.module,
+                shadow.decision,
+                shadow.position + 1
+            ),
+        );
+    }
     if let Some(until) = &e.shard_paused_until {
         line("shard paused", format!("until {until} (the shard is failing)"));
     }

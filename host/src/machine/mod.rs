@@ -109,6 +109,27 @@ pub struct ObservedClone {
     pub succeeded: bool,
 }
 
+/// The head of a tick's queue, as [`Machine::queued_head`] gives it.
+pub struct QueuedHead {
+    pub snapshot: Arc<Snapshot>,
+    /// Desired index, state and attempt record, in serving order.
+    pub repos: Vec<(u32, crate::reconcile::RepoState, Option<AttemptRecord>)>,
+}
+
+impl QueuedHead {
+    /// The repos as a prioritizer's candidates.
+    pub fn candidates(&self) -> Vec<crate::schedule::Candidate<'_>> {
+        self.repos
+            .iter()
+            .filter_map(|(idx, state, record)| {
+                let repo = self.snapshot.desired.repos.get(*idx as usize)?;
+                let shard = *self.snapshot.routes.get(*idx as usize)?;
+                Some(crate::schedule::Candidate { repo, shard, state: *state, record: record.as_ref() })
+            })
+            .collect()
+    }
+}
+
 /// What one tick decided, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -146,6 +167,8 @@ pub struct Machine {
     decision_log: decision_log::DecisionLog,
     /// The last [`RECENT_CLONES`] dispatch outcomes, oldest first.
     recent_clones: VecDeque<ObservedClone>,
+    /// The last tick's queue, by desired index, in serving order (for shadow modules).
+    last_order: Arc<[u32]>,
     commands: VecDeque<Command>,
 }
 
@@ -180,6 +203,7 @@ impl Machine {
             decisions: HashMap::new(),
             decision_log: decision_log::DecisionLog::default(),
             recent_clones: VecDeque::new(),
+            last_order: Arc::from(Vec::new()),
             commands,
         }
     }
@@ -238,6 +262,29 @@ impl Machine {
     /// The last dispatch outcomes (at most 10,000), oldest first.
     pub fn recent_clones(&self) -> &VecDeque<ObservedClone> {
         &self.recent_clones
+    }
+
+    /// The head of the last tick's queue (at most `max` repos) in serving order, as a
+    /// prioritizer saw each: the input of shadow modules.
+    pub fn queued_head(&self, max: usize) -> QueuedHead {
+        let repos = self
+            .last_order
+            .iter()
+            .take(max)
+            .map(|&idx| {
+                let state =
+                    self.plan.states.get(idx as usize).copied().unwrap_or(crate::reconcile::RepoState::Uncloned);
+                let record =
+                    self.snapshot.desired.repos.get(idx as usize).and_then(|r| self.attempts.get(&r.name)).cloned();
+                (idx, state, record)
+            })
+            .collect();
+        QueuedHead { snapshot: Arc::clone(&self.snapshot), repos }
+    }
+
+    /// Dispatch slots free under the global cap now: how many repos an order sends next.
+    pub fn free_slots(&self) -> usize {
+        (self.settings.limits.max_in_flight as usize).saturating_sub(self.scheduler.in_flight().count())
     }
 
     /// The settings the machine runs with.

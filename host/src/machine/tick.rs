@@ -59,6 +59,7 @@ impl Machine {
             );
         }
         self.scheduler.handle_plan(&ordered.jobs);
+        self.last_order = ordered.jobs.iter().map(|job| job.repo).collect();
         if self.policies.rate_limits.is_active() {
             let loads = self.key_loads(desired, &plan, &ordered.jobs);
             let (limits, decided_by) = self.policies.rate_limits.limits_traced(&loads, now);

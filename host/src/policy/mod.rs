@@ -31,6 +31,7 @@
 //! loaded module whose file name sorts first (byte order) among those implementing it serves
 //! it; the others are on standby. `lifecycle` is per module.
 
+pub mod agreement;
 mod answers;
 mod batch;
 mod bindings;
@@ -42,9 +43,11 @@ pub mod fixtures;
 pub mod health;
 pub mod limits;
 mod log;
+pub mod mode;
 pub mod module;
 pub mod reload;
 pub mod scaffold;
+pub mod shadow;
 mod view;
 
 #[cfg(test)]
@@ -142,6 +145,12 @@ impl PolicySet {
     pub fn reads_stars(&self) -> bool {
         self.chain(Interface::Prioritize).iter().any(|m| m.columns.has_stars())
             || !self.chain(Interface::Reenqueue).is_empty()
+            || self.shadows().any(|m| m.columns.has_stars())
+    }
+
+    /// The modules in shadow mode, by file name.
+    pub fn shadows(&self) -> impl Iterator<Item = &Arc<Module>> {
+        self.modules.iter().filter(|m| m.mode == mode::Mode::Shadow)
     }
 
     /// The modules to ask about `interface`, in order; empty: built-in only.
@@ -171,6 +180,8 @@ pub struct PolicyHost {
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
     /// The `prioritize` time of the current tick.
     tick_budget: budget::TickBudget,
+    /// What the shadow modules' last evaluations found.
+    shadow: shadow::ShadowState,
 }
 
 impl PolicyHost {
@@ -184,10 +195,16 @@ impl PolicyHost {
             listener: Mutex::new(None),
             metrics: OnceLock::new(),
             tick_budget: budget::TickBudget::new(crate::config::DEFAULT_POLICY_TICK_BUDGET),
+            shadow: shadow::ShadowState::default(),
         }
     }
 
     /// Sets the policy time each tick may spend in `prioritize` (`[policy] tick_budget`).
+    /// The policy time one tick may spend in `prioritize`; each shadow module gets as much.
+    pub fn tick_budget(&self) -> std::time::Duration {
+        self.tick_budget.limit()
+    }
+
     pub fn set_tick_budget(&self, limit: std::time::Duration) {
         self.tick_budget.set_limit(limit);
     }
@@ -382,6 +399,8 @@ impl PolicyHost {
                 .collect();
             let state = if health.is_quarantined(now) {
                 "quarantined"
+            } else if module.mode == mode::Mode::Shadow {
+                "shadow"
             } else if serving.is_empty() {
                 "standby"
             } else {
@@ -400,6 +419,7 @@ impl PolicyHost {
                 quarantined_until: health.quarantined_until.filter(|&t| t > now).map(Timestamp::to_rfc3339),
                 calls: health.calls,
                 failures: health.failures,
+                shadow: (module.mode == mode::Mode::Shadow).then(|| self.shadow_figures(module)).flatten(),
             });
         }
         for rejected in &set.rejected {
@@ -416,6 +436,7 @@ impl PolicyHost {
                 quarantined_until: None,
                 calls: 0,
                 failures: 0,
+                shadow: None,
             });
         }
         out

@@ -141,8 +141,12 @@ pub struct Module {
     pub path: PathBuf,
     /// sha256 of the file, lower-case hex.
     pub digest: Arc<str>,
-    /// The text passed to `init`.
+    /// The text passed to `init` (`NAME.toml` without the host's `[clonekeeper]` table).
     pub config: String,
+    /// `NAME.toml` as read: a reload that finds it unchanged keeps the module.
+    pub file_config: String,
+    /// Serving, or shadowing the serving module (`NAME.toml`'s `[clonekeeper] mode`).
+    pub mode: super::mode::Mode,
     /// Exported interfaces, in [`Interface`] order.
     pub interfaces: Vec<Interface>,
     /// The columns `prioritize` reads (its `columns` answer at load); empty without it.
@@ -264,11 +268,21 @@ impl Module {
                 .transpose()
                 .map_err(|e| indices_error(Interface::Reenqueue, e))?,
         };
+        let (mode, config) =
+            super::mode::split(&source.config).map_err(|e| reject(format!("{}.toml: {e}", source.name)))?;
+        if mode == super::mode::Mode::Shadow && !interfaces.contains(&Interface::Prioritize) {
+            return Err(reject(format!(
+                "{}.toml says mode = \"shadow\", but it does not implement prioritize, the interface shadows answer",
+                source.name
+            )));
+        }
         let mut module = Module {
             name: Arc::from(source.name.as_str()),
             path: source.path.clone(),
             digest: Arc::from(digest.as_str()),
-            config: source.config.clone(),
+            config,
+            file_config: source.config.clone(),
+            mode,
             interfaces,
             columns: Columns::default(),
             loaded_at: now,
@@ -487,6 +501,8 @@ impl Module {
             path: self.path.clone(),
             digest: Arc::clone(&self.digest),
             config: config.to_string(),
+            file_config: self.file_config.clone(),
+            mode: self.mode,
             interfaces: self.interfaces.clone(),
             columns: self.columns,
             loaded_at: self.loaded_at,

@@ -28,6 +28,7 @@ use notify_debouncer_full::new_debouncer;
 
 use super::engine::{digest_of, short_digest};
 use super::fixtures;
+use super::mode::Mode;
 use super::module::{Interface, Module, Rejection, Source};
 use super::{PolicyError, PolicyHost, PolicySet, Rejected};
 use crate::model::Timestamp;
@@ -145,7 +146,7 @@ impl PolicyHost {
             if let Some(same) = old
                 .modules
                 .iter()
-                .find(|m| *m.name == *source.name && *m.digest == *digest && m.config == source.config)
+                .find(|m| *m.name == *source.name && *m.digest == *digest && m.file_config == source.config)
             {
                 modules.push(Arc::clone(same));
                 continue;
@@ -364,9 +365,11 @@ fn build_chains(
     present: &HashSet<String>,
 ) -> BTreeMap<Interface, Vec<Arc<Module>>> {
     let mut chains = BTreeMap::new();
+    // A shadow never decides, nor stays on as the last good module once it is one.
+    let shadows: HashSet<&str> = modules.iter().filter(|m| m.mode == Mode::Shadow).map(|m| &*m.name).collect();
     for interface in Interface::DECISIONS {
         let mut chain: Vec<Arc<Module>> = Vec::new();
-        if let Some(serving) = modules.iter().find(|m| m.implements(interface)) {
+        if let Some(serving) = modules.iter().find(|m| m.implements(interface) && m.mode == Mode::Serving) {
             chain.push(Arc::clone(serving));
         }
         for previous in old.chain(interface) {
@@ -374,7 +377,7 @@ fn build_chains(
                 break;
             }
             let duplicate = chain.iter().any(|m| m.digest == previous.digest && m.config == previous.config);
-            if !duplicate && present.contains(&*previous.name) {
+            if !duplicate && present.contains(&*previous.name) && !shadows.contains(&*previous.name) {
                 chain.push(Arc::clone(previous));
             }
         }

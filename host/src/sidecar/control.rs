@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use crate::explain::{Explain, QueueEntry};
 use crate::machine::Machine;
 use crate::model::Timestamp;
+use crate::policy::PolicyHost;
 use crate::replay::capture;
 
 /// A question or command for the tick loop.
@@ -47,11 +48,18 @@ impl ControlRequest {
         }
     }
 
-    /// Answers the request from the machine; true if it asks for a tick now.
-    pub(super) fn answer(self, machine: &mut Machine, now: Timestamp) -> bool {
+    /// Answers the request from the machine (and, for explain, the shadow modules' last
+    /// answers); true if it asks for a tick now.
+    pub(super) fn answer(self, machine: &mut Machine, policy: Option<&PolicyHost>, now: Timestamp) -> bool {
         match self {
             ControlRequest::Explain { name, reply } => {
-                let _ = reply.send(machine.explain(&name, now));
+                let mut answer = machine.explain(&name, now);
+                if let (Ok(explain), Some(policy)) = (&mut answer, policy) {
+                    if let Some(name) = crate::model::RepoName::normalize(&explain.name) {
+                        explain.shadow = policy.shadow_decisions(&name);
+                    }
+                }
+                let _ = reply.send(answer);
                 false
             }
             ControlRequest::Queue { limit, reply } => {

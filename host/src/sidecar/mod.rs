@@ -165,6 +165,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
         outcome_tx,
         epoch,
         dispatches: Vec::new(),
+        shadows: None,
     };
     sidecar.perform();
     let sources = Arc::new(observe::Sources {
@@ -216,7 +217,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
                     }
                     request => request,
                 };
-                if request.answer(&mut sidecar.machine, Timestamp::now()) && observing.is_none() {
+                if request.answer(&mut sidecar.machine, parts.policy.as_deref(), Timestamp::now()) && observing.is_none() {
                     next_tick = tokio::time::Instant::now();
                 }
                 sidecar.perform();
@@ -237,7 +238,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
                         sidecar.handle_observation(observation, took);
                         if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_stars()) {
                             for reply in waiting_snapshots.drain(..) {
-                                ControlRequest::Snapshot { reply }.answer(&mut sidecar.machine, Timestamp::now());
+                                ControlRequest::Snapshot { reply }.answer(&mut sidecar.machine, None, Timestamp::now());
                             }
                         }
                     }
@@ -303,7 +304,13 @@ struct Sidecar {
     epoch: Option<i64>,
     /// The dispatch calls under way (pruned as they finish), aborted if the lease is lost.
     dispatches: Vec<tokio::task::AbortHandle>,
+    /// The shadow modules' evaluation of the last queue, while it runs.
+    shadows: Option<JoinHandle<()>>,
 }
+
+/// Queued repos the shadow modules order each tick: the head of the queue, where what is
+/// dispatched next is decided.
+const SHADOW_REPOS: usize = 100_000;
 
 impl Sidecar {
     /// Stops every dispatch call still under way.
@@ -323,10 +330,28 @@ impl Sidecar {
             self.metrics.policy_fallbacks.inc_by(report.fallbacks);
         }
         self.start_writeback();
+        self.start_shadows();
         self.liveness.tick_completed(Timestamp::now());
         self.metrics.ticks.inc();
         self.metrics.tick_duration.observe(took.as_secs_f64());
         self.metrics.repo_db_up.set(i64::from(self.machine.repo_db_error().is_none()));
+    }
+
+    /// Hands the head of the new queue to the shadow modules, off the loop and the runtime's
+    /// workers, unless the last tick's evaluation is still running (a slow shadow skips ticks;
+    /// it never delays one).
+    fn start_shadows(&mut self) {
+        let Some(host) = self.parts.policy.as_ref().filter(|host| host.has_shadows()) else { return };
+        if self.shadows.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let head = self.machine.queued_head(SHADOW_REPOS);
+        let slots = self.machine.free_slots();
+        let host = Arc::clone(host);
+        self.shadows = Some(tokio::task::spawn_blocking(move || {
+            let candidates = head.candidates();
+            host.evaluate_shadows(&candidates, slots, Timestamp::now(), host.tick_budget());
+        }));
     }
 
     /// Performs the machine's commands: records go to the one writer in order; a dispatch is

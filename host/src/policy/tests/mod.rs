@@ -603,3 +603,4 @@ mod budget;
 mod cache;
 mod reload;
 mod sandbox;
+mod shadow;
