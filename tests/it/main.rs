@@ -21,6 +21,7 @@ mod replay_report;
 mod routing_table;
 mod schema_shapes;
 mod seed_scenario;
+mod shadow_mode;
 mod shard_down;
 mod sidecar_sigkill;
 mod sigterm;

@@ -282,9 +282,10 @@ impl Machine {
         QueuedHead { snapshot: Arc::clone(&self.snapshot), repos }
     }
 
-    /// Dispatch slots free under the global cap now: how many repos an order sends next.
+    /// Dispatch slots free now under the per-shard and global caps, at least 1: how many
+    /// repos an order sends next (when every slot is taken, the next one freed).
     pub fn free_slots(&self) -> usize {
-        (self.settings.limits.max_in_flight as usize).saturating_sub(self.scheduler.in_flight().count())
+        self.scheduler.free_slots().max(1)
     }
 
     /// The settings the machine runs with.

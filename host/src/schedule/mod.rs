@@ -228,6 +228,15 @@ impl Scheduler {
     }
 
     /// Names in flight now, for reconcile's next tick.
+    /// Dispatch slots free now: each shard's free slots under its cap, at most the global
+    /// cap's free slots.
+    pub fn free_slots(&self) -> usize {
+        let per_shard: u32 =
+            self.in_flight_per_shard.iter().map(|&n| self.limits.max_in_flight_per_shard.saturating_sub(n)).sum();
+        let global = self.limits.max_in_flight.saturating_sub(self.in_flight_per_shard.iter().sum());
+        per_shard.min(global) as usize
+    }
+
     pub fn in_flight(&self) -> impl Iterator<Item = &RepoName> {
         self.in_flight.keys()
     }
