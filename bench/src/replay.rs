@@ -30,8 +30,10 @@ pub fn run(repos: usize, module: Option<&Path>) -> anyhow::Result<Section> {
     choices.extend(module.map(|m| Choice::Module(m.to_path_buf())));
     for share in [10, 100] {
         let file = dir.path().join(format!("snapshot-{share}.ndjson.gz"));
+        let parts = parts(repos, share);
         let written = Instant::now();
-        capture::write(&parts(repos, share), std::fs::File::create(&file)?)?;
+        capture::write(&parts, std::io::BufWriter::new(std::fs::File::create(&file)?))?;
+        drop(parts);
         let write_secs = written.elapsed().as_secs_f64();
         let size = std::fs::metadata(&file)?.len();
         let read = Instant::now();

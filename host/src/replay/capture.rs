@@ -107,7 +107,9 @@ pub struct Parts {
 
 /// Writes `parts` as a snapshot file (gzip, JSON lines) to `out`, streaming.
 pub fn write(parts: &Parts, out: impl Write) -> io::Result<()> {
-    let mut out = GzEncoder::new(io::BufWriter::with_capacity(1 << 16, out), flate2::Compression::fast());
+    // JSON goes out in many small writes: buffer them before the compressor, which pays per
+    // call.
+    let mut out = io::BufWriter::with_capacity(1 << 18, GzEncoder::new(out, flate2::Compression::fast()));
     let settings = &parts.settings;
     let addrs = settings.shards.addrs();
     let header = Header {
@@ -163,7 +165,7 @@ pub fn write(parts: &Parts, out: impl Write) -> io::Result<()> {
         };
         write_line(&mut out, &Line::Clone(line))?;
     }
-    out.finish()?.flush()
+    out.into_inner().map_err(io::IntoInnerError::into_error)?.finish()?.flush()
 }
 
 fn write_line(out: &mut impl Write, line: &Line) -> io::Result<()> {
