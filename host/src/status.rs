@@ -161,7 +161,8 @@ pub struct ShadowFigures {
     pub ticks: u64,
     /// RFC 3339: when the last evaluation finished.
     pub at: String,
-    /// Queued repos it ordered (the head of the serving queue).
+    /// Queued repos it ordered (the head of the serving queue); 0 when it does not shadow
+    /// prioritize.
     pub repos: u64,
     /// Spearman's rank correlation of the two orders: 1 the same order, 0 unrelated, −1
     /// reversed.
@@ -174,6 +175,20 @@ pub struct ShadowFigures {
     pub shadow_first: Vec<String>,
     /// Repos the shadow answered "not now" for.
     pub not_now: u64,
+    /// Rate-limit keys compared in the last evaluation, and the limits that differ there
+    /// (`github.com: shadow 3600/h, burst 10; serving none`, at most 10).
+    #[serde(default)]
+    pub limit_keys: u64,
+    #[serde(default)]
+    pub limits_differ: Vec<String>,
+    /// Retry decisions compared since it was loaded, and how many differed; the latest that
+    /// differed (`repo: shadow give up (…); serving retry in 30s`, at most 10).
+    #[serde(default)]
+    pub retries: u64,
+    #[serde(default)]
+    pub retries_differing: u64,
+    #[serde(default)]
+    pub retries_differ: Vec<String>,
     /// Wall-clock time the evaluation took, in milliseconds.
     pub took_ms: u64,
     /// Why the last evaluation failed, if it did (the figures are then the last good ones).

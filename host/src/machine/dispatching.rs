@@ -129,7 +129,21 @@ impl Machine {
             })
             .collect();
         let (decisions, decided_by) = self.policies.retry.on_failures_traced(&batch, now);
+        let asked: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
         drop(batch);
+        for ((pending, record), decision) in failed.iter().zip(asked).zip(&decisions) {
+            if self.retry_cases.len() == super::RETRY_CASES {
+                self.retry_cases.pop_front();
+            }
+            self.retry_cases.push_back(super::RetryCase {
+                name: pending.name.clone(),
+                record,
+                repo: pending.repo.clone(),
+                shard: pending.shard,
+                decided_at: now,
+                decision: decision.clone(),
+            });
+        }
         let decided_by = short_digest(&decided_by).to_string();
         let mut decisions = decisions.into_iter();
         for PendingRetry { name, shard, error, .. } in failed {

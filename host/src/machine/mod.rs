@@ -51,6 +51,8 @@ use shard_views::ShardViews;
 const PRIORITIZE_BATCH: usize = 10_000;
 /// Dispatch outcomes kept for snapshots: enough to learn how long clones take, bounded.
 const RECENT_CLONES: usize = 10_000;
+/// Retry decisions kept for shadow modules between two of their evaluations.
+const RETRY_CASES: usize = 100;
 
 /// What the machine needs of the configuration.
 #[derive(Clone, Debug)]
@@ -107,6 +109,26 @@ pub struct ObservedClone {
     pub finished_at: Timestamp,
     pub took: Duration,
     pub succeeded: bool,
+}
+
+/// What the rate-limit policy was asked in a tick, and what it answered.
+#[derive(Clone, Debug)]
+pub struct LimitsAsked {
+    pub loads: Vec<crate::schedule::KeyLoad>,
+    pub limits: Vec<(crate::schedule::LimitKey, crate::schedule::RateLimit)>,
+}
+
+/// A failure the retry policy decided, with what it was told.
+#[derive(Clone, Debug)]
+pub struct RetryCase {
+    pub name: RepoName,
+    /// The record as the policy saw it (before its decision).
+    pub record: AttemptRecord,
+    pub repo: Option<DesiredRepo>,
+    pub shard: crate::model::ShardIdx,
+    /// The `now` the policy was asked at.
+    pub decided_at: Timestamp,
+    pub decision: crate::schedule::RetryDecision,
 }
 
 /// The head of a tick's queue, as [`Machine::queued_head`] gives it.
@@ -169,6 +191,10 @@ pub struct Machine {
     recent_clones: VecDeque<ObservedClone>,
     /// The last tick's queue, by desired index, in serving order (for shadow modules).
     last_order: Arc<[u32]>,
+    /// The loads the last tick gave the rate-limit policy and the limits it answered.
+    last_limits: Option<Arc<LimitsAsked>>,
+    /// The last [`RETRY_CASES`] failures the retry policy decided, not yet taken by the shell.
+    retry_cases: VecDeque<RetryCase>,
     commands: VecDeque<Command>,
 }
 
@@ -204,6 +230,8 @@ impl Machine {
             decision_log: decision_log::DecisionLog::default(),
             recent_clones: VecDeque::new(),
             last_order: Arc::from(Vec::new()),
+            last_limits: None,
+            retry_cases: VecDeque::new(),
             commands,
         }
     }
@@ -280,6 +308,16 @@ impl Machine {
             })
             .collect();
         QueuedHead { snapshot: Arc::clone(&self.snapshot), repos }
+    }
+
+    /// The loads and limits of the last tick's rate-limit question, if it was asked.
+    pub fn last_limits(&self) -> Option<Arc<LimitsAsked>> {
+        self.last_limits.clone()
+    }
+
+    /// The retry decisions made since the last call (at most 100, the latest).
+    pub fn take_retry_cases(&mut self) -> Vec<RetryCase> {
+        self.retry_cases.drain(..).collect()
     }
 
     /// Dispatch slots free now under the per-shard and global caps, at least 1: how many

@@ -64,9 +64,13 @@ impl Machine {
             let loads = self.key_loads(desired, &plan, &ordered.jobs);
             let (limits, decided_by) = self.policies.rate_limits.limits_traced(&loads, now);
             self.log_changed_limits(&loads, &limits, &decided_by);
+            self.last_limits = Some(Arc::new(super::LimitsAsked { loads, limits: limits.clone() }));
             self.scheduler.handle_rate_limits(limits, now);
-        } else if !self.scheduler.rate_limits().is_empty() {
-            self.scheduler.handle_rate_limits(Vec::new(), now);
+        } else {
+            self.last_limits = None;
+            if !self.scheduler.rate_limits().is_empty() {
+                self.scheduler.handle_rate_limits(Vec::new(), now);
+            }
         }
         let report = TickReport { due: ordered.jobs.len(), deferred: ordered.deferred, fallbacks: ordered.fallbacks };
         self.decisions =

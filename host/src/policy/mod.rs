@@ -145,7 +145,10 @@ impl PolicySet {
     pub fn reads_stars(&self) -> bool {
         self.chain(Interface::Prioritize).iter().any(|m| m.columns.has_stars())
             || !self.chain(Interface::Reenqueue).is_empty()
-            || self.shadows().any(|m| m.columns.has_stars())
+            || self.shadows().any(|m| {
+                (m.shadowed.contains(&Interface::Prioritize) && m.columns.has_stars())
+                    || m.shadowed.contains(&Interface::Reenqueue)
+            })
     }
 
     /// The modules in shadow mode, by file name.
@@ -493,38 +496,10 @@ impl RetryPolicy for PolicyHost {
         if self.set.load().chain(Interface::Reenqueue).is_empty() {
             return (self.config.builtin_retry.on_failures(batch, now), Arc::from(BUILTIN));
         }
-        let failures: Vec<RetryFailure> = batch
-            .iter()
-            .map(|f| {
-                let repo = match f.repo {
-                    Some(repo) => RepoView::from_repo(repo, f.state, f.shard, self.shard_addr(f.shard), Some(f.record)),
-                    None => RepoView {
-                        id: 0,
-                        name: f.name.as_str().to_string(),
-                        code_host: schedule::code_host_of(f.name.as_str()).to_string(),
-                        state: ViewState::Failed,
-                        shard: u32::from(f.shard),
-                        shard_addr: self.shard_addr(f.shard).to_string(),
-                        attempts: f.record.attempts,
-                        last_error: f.record.last_error.clone(),
-                        last_attempt_at: f.record.last_attempt_at.map(Timestamp::as_millis),
-                        ..RepoView::default()
-                    },
-                };
-                RetryFailure { repo, error: f.record.last_error.clone().unwrap_or_default() }
-            })
-            .collect();
+        let failures: Vec<RetryFailure> = batch.iter().map(|f| self.retry_failure(f)).collect();
         match PolicyHost::reenqueue(self, &failures, now) {
             Some(decided) => {
-                let decisions = decided
-                    .answers
-                    .into_iter()
-                    .map(|retry| match retry {
-                        Retry::Now => RetryDecision::RetryAt(now),
-                        Retry::After(delay) => RetryDecision::RetryAt(now.saturating_add(delay)),
-                        Retry::GiveUp(reason) => RetryDecision::GiveUp { reason },
-                    })
-                    .collect();
+                let decisions = decided.answers.into_iter().map(|retry| retry_decision(retry, now)).collect();
                 (decisions, decided.digest)
             }
             None => (self.config.builtin_retry.on_failures(batch, now), Arc::from(BUILTIN)),
@@ -532,9 +507,79 @@ impl RetryPolicy for PolicyHost {
     }
 }
 
+impl PolicyHost {
+    /// A failure as `reenqueue` sees it.
+    fn retry_failure(&self, f: &Failure<'_>) -> RetryFailure {
+        let repo = match f.repo {
+            Some(repo) => RepoView::from_repo(repo, f.state, f.shard, self.shard_addr(f.shard), Some(f.record)),
+            None => RepoView {
+                id: 0,
+                name: f.name.as_str().to_string(),
+                code_host: schedule::code_host_of(f.name.as_str()).to_string(),
+                state: ViewState::Failed,
+                shard: u32::from(f.shard),
+                shard_addr: self.shard_addr(f.shard).to_string(),
+                attempts: f.record.attempts,
+                last_error: f.record.last_error.clone(),
+                last_attempt_at: f.record.last_attempt_at.map(Timestamp::as_millis),
+                ..RepoView::default()
+            },
+        };
+        RetryFailure { repo, error: f.record.last_error.clone().unwrap_or_default() }
+    }
+
+    /// The loads as `rate-limits` sees them.
+    fn load_views(&self, seen: &[schedule::KeyLoad]) -> Vec<KeyLoad> {
+        seen.iter()
+            .map(|load| KeyLoad {
+                key: self.key_view(&load.key),
+                service_type: load.service_type.as_deref().unwrap_or_default().to_string(),
+                repos: load.repos,
+                queued: load.queued,
+                in_flight: load.in_flight,
+            })
+            .collect()
+    }
+
+    fn key_view(&self, key: &schedule::LimitKey) -> LimitKey {
+        match key {
+            schedule::LimitKey::CodeHost(host) => LimitKey::CodeHost(host.to_string()),
+            schedule::LimitKey::Shard(shard) => LimitKey::Shard(self.shard_addr(*shard).to_string()),
+        }
+    }
+
+    /// A module's limits back on the scheduler's keys (they were checked against `seen`).
+    fn limits_from(&self, seen: &[schedule::KeyLoad], answers: Vec<KeyLimit>) -> Vec<(schedule::LimitKey, RateLimit)> {
+        answers
+            .into_iter()
+            .filter_map(|limit| {
+                let key = seen.iter().find(|load| self.key_view(&load.key) == limit.key)?.key.clone();
+                let rate = RateLimit {
+                    per_hour: std::num::NonZeroU32::new(limit.per_hour)?,
+                    burst: std::num::NonZeroU32::new(limit.burst)?,
+                    max_in_flight: limit.max_in_flight.and_then(std::num::NonZeroU32::new),
+                };
+                Some((key, rate))
+            })
+            .collect()
+    }
+}
+
+/// A module's retry answer as the scheduler's decision, at `now`.
+fn retry_decision(retry: Retry, now: Timestamp) -> RetryDecision {
+    match retry {
+        Retry::Now => RetryDecision::RetryAt(now),
+        Retry::After(delay) => RetryDecision::RetryAt(now.saturating_add(delay)),
+        Retry::GiveUp(reason) => RetryDecision::GiveUp { reason },
+    }
+}
+
 impl RateLimitPolicy for PolicyHost {
+    /// A serving rate-limit module, or a shadow of one, needs the loads.
     fn is_active(&self) -> bool {
-        !self.set.load().chain(Interface::RateLimits).is_empty()
+        let set = self.set.load();
+        !set.chain(Interface::RateLimits).is_empty()
+            || set.shadows().any(|m| m.shadowed.contains(&Interface::RateLimits))
     }
 
     fn limits(&self, seen: &[schedule::KeyLoad], now: Timestamp) -> Vec<(schedule::LimitKey, RateLimit)> {
@@ -549,37 +594,10 @@ impl RateLimitPolicy for PolicyHost {
         if self.set.load().chain(Interface::RateLimits).is_empty() {
             return (Vec::new(), Arc::from(BUILTIN));
         }
-        let to_view = |key: &schedule::LimitKey| match key {
-            schedule::LimitKey::CodeHost(host) => LimitKey::CodeHost(host.to_string()),
-            schedule::LimitKey::Shard(shard) => LimitKey::Shard(self.shard_addr(*shard).to_string()),
-        };
-        let loads: Vec<KeyLoad> = seen
-            .iter()
-            .map(|load| KeyLoad {
-                key: to_view(&load.key),
-                service_type: load.service_type.as_deref().unwrap_or_default().to_string(),
-                repos: load.repos,
-                queued: load.queued,
-                in_flight: load.in_flight,
-            })
-            .collect();
+        let loads = self.load_views(seen);
         let Some(decided) = PolicyHost::rate_limits(self, &loads, now) else {
             return (Vec::new(), Arc::from(BUILTIN));
         };
-        let limits = decided
-            .answers
-            .into_iter()
-            .filter_map(|limit| {
-                // Keys were checked against `seen`, so each maps back.
-                let key = seen.iter().find(|load| to_view(&load.key) == limit.key)?.key.clone();
-                let rate = RateLimit {
-                    per_hour: std::num::NonZeroU32::new(limit.per_hour)?,
-                    burst: std::num::NonZeroU32::new(limit.burst)?,
-                    max_in_flight: limit.max_in_flight.and_then(std::num::NonZeroU32::new),
-                };
-                Some((key, rate))
-            })
-            .collect();
-        (limits, decided.digest)
+        (self.limits_from(seen, decided.answers), decided.digest)
     }
 }

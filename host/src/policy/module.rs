@@ -147,6 +147,8 @@ pub struct Module {
     pub file_config: String,
     /// Serving, or shadowing the serving module (`NAME.toml`'s `[clonekeeper] mode`).
     pub mode: super::mode::Mode,
+    /// The interfaces a shadow answers beside the serving module (empty while serving).
+    pub shadowed: Vec<Interface>,
     /// Exported interfaces, in [`Interface`] order.
     pub interfaces: Vec<Interface>,
     /// The columns `prioritize` reads (its `columns` answer at load); empty without it.
@@ -268,14 +270,23 @@ impl Module {
                 .transpose()
                 .map_err(|e| indices_error(Interface::Reenqueue, e))?,
         };
-        let (mode, config) =
-            super::mode::split(&source.config).map_err(|e| reject(format!("{}.toml: {e}", source.name)))?;
-        if mode == super::mode::Mode::Shadow && !interfaces.contains(&Interface::Prioritize) {
-            return Err(reject(format!(
-                "{}.toml says mode = \"shadow\", but it does not implement prioritize, the interface shadows answer",
-                source.name
-            )));
-        }
+        let split = super::mode::split(&source.config).map_err(|e| reject(format!("{}.toml: {e}", source.name)))?;
+        let shadowed = match split.mode {
+            super::mode::Mode::Serving => Vec::new(),
+            super::mode::Mode::Shadow if split.shadows.is_empty() => {
+                Interface::DECISIONS.into_iter().filter(|i| interfaces.contains(i)).collect()
+            }
+            super::mode::Mode::Shadow => {
+                if let Some(missing) = split.shadows.iter().find(|i| !interfaces.contains(i)) {
+                    return Err(reject(format!(
+                        "{}.toml: [clonekeeper] shadows {missing}, which it does not implement",
+                        source.name
+                    )));
+                }
+                split.shadows.clone()
+            }
+        };
+        let (mode, config) = (split.mode, split.config);
         let mut module = Module {
             name: Arc::from(source.name.as_str()),
             path: source.path.clone(),
@@ -283,6 +294,7 @@ impl Module {
             config,
             file_config: source.config.clone(),
             mode,
+            shadowed,
             interfaces,
             columns: Columns::default(),
             loaded_at: now,
@@ -503,6 +515,7 @@ impl Module {
             config: config.to_string(),
             file_config: self.file_config.clone(),
             mode: self.mode,
+            shadowed: self.shadowed.clone(),
             interfaces: self.interfaces.clone(),
             columns: self.columns,
             loaded_at: self.loaded_at,

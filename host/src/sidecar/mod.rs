@@ -31,6 +31,7 @@ use crate::liveness::{Liveness, Role, Step};
 use crate::machine::{Command, Machine, Observation, Policies, Settings};
 use crate::metrics::{DispatchLabels, DispatchResult, ShardLabel};
 use crate::model::Timestamp;
+use crate::policy::shadow::ShadowInput;
 use crate::policy::PolicyHost;
 use crate::schedule::{Prioritizer, RateLimitPolicy, RetryPolicy};
 use crate::sources::gitserver::GitserverClient;
@@ -347,10 +348,13 @@ impl Sidecar {
         }
         let head = self.machine.queued_head(SHADOW_REPOS);
         let slots = self.machine.free_slots();
+        let limits = self.machine.last_limits();
+        let retries = self.machine.take_retry_cases();
         let host = Arc::clone(host);
         self.shadows = Some(tokio::task::spawn_blocking(move || {
-            let candidates = head.candidates();
-            host.evaluate_shadows(&candidates, slots, Timestamp::now(), host.tick_budget());
+            let queued = head.candidates();
+            let input = ShadowInput { queued: &queued, slots, limits: limits.as_deref(), retries: &retries };
+            host.evaluate_shadows(&input, Timestamp::now(), host.tick_budget());
         }));
     }
 

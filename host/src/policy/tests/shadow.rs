@@ -2,9 +2,11 @@
 //! is evaluated beside the serving order, and serves once the table is gone.
 
 use super::*;
-use crate::model::{DesiredRepo, RepoName};
+use crate::machine::{LimitsAsked, RetryCase};
+use crate::model::{AttemptRecord, DesiredRepo, RepoName};
+use crate::policy::shadow::ShadowInput;
 use crate::reconcile::RepoState;
-use crate::schedule::Candidate;
+use crate::schedule::{Candidate, KeyLoad, LimitKey, RateLimit, RetryDecision};
 
 const SHADOW_TOML: &str = "[clonekeeper]\nmode = \"shadow\"\nshadows = \"prioritize\"\n";
 
@@ -18,6 +20,10 @@ fn queued() -> Vec<DesiredRepo> {
             repo
         })
         .collect()
+}
+
+fn input<'a>(queued: &'a [Candidate<'a>], retries: &'a [RetryCase]) -> ShadowInput<'a> {
+    ShadowInput { queued, slots: 5, limits: None, retries }
 }
 
 fn candidates(repos: &[DesiredRepo]) -> Vec<Candidate<'_>> {
@@ -39,7 +45,8 @@ fn a_shadow_never_serves_and_reports_how_its_order_differs() {
     assert!(before[0].shadow.is_none(), "figures before any evaluation");
 
     let repos = queued();
-    host.evaluate_shadows(&candidates(&repos), 5, now(), Duration::from_secs(30));
+    let queued = candidates(&repos);
+    host.evaluate_shadows(&input(&queued, &[]), now(), Duration::from_secs(30));
     let figures = host.status(now())[0].shadow.clone().expect("figures after an evaluation");
     assert_eq!(figures.ticks, 1);
     assert_eq!(figures.repos, 30);
@@ -84,14 +91,15 @@ fn a_shadow_that_fails_or_overruns_its_budget_reports_it_and_keeps_what_it_had()
     let host = host_for(dir.path(), 3);
     host.reload(now()).expect("reload");
     let repos = queued();
-    host.evaluate_shadows(&candidates(&repos), 5, now(), Duration::ZERO);
+    let queued = candidates(&repos);
+    host.evaluate_shadows(&input(&queued, &[]), now(), Duration::ZERO);
     let figures = host.status(now())[0].shadow.clone().expect("figures");
     assert!(figures.error.as_deref().is_some_and(|e| e.contains("budget")), "{figures:#?}");
     assert_eq!(figures.repos, 0, "a budget of nothing orders nothing");
 }
 
 #[test]
-fn a_shadow_without_prioritize_or_with_a_bad_table_is_refused() {
+fn a_shadow_of_an_interface_it_lacks_or_with_a_bad_table_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "retry.wasm", &component("retry", "retrier"));
     std::fs::write(dir.path().join("retry.toml"), SHADOW_TOML).expect("toml");
@@ -102,10 +110,89 @@ fn a_shadow_without_prioritize_or_with_a_bad_table_is_refused() {
     let status = host.status(now());
     let rejected = status_of(&status, "rejected");
     assert_eq!(rejected.len(), 2, "{status:#?}");
-    assert!(rejected
-        .iter()
-        .any(|r| r.last_error.as_deref().is_some_and(|e| e.contains("does not implement prioritize"))));
+    assert!(rejected.iter().any(|r| r
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("shadows prioritize, which it does not implement"))));
     assert!(rejected
         .iter()
         .any(|r| r.last_error.as_deref().is_some_and(|e| e.contains("stars.toml: [clonekeeper] mode"))));
+}
+
+#[test]
+fn a_rate_limit_shadow_names_the_limits_that_differ() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "limits.wasm", &component("limits", "limiter"));
+    std::fs::write(dir.path().join("limits.toml"), "[clonekeeper]\nmode = \"shadow\"\n").expect("toml");
+    let host = host_for(dir.path(), 3);
+    host.reload(now()).expect("reload");
+    assert!(crate::schedule::RateLimitPolicy::is_active(&*host), "a rate-limit shadow needs the loads");
+    assert!(host.current().chain(Interface::RateLimits).is_empty());
+    let load = |key: LimitKey| KeyLoad { key, service_type: None, repos: 10, queued: 5, in_flight: 1 };
+    let same = RateLimit {
+        per_hour: std::num::NonZeroU32::new(3600).expect("nonzero"),
+        burst: std::num::NonZeroU32::new(2).expect("nonzero"),
+        max_in_flight: std::num::NonZeroU32::new(1),
+    };
+    let asked = LimitsAsked {
+        loads: vec![load(LimitKey::CodeHost("github.com".into())), load(LimitKey::CodeHost("gitlab.com".into()))],
+        // The serving policy limited github.com as the shadow would, and left gitlab.com free.
+        limits: vec![(LimitKey::CodeHost("github.com".into()), same)],
+    };
+    host.evaluate_shadows(
+        &ShadowInput { queued: &[], slots: 1, limits: Some(&asked), retries: &[] },
+        now(),
+        Duration::from_secs(30),
+    );
+    let figures = host.status(now())[0].shadow.clone().expect("figures");
+    assert_eq!(figures.limit_keys, 2);
+    assert_eq!(
+        figures.limits_differ,
+        ["code host gitlab.com: shadow 3600/h, burst 2, at most 1 in flight; serving none"],
+        "{figures:#?}"
+    );
+    assert_eq!(figures.repos, 0, "it shadows no prioritize");
+}
+
+#[test]
+fn a_retry_shadow_is_asked_about_the_same_failures_and_counts_the_decisions_that_differ() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "retry.wasm", &component("retry", "retrier"));
+    std::fs::write(dir.path().join("retry.toml"), "[clonekeeper]\nmode = \"shadow\"\nshadows = \"reenqueue\"\n")
+        .expect("toml");
+    let host = host_for(dir.path(), 3);
+    host.reload(now()).expect("reload");
+    assert!(host.current().chain(Interface::Reenqueue).is_empty());
+    let case = |name: &str, attempts: u32, decision: RetryDecision| RetryCase {
+        name: RepoName::from_normalized(name),
+        record: AttemptRecord { attempts, last_error: Some("fatal: hung up".into()), ..AttemptRecord::default() },
+        repo: None,
+        shard: 0,
+        decided_at: now(),
+        decision,
+    };
+    // The shadow gives up after 3 attempts; the serving policy kept retrying the third.
+    let later = now().saturating_add(Duration::from_secs(60));
+    let cases = [
+        case("github.com/a/third", 3, RetryDecision::RetryAt(later)),
+        case("github.com/a/fourth", 4, RetryDecision::GiveUp { reason: "too many attempts".into() }),
+    ];
+    host.evaluate_shadows(
+        &ShadowInput { queued: &[], slots: 1, limits: None, retries: &cases },
+        now(),
+        Duration::from_secs(30),
+    );
+    let figures = host.status(now())[0].shadow.clone().expect("figures");
+    assert_eq!((figures.retries, figures.retries_differing), (2, 1), "{figures:#?}");
+    assert_eq!(figures.retries_differ.len(), 1);
+    assert!(figures.retries_differ[0].starts_with("github.com/a/third: shadow give up ("), "{figures:#?}");
+    assert!(figures.retries_differ[0].ends_with("serving retry in 1m"), "{figures:#?}");
+    // Counts add up over evaluations.
+    host.evaluate_shadows(
+        &ShadowInput { queued: &[], slots: 1, limits: None, retries: &cases[..1] },
+        now(),
+        Duration::from_secs(30),
+    );
+    let figures = host.status(now())[0].shadow.clone().expect("figures");
+    assert_eq!((figures.retries, figures.retries_differing, figures.ticks), (3, 2, 2));
 }
