@@ -1,13 +1,11 @@
 //! Hot reload end to end: dropping `popular-first` into a running sidecar's policy folder
 //! changes the order of the next dispatches, as the dev gitserver sees them.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::support::db::{NewRepo, PgDb, Shape};
 use crate::support::shard::DevShard;
 use crate::support::sidecar::{Sidecar, SidecarConfig};
-use crate::support::{eventually, source_repos};
+use crate::support::{aged_repo_db, eventually, example_policy};
 
 const REPOS: usize = 24;
 
@@ -23,24 +21,10 @@ fn stars(name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies/popular-first.wasm");
-    assert!(
-        module.is_file(),
-        "{} is missing: scripts/build-policies.sh builds it (scripts/test.sh runs it)",
-        module.display()
-    );
-
+    let module = example_policy("popular-first");
     let work = tempfile::tempdir().expect("a temporary directory");
     let names: Vec<String> = (0..REPOS).map(name).collect();
-    let urls = source_repos(&work.path().join("sources"), &names).await;
-    let db = PgDb::create(Shape::GitserverRepos2021).await;
-    let rows: Vec<NewRepo> = names
-        .iter()
-        .zip(&urls)
-        .enumerate()
-        .map(|(i, (name, url))| NewRepo::new(name, url).created(i as i64).stars(stars(name) as i32))
-        .collect();
-    db.insert_repos(&rows).await;
+    let db = aged_repo_db(work.path(), &names, |i| stars(&names[i]) as i32).await;
 
     let shard = DevShard::start(&work.path().join("shard"), Duration::from_millis(400));
     let policies = work.path().join("policies");

@@ -3,7 +3,7 @@
 //! reads them, states, observed clones), and `clonekeeper replay` on it with the built-in
 //! order and the popular-first example, whose report a browser shows with both curves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,10 +12,9 @@ use clonekeeper::replay::capture;
 use clonekeeper::replay::report::POLICY_COLOURS;
 
 use crate::support::browser::{screenshot, Image};
-use crate::support::db::{NewRepo, PgDb, Shape};
 use crate::support::shard::DevShard;
 use crate::support::sidecar::{Sidecar, SidecarConfig, BIN};
-use crate::support::{source_repos, start_shards};
+use crate::support::{aged_repo_db, example_policy, start_shards};
 
 const REPOS: usize = 24;
 const TOKEN: &str = "replay-test-token-0123456789abcdef";
@@ -37,24 +36,12 @@ fn text(output: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-fn popular_first() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies/popular-first.wasm")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_replays_with_two_policies_into_a_report_a_browser_shows() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let names: Vec<String> = (0..REPOS).map(|i| format!("github.com/replay/repo-{i:02}")).collect();
-    let urls = source_repos(&work.path().join("sources"), &names).await;
-    let db = PgDb::create(Shape::GitserverRepos2021).await;
     // The newest repos are the popular ones: the built-in order (oldest first) reaches them last.
-    let rows: Vec<NewRepo> = names
-        .iter()
-        .zip(&urls)
-        .enumerate()
-        .map(|(i, (name, url))| NewRepo::new(name, url).created(i as i64).stars(i as i32 * 100))
-        .collect();
-    db.insert_repos(&rows).await;
+    let db = aged_repo_db(work.path(), &names, |i| i as i32 * 100).await;
     // Slow clones, one at a time per shard: the snapshot finds a backlog.
     let shards = start_shards(work.path(), 2, Duration::from_millis(1_500));
     let addrs: Vec<String> = shards.iter().map(DevShard::addr).collect();
@@ -106,7 +93,7 @@ async fn a_snapshot_replays_with_two_policies_into_a_report_a_browser_shows() {
     assert_eq!(listed.len(), uncloned.len().min(20));
 
     let out = work.path().join("report");
-    let module = popular_first();
+    let module = example_policy("popular-first");
     let module_arg = module.to_string_lossy().into_owned();
     let out_arg = out.to_string_lossy().into_owned();
     let args = [

@@ -3,13 +3,11 @@
 //! `/v1/policies`, `/metrics` and explain show how the two disagree; and an edit of the TOML
 //! promotes it.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::support::db::{NewRepo, PgDb, Shape};
 use crate::support::shard::DevShard;
 use crate::support::sidecar::{Sidecar, SidecarConfig};
-use crate::support::{eventually, source_repos};
+use crate::support::{aged_repo_db, eventually, example_policy};
 
 const REPOS: usize = 20;
 
@@ -19,20 +17,11 @@ fn name(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_policy_reports_its_disagreement_and_changes_no_dispatch_until_promoted() {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies/popular-first.wasm");
-    assert!(module.is_file(), "{} is missing: scripts/build-policies.sh builds it", module.display());
+    let module = example_policy("popular-first");
     let work = tempfile::tempdir().expect("a temporary directory");
     let names: Vec<String> = (0..REPOS).map(name).collect();
-    let urls = source_repos(&work.path().join("sources"), &names).await;
-    let db = PgDb::create(Shape::GitserverRepos2021).await;
     // Newer repos have more stars: the built-in order (oldest first) is popular-first's reverse.
-    let rows: Vec<NewRepo> = names
-        .iter()
-        .zip(&urls)
-        .enumerate()
-        .map(|(i, (name, url))| NewRepo::new(name, url).created(i as i64).stars((i as i32 + 1) * 1000))
-        .collect();
-    db.insert_repos(&rows).await;
+    let db = aged_repo_db(work.path(), &names, |i| (i as i32 + 1) * 1000).await;
 
     let policies = work.path().join("policies");
     std::fs::create_dir_all(&policies).expect("policy folder");

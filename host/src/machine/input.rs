@@ -23,6 +23,18 @@ impl Snapshot {
         Snapshot { desired, routes }
     }
 
+    /// Whether the next read may be incremental: the last full read is younger than
+    /// `full_interval`, and `at_hand` is the snapshot the last read gave (`base`), since a delta
+    /// applies only on top of it. The sidecar and the simulator decide alike through this.
+    pub fn may_read_incrementally(
+        since_full: Option<std::time::Duration>,
+        full_interval: std::time::Duration,
+        base: &std::sync::Weak<Snapshot>,
+        at_hand: &Arc<Snapshot>,
+    ) -> bool {
+        since_full.is_some_and(|age| age < full_interval) && base.upgrade().is_some_and(|b| Arc::ptr_eq(&b, at_hand))
+    }
+
     /// The snapshot after an incremental read's `changes` (see `DesiredSet::apply`): repos
     /// carried over keep their route, only changed ones are routed again.
     pub fn with_changes(&self, changes: DesiredChanges, shards: &ShardMap) -> Snapshot {

@@ -66,11 +66,11 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let (stars, incremental_from) = {
         let reads = sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let stars = policies_read_stars || reads.stars_once;
-        let full_due = reads.full_at.is_none_or(|at| at.elapsed() >= sources.full_interval)
-            || reads.stars != stars
-            || reads.stars_once;
-        let on_base = reads.base.upgrade().is_some_and(|base| Arc::ptr_eq(&base, previous));
-        (stars, reads.mark.filter(|_| !full_due && on_base))
+        let since_full = reads.full_at.map(|at| at.elapsed());
+        let incremental = reads.stars == stars
+            && !reads.stars_once
+            && Snapshot::may_read_incrementally(since_full, sources.full_interval, &reads.base, previous);
+        (stars, reads.mark.filter(|_| incremental))
     };
     let started = Instant::now();
     let read = async {

@@ -80,6 +80,29 @@ pub async fn source_repos(dir: &Path, names: &[String]) -> Vec<String> {
     .expect("the source generator panicked")
 }
 
+/// A repo DB (2021 shape) that wants `names`, each with a source repository under `dir`:
+/// repo `i` was created `i` minutes after the first and has `stars(i)` stars, so the built-in
+/// order (oldest first) takes them in index order.
+pub async fn aged_repo_db(dir: &Path, names: &[String], stars: impl Fn(usize) -> i32) -> db::PgDb {
+    let urls = source_repos(&dir.join("sources"), names).await;
+    let db = db::PgDb::create(db::Shape::GitserverRepos2021).await;
+    let rows: Vec<db::NewRepo> = names
+        .iter()
+        .zip(&urls)
+        .enumerate()
+        .map(|(i, (name, url))| db::NewRepo::new(name, url).created(i as i64).stars(stars(i)))
+        .collect();
+    db.insert_repos(&rows).await;
+    db
+}
+
+/// An example policy module built by `scripts/build-policies.sh` (which `scripts/test.sh` runs).
+pub fn example_policy(name: &str) -> PathBuf {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/policies/{name}.wasm"));
+    assert!(module.is_file(), "{} is missing: scripts/build-policies.sh builds it", module.display());
+    module
+}
+
 /// A clone URL that git cannot clone: an absolute path that does not exist.
 pub fn broken_url(dir: &Path) -> String {
     dir.join("does-not-exist").join("broken.git").to_str().expect("temporary paths are UTF-8").to_owned()

@@ -108,12 +108,7 @@ fn a_written_snapshot_reads_back_with_every_column_state_record_and_clone() {
 #[test]
 fn the_file_is_gzip_json_lines_that_name_their_kind_and_hold_no_secret() {
     let file = written(&parts());
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(file.path()).expect("open")),
-        &mut text,
-    )
-    .expect("gzip");
+    let text = gunzip(file.path());
     let kinds: Vec<String> = text
         .lines()
         .map(|line| {
@@ -122,6 +117,13 @@ fn the_file_is_gzip_json_lines_that_name_their_kind_and_hold_no_secret() {
         .collect();
     assert_eq!(kinds, ["\"header\"", "\"repo\"", "\"repo\"", "\"repo\"", "\"clone\"", "\"clone\""]);
     assert!(!text.contains("secret"), "a clone URL's credentials reached the file");
+}
+
+fn gunzip(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(path).expect("open"));
+    std::io::Read::read_to_string(&mut gz, &mut text).expect("gzip");
+    text
 }
 
 fn snapshot_of_lines(lines: &[&str]) -> tempfile::NamedTempFile {
@@ -137,12 +139,7 @@ fn snapshot_of_lines(lines: &[&str]) -> tempfile::NamedTempFile {
 #[test]
 fn a_bad_file_is_refused_naming_the_file_and_the_line() {
     let good = written(&parts());
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(good.path()).expect("open")),
-        &mut text,
-    )
-    .expect("gzip");
+    let text = gunzip(good.path());
     let lines: Vec<&str> = text.lines().collect();
     let header = lines[0];
     let cases: Vec<(Vec<String>, &str)> = vec![

@@ -278,8 +278,12 @@ fn read_desired(
     let previous = process.machine.snapshot();
     let incremental = match &process.read_mark {
         Some((mark, base))
-            if process.full_read_at.is_some_and(|at| now.since(at) < interval * 6)
-                && base.upgrade().is_some_and(|base| Arc::ptr_eq(&base, previous)) =>
+            if Snapshot::may_read_incrementally(
+                process.full_read_at.map(|at| now.since(at)),
+                interval * 6,
+                base,
+                previous,
+            ) =>
         {
             Some(previous.with_changes(repo_db.changes_since(*mark), shard_map))
         }
