@@ -184,7 +184,7 @@ pub struct Machine {
     /// The row of each repo in flight, for the retry policy's view of it when it fails.
     in_flight_repos: HashMap<RepoName, DesiredRepo>,
     /// The last prioritisation of each queued repo (by desired index): score and module.
-    decisions: HashMap<u32, (f64, Arc<str>)>,
+    decisions: hashbrown::HashMap<u32, (f64, Arc<str>)>,
     /// Retry and rate-limit decisions not yet taken by the shell's decision log.
     decision_log: decision_log::DecisionLog,
     /// The last [`RECENT_CLONES`] dispatch outcomes, oldest first.
@@ -226,7 +226,7 @@ impl Machine {
             repo_db_error: None,
             dispatched_before: HashSet::new(),
             in_flight_repos: HashMap::new(),
-            decisions: HashMap::new(),
+            decisions: hashbrown::HashMap::new(),
             decision_log: decision_log::DecisionLog::default(),
             recent_clones: VecDeque::new(),
             last_order: Arc::from(Vec::new()),

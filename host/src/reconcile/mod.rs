@@ -159,17 +159,28 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             }
         }
     }
+    // Dispatches in flight count as cloning, wherever they went. Records and dispatches are
+    // few beside the desired set: each is looked up once here, not every repo in them.
+    for name in ctx.in_flight {
+        if let Some(idx) = index.get(name.as_str()) {
+            cloning[idx as usize] = true;
+        }
+    }
+    let mut records: Vec<(u32, &AttemptRecord)> =
+        ctx.attempts.iter().filter_map(|(name, record)| Some((index.get(name.as_str())?, record))).collect();
+    records.sort_unstable_by_key(|&(idx, _)| idx);
+    let mut records = records.into_iter().peekable();
     drop(index);
 
     for (idx, repo) in desired.iter().enumerate() {
         let shard = usize::from(routes[idx]);
-        let record = ctx.attempts.get(&repo.name);
+        let record = records.next_if(|&(at, _)| at as usize == idx).map(|(_, record)| record);
         let listed = actual.shards.get(shard).is_some_and(|s| s.cloned.is_some());
         let state = if cloned[idx] {
             RepoState::Cloned
         } else if !listed {
             RepoState::Unknown
-        } else if cloning[idx] || ctx.in_flight.contains(&repo.name) {
+        } else if cloning[idx] {
             RepoState::Cloning
         } else if repo.url.is_missing() {
             plan.problems.push(Problem::NoCloneUrl { name: repo.name.clone() });

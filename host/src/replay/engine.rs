@@ -184,8 +184,12 @@ impl World {
             if self.cloned_at[idx as usize].is_some() {
                 answers[usize::from(repo.shard) % n].cloned.push(repo.repo.name.clone());
                 listed += 1;
-            } else if let Some(&shard) = self.running_on.get(&idx) {
-                answers[usize::from(shard) % n].cloning.push(repo.repo.name.clone());
+            }
+        }
+        // The clones running (a few dozen) are what the shards say they are cloning.
+        for (&idx, &shard) in &self.running_on {
+            if self.cloned_at[idx as usize].is_none() {
+                answers[usize::from(shard) % n].cloning.push(capture.repos[idx as usize].repo.name.clone());
             }
         }
         self.confirmed = listed;
