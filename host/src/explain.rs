@@ -61,6 +61,9 @@ pub struct Decision {
     pub decision: String,
     /// sha256 of the module that decided, or `builtin`.
     pub module: String,
+    /// Why, in a sentence: the module's own (contract 0.2.1 `explain`), or the built-in order's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 /// One line of `GET /v1/queue`.

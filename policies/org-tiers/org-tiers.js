@@ -9,7 +9,7 @@
 // Batches arrive column by column (`repo-batch`); `columns` asks the host for the four this
 // module reads, and the others arrive empty.
 
-import { log } from 'clonekeeper:policy/log@0.2.0';
+import { log } from 'clonekeeper:policy/log@0.2.1';
 
 const DEFAULTS = {
   tiers: [],
@@ -56,6 +56,20 @@ export const prioritize = {
       out[i] = { tag: 'score', val: tierRank(names[i]) * 2 + neverAttempted };
     }
     return out;
+  },
+};
+
+export const explain = {
+  /** Why `repo` gets the answer `prioritize` gives it at `now`, in one sentence. */
+  explainPriority(now, repo) {
+    const rank = tierRank(repo.name);
+    const tier = rank === 0 ? 'in no tier' : `in tier ${config.tiers.length - rank + 1}`;
+    const large = repo.sizeBytes !== undefined && Number(repo.sizeBytes) > config.large_bytes;
+    if (!isOffPeak(Number(now)) && (large || (repo.archived && config.archived_off_peak))) {
+      return `not now: ${large ? 'large' : 'archived'}, cloned only off-peak (${config.off_peak_start_hour}:00-${config.off_peak_end_hour}:00 UTC)`;
+    }
+    const attempted = repo.attempts === 0 ? 'never attempted' : `failed ${repo.attempts} time(s)`;
+    return `score ${rank * 2 + (repo.attempts === 0 ? 1 : 0)}: ${tier}, ${attempted}`;
   },
 };
 

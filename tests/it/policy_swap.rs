@@ -48,6 +48,12 @@ async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
     };
     let before = eventually("three dispatches in the built-in order", || dispatched(3)).await;
     assert_eq!(before[..3], names[..3], "the built-in order clones the oldest (least starred) first");
+    // The built-in order explains itself.
+    let last = names.last().expect("repos");
+    let builtin = sidecar.explain(last).await.expect("explain").last_decision.expect("a queued repo's decision");
+    assert_eq!(builtin.module, "builtin");
+    let why = builtin.explanation.unwrap_or_default();
+    assert!(why.starts_with("never attempted, created 20"), "{why}");
 
     // Drop the module in as a deployment tool would: write beside, then rename into place.
     let staging = policies.join(".popular-first.wasm.partial");
@@ -95,4 +101,8 @@ async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
         .expect("an Explain");
     let decision = explain.last_decision.unwrap_or_else(|| panic!("no decision for {waiting}"));
     assert_eq!(decision.module, digest, "the decision names the module that made it");
+    // popular-first (contract 0.2.1) says why, in its own words.
+    let why = decision.explanation.unwrap_or_default();
+    let stars = format!("{} stars", stars(&waiting));
+    assert!(why.starts_with("score ") && why.contains(&stars), "{waiting}: {why}");
 }

@@ -76,6 +76,9 @@ pub fn render(e: &Explain) -> String {
     }
     if let Some(d) = &e.last_decision {
         line("last decision", format!("{} → {} (module {})", d.interface, d.decision, d.module));
+        if let Some(why) = &d.explanation {
+            line("why", why.clone());
+        }
     }
     for shadow in &e.shadow {
         let serving = e.queue_position.map_or(String::new(), |p| format!(", serving order #{}", p + 1));

@@ -286,6 +286,14 @@ fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliErr
     let _ = writeln!(out, "{}: ok", path.display());
     let _ = writeln!(out, "  digest      sha256:{}", module.digest);
     let _ = writeln!(out, "  world       {}", world_of(&module));
+    let explains = if module.implements(Interface::Explain) {
+        "explains its priorities".to_string()
+    } else if module.implements(Interface::Prioritize) {
+        "cannot explain its priorities: rebuild against wit/policy.wit (0.2.1 adds explain)".to_string()
+    } else {
+        "nothing to explain".to_string()
+    };
+    let _ = writeln!(out, "  contract    clonekeeper:policy@{} ({explains})", module.contract);
     let _ = writeln!(out, "  interfaces  {}", interfaces.join(", "));
     if module.implements(Interface::Prioritize) {
         let columns = module.columns.names();
@@ -380,7 +388,7 @@ fn eval(
                     serde_json::Value::Null
                 }
             }
-            Interface::Lifecycle => continue,
+            Interface::Lifecycle | Interface::Explain => continue,
         };
         let took = started.elapsed();
         if json {

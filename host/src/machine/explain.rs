@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{Command, Machine};
 use crate::explain::{Decision, Explain, QueueEntry};
 use crate::model::{RepoName, Timestamp};
+use crate::reconcile::RepoState;
 
 impl Machine {
     /// Clears the repo's backoff and give-up so the next tick queues it; answers what
@@ -62,10 +63,18 @@ impl Machine {
         explain.shard_paused_until = self.scheduler.paused_until(shard).map(Timestamp::to_rfc3339);
         let idx = u32::try_from(idx).ok();
         explain.queue_position = idx.and_then(|i| self.scheduler.queue_position(i));
+        let builtin = crate::schedule::BUILTIN;
+        let candidate = crate::schedule::Candidate {
+            repo,
+            shard,
+            state: self.plan.states.get(idx.unwrap_or(u32::MAX) as usize).copied().unwrap_or(RepoState::Uncloned),
+            record,
+        };
         explain.last_decision = idx.and_then(|i| self.decisions.get(&i)).map(|(score, module)| Decision {
             interface: "prioritize".to_string(),
             decision: format!("score {score}"),
             module: module.to_string(),
+            explanation: (&**module == builtin).then(|| crate::schedule::BuiltinOrder::explain(&candidate)),
         });
         explain.problem = if repo.url.is_missing() {
             Some("the repo DB row has no clone URL".to_string())
@@ -73,6 +82,19 @@ impl Machine {
             self.snapshot.desired.problems.iter().find(|p| p.repo_id == repo.id).map(|p| p.to_string())
         };
         Ok(explain)
+    }
+
+    /// What a prioritizer was shown of a desired repo: its row, state, owner and record (for
+    /// a module's `explain`, asked off the loop).
+    pub fn candidate_of(&self, name: &str) -> Option<OwnedCandidate> {
+        let name = RepoName::normalize(name)?;
+        let idx = self.desired_index(&name)?;
+        Some(OwnedCandidate {
+            repo: self.snapshot.desired.repos[idx].clone(),
+            shard: self.snapshot.routes[idx],
+            state: self.plan.states.get(idx).copied().unwrap_or(RepoState::Uncloned),
+            record: self.attempts.get(&name).cloned(),
+        })
     }
 
     /// The first `limit` queued repos in dispatch order.
@@ -98,4 +120,13 @@ impl Machine {
             })
             .collect()
     }
+}
+
+/// A prioritizer's candidate, owned: [`Machine::candidate_of`].
+#[derive(Clone, Debug)]
+pub struct OwnedCandidate {
+    pub repo: crate::model::DesiredRepo,
+    pub shard: crate::model::ShardIdx,
+    pub state: RepoState,
+    pub record: Option<crate::model::AttemptRecord>,
 }

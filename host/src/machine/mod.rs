@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use decision_log::LoggedDecision;
+pub use explain::OwnedCandidate;
 pub use input::{Observation, ShardAnswer, ShardObservation, Snapshot};
 pub use lost::LOST;
 pub use progress::ProgressScope;

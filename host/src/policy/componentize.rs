@@ -10,6 +10,19 @@ use wit_parser::Resolve;
 
 use super::bindings::WIT_TEXT;
 
+/// The contract as it was at 0.2.0 (before `explain`): a module whose names say `@0.2.0` is
+/// given its world from this text, so modules written against it still build and load.
+const WIT_0_2_0: &str = include_str!("contract-0.2.0.wit");
+
+/// The contract text for a module whose imports and exports name `@0.2.0`, else the current.
+fn contract_for(names: &[u8]) -> &'static str {
+    if names.windows(b"@0.2.0".len()).any(|w| w == b"@0.2.0") {
+        WIT_0_2_0
+    } else {
+        WIT_TEXT
+    }
+}
+
 /// The worlds of `wit/policy.wit`.
 pub const WORLDS: &[&str] =
     &["prioritizer", "limiter", "retrier", "prioritizer-limiter", "prioritizer-retrier", "limiter-retrier", "full"];
@@ -22,7 +35,8 @@ pub fn componentize(core: &[u8], world: Option<&str>) -> Result<Vec<u8>, String>
     if !has_metadata || world.is_some() {
         let world = world.unwrap_or("full");
         let mut resolve = Resolve::default();
-        let package = resolve.push_str("policy.wit", WIT_TEXT).map_err(|e| format!("the contract: {e:#}"))?;
+        let package =
+            resolve.push_str("policy.wit", contract_for(&bytes)).map_err(|e| format!("the contract: {e:#}"))?;
         let world_id = resolve
             .select_world(&[package], Some(world))
             .map_err(|_| format!("no world {world:?} in the contract (worlds: {})", WORLDS.join(", ")))?;
@@ -54,7 +68,7 @@ fn wasmparser_has_component_type(bytes: &[u8]) -> bool {
 pub fn componentize_with_wit(core: &[u8], extra_wit: &str, world: &str) -> Result<Vec<u8>, String> {
     let mut bytes = wat::parse_bytes(core).map_err(|e| format!("not a core module: {e}"))?.into_owned();
     let mut resolve = Resolve::default();
-    resolve.push_str("policy.wit", WIT_TEXT).map_err(|e| format!("the contract: {e:#}"))?;
+    resolve.push_str("policy.wit", contract_for(extra_wit.as_bytes())).map_err(|e| format!("the contract: {e:#}"))?;
     let package = resolve.push_str("extra.wit", extra_wit).map_err(|e| format!("extra WIT: {e:#}"))?;
     let world_id = resolve.select_world(&[package], Some(world)).map_err(|e| format!("{e:#}"))?;
     wit_component::embed_component_metadata(&mut bytes, &resolve, world_id, StringEncoding::UTF8)

@@ -292,6 +292,9 @@ fn run_case(module: &Module, file: &FixtureFile, case: &Case) -> Result<(), Stri
         return Err(format!("the module does not implement {interface}"));
     }
     match interface {
+        Interface::Explain => {
+            Err("explain has no fixtures: its sentences are for people; try `policy eval`".to_string())
+        }
         Interface::Prioritize => {
             let repos: Vec<RepoView> =
                 case.repos.iter().enumerate().map(|(idx, spec)| spec.to_view(idx)).collect::<Result<_, _>>()?;

@@ -39,6 +39,7 @@ pub mod budget;
 pub mod cache;
 pub mod componentize;
 pub mod engine;
+mod explain;
 pub mod fixtures;
 pub mod health;
 pub mod limits;

@@ -22,7 +22,7 @@ use wasmtime::Store;
 
 use super::answers;
 use super::batch::{self, CandidateRow, Columns, Row};
-use super::bindings::{lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION};
+use super::bindings::{explain, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION, VERSIONS};
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
 use super::limits::{MemoryCapExceeded, TableCapExceeded};
@@ -35,6 +35,8 @@ use crate::text;
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest give-up reason kept (longer ones are cut).
 pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest explanation kept (longer ones are cut).
+pub const MAX_EXPLANATION_BYTES: usize = 300;
 
 /// The interfaces a module can export.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,6 +45,8 @@ pub enum Interface {
     RateLimits,
     Reenqueue,
     Lifecycle,
+    /// Why a repo gets its score (0.2.1): asked only when someone looks.
+    Explain,
 }
 
 impl Interface {
@@ -56,13 +60,21 @@ impl Interface {
             Interface::RateLimits => "rate-limits",
             Interface::Reenqueue => "reenqueue",
             Interface::Lifecycle => "lifecycle",
+            Interface::Explain => "explain",
         }
     }
 
+    /// Every interface of the contract.
+    pub const ALL: [Interface; 5] =
+        [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle, Interface::Explain];
+
     pub fn parse(name: &str) -> Option<Interface> {
-        [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle]
-            .into_iter()
-            .find(|i| i.as_str() == name)
+        Interface::ALL.into_iter().find(|i| i.as_str() == name)
+    }
+
+    /// Whether `name` exports this interface, in any contract version the host loads.
+    fn is_export(self, name: &str) -> bool {
+        VERSIONS.iter().any(|v| name == format!("clonekeeper:policy/{}@{v}", self.as_str()))
     }
 
     /// The export name in a component, e.g. `clonekeeper:policy/rate-limits@0.2.0`.
@@ -129,6 +141,7 @@ impl fmt::Display for Rejection {
 
 /// Interface indices resolved at load, so a call does no string lookups.
 struct Exports {
+    explain: Option<explain::GuestIndices>,
     lifecycle: Option<lifecycle::GuestIndices>,
     prioritize: Option<prioritize::GuestIndices>,
     rate_limits: Option<rate_limits::GuestIndices>,
@@ -149,6 +162,8 @@ pub struct Module {
     pub mode: super::mode::Mode,
     /// The interfaces a shadow answers beside the serving module (empty while serving).
     pub shadowed: Vec<Interface>,
+    /// The contract version it was built against (`0.2.0`, or `0.2.1` which can explain).
+    pub contract: &'static str,
     /// Exported interfaces, in [`Interface`] order.
     pub interfaces: Vec<Interface>,
     /// The columns `prioritize` reads (its `columns` answer at load); empty without it.
@@ -198,15 +213,21 @@ impl Module {
         let component_type = component.component_type();
 
         let names = component_type.imports(wasm_engine).chain(component_type.exports(wasm_engine)).map(|(n, _)| n);
-        if let Some(other) = names.filter_map(contract_version).find(|&v| v != VERSION) {
+        if let Some(other) = names.filter_map(contract_version).find(|v| !VERSIONS.contains(v)) {
             return Err(reject(format!(
-                "was built against clonekeeper:policy@{other}, and this clonekeeper speaks {PACKAGE}: \
-                 rebuild it against wit/policy.wit (docs/policies.md lists what changed between versions)"
+                "was built against clonekeeper:policy@{other}, and this clonekeeper speaks {PACKAGE} (and \
+                 loads 0.2.0): rebuild it against wit/policy.wit (docs/policies.md lists what changed \
+                 between versions)"
             )));
         }
 
-        let allowed_imports =
-            [format!("clonekeeper:policy/log@{VERSION}"), format!("clonekeeper:policy/types@{VERSION}")];
+        let names = component_type.imports(wasm_engine).chain(component_type.exports(wasm_engine)).map(|(n, _)| n);
+        let versions: Vec<&str> = names.filter_map(contract_version).collect();
+        let contract = VERSIONS.into_iter().rev().find(|v| versions.contains(v)).unwrap_or(VERSION);
+        let allowed_imports: Vec<String> = VERSIONS
+            .iter()
+            .flat_map(|v| [format!("clonekeeper:policy/log@{v}"), format!("clonekeeper:policy/types@{v}")])
+            .collect();
         for (name, _) in component_type.imports(wasm_engine) {
             if !allowed_imports.iter().any(|a| a == name) {
                 let hint = if name.starts_with("wasi:") {
@@ -226,9 +247,7 @@ impl Module {
         let mut exported = Vec::new();
         for (name, item) in component_type.exports(wasm_engine) {
             exported.push(name.to_string());
-            let known = [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle]
-                .into_iter()
-                .find(|i| i.export_name() == name);
+            let known = Interface::ALL.into_iter().find(|i| i.is_export(name));
             match (known, item.ty) {
                 (Some(interface), ComponentItem::ComponentInstance(_)) => interfaces.push(interface),
                 (Some(interface), _) => {
@@ -253,6 +272,10 @@ impl Module {
         let has = |i: Interface| interfaces.contains(&i);
         let indices_error = |i: Interface, e: wasmtime::Error| reject(type_error(i, &e));
         let exports = Exports {
+            explain: has(Interface::Explain)
+                .then(|| explain::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::Explain, e))?,
             lifecycle: has(Interface::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
@@ -295,6 +318,7 @@ impl Module {
             file_config: source.config.clone(),
             mode,
             shadowed,
+            contract,
             interfaces,
             columns: Columns::default(),
             loaded_at: now,
@@ -331,6 +355,9 @@ impl Module {
         }
         if let Some(indices) = &e.lifecycle {
             indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Lifecycle, &e))?;
+        }
+        if let Some(indices) = &e.explain {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Explain, &e))?;
         }
         self.init(&mut store, &instance).map_err(|e| match e {
             CallFailure::BadAnswer(message) => message,
@@ -461,6 +488,20 @@ impl Module {
         answers::retries(answers, failures.iter().map(|f| f.repo.name.as_str()))
     }
 
+    /// `explain-priority` for one repo (contract 0.2.1): the module's sentence, stripped of
+    /// control characters and cut to [`MAX_EXPLANATION_BYTES`].
+    pub fn explain_priority(&self, repo: &RepoView, now: Timestamp) -> Result<String, CallFailure> {
+        let Some(indices) = &self.exports.explain else {
+            return Err(CallFailure::BadAnswer("does not implement explain (contract 0.2.1)".to_string()));
+        };
+        let (mut store, instance) = self.ready()?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        let text =
+            guest.call_explain_priority(&mut store, now.as_millis(), &repo.to_wit()).map_err(|e| self.failure(e))?;
+        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        Ok(crate::text::truncated(text.trim(), MAX_EXPLANATION_BYTES))
+    }
+
     /// `limits` on the keys seen, answers checked: keys among those seen, one limit per key,
     /// rates above zero, burst and in-flight caps at least 1.
     pub fn rate_limits(&self, seen: &[KeyLoad], now: Timestamp) -> Result<Vec<KeyLimit>, CallFailure> {
@@ -523,7 +564,9 @@ impl Module {
             health: Mutex::new(Health::default()),
             engine: Arc::clone(&self.engine),
             pre: self.pre.clone(),
+            contract: self.contract,
             exports: Exports {
+                explain: self.exports.explain.clone(),
                 lifecycle: self.exports.lifecycle.clone(),
                 prioritize: self.exports.prioritize.clone(),
                 rate_limits: self.exports.rate_limits.clone(),
@@ -541,8 +584,7 @@ fn contract_version(name: &str) -> Option<&str> {
 
 fn type_error(interface: Interface, error: &wasmtime::Error) -> String {
     format!(
-        "exports {} with types that do not match wit/policy.wit: {}",
-        interface.export_name(),
+        "exports clonekeeper:policy/{interface} with types that do not match wit/policy.wit: {}",
         first_lines(&format!("{error:#}"))
     )
 }

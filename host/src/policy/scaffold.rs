@@ -226,8 +226,8 @@ const RUST_LIB: &str = r#"//! {{name}}: a clonekeeper policy (world `prioritizer
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, Timestamp};
-use exports::clonekeeper::policy::{lifecycle, prioritize};
+use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, RepoView, Timestamp};
+use exports::clonekeeper::policy::{explain, lifecycle, prioritize};
 use prioritize::Priority;
 
 wit_bindgen::generate!({ path: "wit", world: "prioritizer" });
@@ -285,6 +285,19 @@ impl prioritize::Guest for Policy {
     }
 }
 
+/// What `clonekeeper explain` shows beside the score: say why, in one sentence.
+impl explain::Guest for Policy {
+    fn explain_priority(_now: Timestamp, repo: RepoView) -> String {
+        let fork_penalty = f64::from_bits(FORK_PENALTY.load(Ordering::Relaxed));
+        let stars = f64::from(repo.stars.unwrap_or(0));
+        if repo.fork {
+            format!("score {}: {} stars, minus {fork_penalty} for a fork", stars - fork_penalty, stars)
+        } else {
+            format!("score {stars}: {stars} stars")
+        }
+    }
+}
+
 export!(Policy);
 "#;
 
@@ -327,7 +340,7 @@ import tomllib
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.prioritize import Priority_Score
-from wit_world.imports.types import Column, RepoBatch, RepoFlags
+from wit_world.imports.types import Column, RepoBatch, RepoFlags, RepoView
 
 fork_penalty = 1000.0
 
@@ -357,6 +370,16 @@ class Prioritize(exports.Prioritize):
             Priority_Score(float(stars) - (fork_penalty if RepoFlags.FORK in flags else 0.0))
             for stars, flags in zip(repos.stars, repos.flags)
         ]
+
+
+class Explain(exports.Explain):
+    """What `clonekeeper explain` shows beside the score: say why, in one sentence."""
+
+    def explain_priority(self, now: int, repo: RepoView) -> str:
+        stars = float(repo.stars or 0)
+        if repo.fork:
+            return f"score {stars - fork_penalty}: {stars:g} stars, minus {fork_penalty:g} for a fork"
+        return f"score {stars}: {stars:g} stars"
 "#;
 
 const PYTHON_BUILD: &str = r#"#!/usr/bin/env bash
@@ -415,6 +438,15 @@ export const prioritize = {
       out[i] = { tag: 'score', val: stars - (repos.flags[i].fork ? forkPenalty : 0) };
     }
     return out;
+  },
+};
+
+// What `clonekeeper explain` shows beside the score: say why, in one sentence.
+export const explain = {
+  explainPriority(now, repo) {
+    const stars = repo.stars ?? 0;
+    if (repo.fork) return `score ${stars - forkPenalty}: ${stars} stars, minus ${forkPenalty} for a fork`;
+    return `score ${stars}: ${stars} stars`;
   },
 };
 "#;

@@ -68,6 +68,25 @@ impl Prioritizer for BuiltinOrder {
     }
 }
 
+impl BuiltinOrder {
+    /// Why the built-in order places `c` where it does, in a sentence.
+    pub fn explain(c: &Candidate<'_>) -> String {
+        let day = |t: Timestamp| t.to_rfc3339().chars().take(10).collect::<String>();
+        match c.record.filter(|r| r.attempts > 0) {
+            Some(record) => format!(
+                "failed {} time{} (last {}): failed repos go after never-attempted ones, the one that failed longest ago first",
+                record.attempts,
+                if record.attempts == 1 { "" } else { "s" },
+                record.last_attempt_at.map_or_else(|| "at an unknown time".to_string(), day)
+            ),
+            None => format!(
+                "never attempted, created {}: never-attempted repos go first, the oldest first",
+                c.repo.created_at.map_or_else(|| "at an unknown time".to_string(), day)
+            ),
+        }
+    }
+}
+
 /// Due repos in dispatch order, plus what the prioritizers said.
 #[derive(Clone, Debug, Default)]
 pub struct Ordered {

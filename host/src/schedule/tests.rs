@@ -185,3 +185,28 @@ fn a_down_shard_is_paused_with_growing_pauses_and_resumes_when_up() {
     assert_eq!(s.paused_until(0), None);
     assert_eq!(s.poll_timeout(), None);
 }
+
+#[test]
+fn the_builtin_order_explains_why_in_its_own_terms() {
+    use crate::model::{AttemptRecord, DesiredRepo, RepoName};
+    use crate::reconcile::RepoState;
+    use crate::schedule::{BuiltinOrder, Candidate};
+    let mut repo = DesiredRepo::new(1, RepoName::from_normalized("github.com/a/b"), "https://github.com/a/b");
+    repo.created_at = Some(Timestamp::from_millis(1_600_000_000_000));
+    let fresh = Candidate { repo: &repo, shard: 0, state: RepoState::Uncloned, record: None };
+    assert_eq!(
+        BuiltinOrder::explain(&fresh),
+        "never attempted, created 2020-09-13: never-attempted repos go first, the oldest first"
+    );
+    let record = AttemptRecord {
+        attempts: 2,
+        last_attempt_at: Some(Timestamp::from_millis(1_700_000_000_000)),
+        ..AttemptRecord::default()
+    };
+    let failed = Candidate { record: Some(&record), state: RepoState::Failed, ..fresh };
+    assert!(
+        BuiltinOrder::explain(&failed).starts_with("failed 2 times (last 2023-11-14)"),
+        "{}",
+        BuiltinOrder::explain(&failed)
+    );
+}

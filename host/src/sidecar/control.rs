@@ -7,8 +7,9 @@ use tokio::sync::oneshot;
 use crate::explain::{Explain, QueueEntry};
 use crate::machine::Machine;
 use crate::model::Timestamp;
-use crate::policy::PolicyHost;
+use crate::policy::{PolicyHost, RepoView};
 use crate::replay::capture;
+use std::sync::Arc;
 
 /// A question or command for the tick loop.
 #[derive(Debug)]
@@ -50,16 +51,39 @@ impl ControlRequest {
 
     /// Answers the request from the machine (and, for explain, the shadow modules' last
     /// answers); true if it asks for a tick now.
-    pub(super) fn answer(self, machine: &mut Machine, policy: Option<&PolicyHost>, now: Timestamp) -> bool {
+    pub(super) fn answer(self, machine: &mut Machine, policy: Option<&Arc<PolicyHost>>, now: Timestamp) -> bool {
         match self {
             ControlRequest::Explain { name, reply } => {
                 let mut answer = machine.explain(&name, now);
-                if let (Ok(explain), Some(policy)) = (&mut answer, policy) {
+                let Some(policy) = policy else {
+                    let _ = reply.send(answer);
+                    return false;
+                };
+                if let Ok(explain) = &mut answer {
                     if let Some(name) = crate::model::RepoName::normalize(&explain.name) {
                         explain.shadow = policy.shadow_decisions(&name);
                     }
                 }
-                let _ = reply.send(answer);
+                // A module's own sentence is a call into it: made off the loop, then answered.
+                let module = answer.as_ref().ok().and_then(|e| e.last_decision.as_ref()).map(|d| d.module.clone());
+                match (module.filter(|m| m != crate::schedule::BUILTIN), machine.candidate_of(&name)) {
+                    (Some(module), Some(candidate)) => {
+                        let policy = Arc::clone(policy);
+                        let addr = machine.settings().shards.addr(candidate.shard).to_string();
+                        tokio::task::spawn_blocking(move || {
+                            let c = &candidate;
+                            let view = RepoView::from_repo(&c.repo, c.state, c.shard, &addr, c.record.as_ref());
+                            let explanation = policy.explain_priority(&module, &view, now);
+                            if let Ok(Some(decision)) = answer.as_mut().map(|e| e.last_decision.as_mut()) {
+                                decision.explanation = explanation;
+                            }
+                            let _ = reply.send(answer);
+                        });
+                    }
+                    _ => {
+                        let _ = reply.send(answer);
+                    }
+                }
                 false
             }
             ControlRequest::Queue { limit, reply } => {

@@ -218,7 +218,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
                     }
                     request => request,
                 };
-                if request.answer(&mut sidecar.machine, parts.policy.as_deref(), Timestamp::now()) && observing.is_none() {
+                if request.answer(&mut sidecar.machine, parts.policy.as_ref(), Timestamp::now()) && observing.is_none() {
                     next_tick = tokio::time::Instant::now();
                 }
                 sidecar.perform();

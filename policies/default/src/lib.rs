@@ -10,8 +10,8 @@
 use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{Column, RepoBatch, Timestamp};
-use exports::clonekeeper::policy::{lifecycle, prioritize, reenqueue};
+use clonekeeper::policy::types::{Column, RepoBatch, RepoView, Timestamp};
+use exports::clonekeeper::policy::{explain, lifecycle, prioritize, reenqueue};
 use prioritize::Priority;
 use reenqueue::{Failure, Retry};
 
@@ -68,6 +68,27 @@ impl prioritize::Guest for Policy {
             Priority::Score(score(attempts, created_at, last_attempt_at))
         })
         .collect()
+    }
+}
+
+impl explain::Guest for Policy {
+    fn explain_priority(now: Timestamp, repo: RepoView) -> String {
+        let days_ago = |at: Option<Timestamp>| match at {
+            Some(at) => format!("{} days ago", now.saturating_sub(at).max(0) / 86_400_000),
+            None => "at an unknown time".to_string(),
+        };
+        if repo.attempts > 0 {
+            format!(
+                "failed {} time(s), last {}: failed repos go after never-attempted ones, the one that failed longest ago first",
+                repo.attempts,
+                days_ago(repo.last_attempt_at)
+            )
+        } else {
+            format!(
+                "never attempted, created {}: never-attempted repos go first, the oldest first",
+                days_ago(repo.created_at)
+            )
+        }
     }
 }
 

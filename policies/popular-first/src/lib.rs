@@ -18,8 +18,8 @@
 use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
-use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, Timestamp};
-use exports::clonekeeper::policy::{lifecycle, prioritize};
+use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, RepoView, Timestamp};
+use exports::clonekeeper::policy::{explain, lifecycle, prioritize};
 use prioritize::Priority;
 
 wit_bindgen::generate!({ path: "../../wit", world: "prioritizer" });
@@ -71,6 +71,34 @@ impl prioritize::Guest for Policy {
             Priority::Score(score(&weights, now, stars, updated_at, flags))
         })
         .collect()
+    }
+}
+
+impl explain::Guest for Policy {
+    fn explain_priority(now: Timestamp, repo: RepoView) -> String {
+        let weights = *WEIGHTS.lock().unwrap();
+        let mut flags = RepoFlags::empty();
+        flags.set(RepoFlags::FORK, repo.fork);
+        flags.set(RepoFlags::ARCHIVED, repo.archived);
+        let total = score(&weights, now, repo.stars.unwrap_or(0), repo.updated_at, flags);
+        let stars = match repo.stars {
+            Some(stars) => format!("{stars} stars"),
+            None => "stars unknown".to_string(),
+        };
+        let updated = match repo.updated_at {
+            Some(at) => format!("updated {} days ago", (now.saturating_sub(at)).max(0) / 86_400_000),
+            None => "no recorded activity".to_string(),
+        };
+        let mut penalties = Vec::new();
+        if repo.fork {
+            penalties.push("a fork");
+        }
+        if repo.archived {
+            penalties.push("archived");
+        }
+        let penalties =
+            if penalties.is_empty() { String::new() } else { format!(", last as {}", penalties.join(" and ")) };
+        format!("score {total:.1}: {stars}, {updated}{penalties}")
     }
 }
 

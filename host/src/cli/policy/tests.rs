@@ -36,6 +36,8 @@ fn check_lists_the_interfaces() {
     assert!(out.contains("interfaces  prioritize, lifecycle"), "{out}");
     assert!(out.contains("world       prioritizer"), "{out}");
     assert!(out.contains("columns     stars (what prioritize reads)"), "{out}");
+    // Built against the 0.2.0 contract (before explain): it still loads, and check says so.
+    assert!(out.contains("contract    clonekeeper:policy@0.2.0 (cannot explain its priorities"), "{out}");
 
     std::fs::write(dir.path().join("junk.wasm"), b"\x00asm\x0d\x00\x01\x00xx").expect("write");
     let (code, _) = cli(&["check", dir.path().join("junk.wasm").to_str().expect("utf-8")]);
