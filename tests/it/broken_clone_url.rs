@@ -93,4 +93,9 @@ async fn broken_clone_url_fails_with_backoff_without_blocking_others() {
         .find(|l| l.contains("clonekeeper::decision") && l.contains("prioritize") && l.contains("never dispatched"))
         .unwrap_or_else(|| panic!("no order decision with its reason in the log"));
     assert!(order.contains("builtin"), "{order}");
+    // The first sampled decisions of a tick say why in the policy's terms (here the built-in order's).
+    assert!(
+        log.lines().any(|l| l.contains("clonekeeper::decision") && l.contains("never attempted, created")),
+        "no explained order decision in the log"
+    );
 }

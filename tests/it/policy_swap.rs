@@ -32,6 +32,7 @@ async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
     let mut config = SidecarConfig::new(db.url(), vec![shard.addr()]);
     config.max_in_flight_per_shard = 1;
     config.policy_dir = Some(policies.clone());
+    config.env.push(("CLONEKEEPER_LOG_DECISION_SAMPLE", "1.0".to_string()));
     let sidecar = Sidecar::start(&config);
 
     let dispatched = |at_least: usize| {
@@ -105,4 +106,18 @@ async fn dropping_popular_first_into_the_folder_reorders_the_next_dispatches() {
     let why = decision.explanation.unwrap_or_default();
     let stars = format!("{} stars", stars(&waiting));
     assert!(why.starts_with("score ") && why.contains(&stars), "{waiting}: {why}");
+    // The decision log's first sampled decisions carry the module's sentence too.
+    eventually("an explained decision of popular-first in the log", || async {
+        let log = sidecar.log_tail(100_000);
+        log.lines()
+            .find(|l| {
+                l.contains("clonekeeper::decision")
+                    && l.contains(&digest)
+                    && l.contains(" stars, ")
+                    && l.contains("explanation=\"score ")
+            })
+            .map(str::to_string)
+            .ok_or_else(|| log.lines().rev().find(|l| l.contains("clonekeeper::decision")).unwrap_or("").to_string())
+    })
+    .await;
 }

@@ -167,6 +167,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
         epoch,
         dispatches: Vec::new(),
         shadows: None,
+        explainer: None,
     };
     sidecar.perform();
     let sources = Arc::new(observe::Sources {
@@ -307,6 +308,8 @@ struct Sidecar {
     dispatches: Vec<tokio::task::AbortHandle>,
     /// The shadow modules' evaluation of the last queue, while it runs.
     shadows: Option<JoinHandle<()>>,
+    /// The explanations of the last tick's sampled decisions, while they are asked for.
+    explainer: Option<JoinHandle<()>>,
 }
 
 /// Queued repos the shadow modules order each tick: the head of the queue, where what is

@@ -53,19 +53,44 @@ impl Sidecar {
             return;
         }
         let sampled = || sample >= 1.0 || rand::random::<f64>() < sample;
+        // The first few sampled decisions of a tick carry their explanation; a module's is a
+        // call into it, made off the loop (skipped while the last tick's calls still run).
+        let explainer_free = self.explainer.as_ref().is_none_or(|task| task.is_finished());
+        let mut to_explain = Vec::new();
         for (repo, score, module) in self.machine.decisions() {
             if !sampled() {
                 continue;
             }
-            tracing::info!(
-                target: "clonekeeper::decision",
-                repo = %repo,
-                interface = "prioritize",
-                decision = %format!("score {score}"),
-                module = %module,
-                reason = %self.machine.due_reason(repo),
-                "Policy decision."
-            );
+            let reason = self.machine.due_reason(repo);
+            let decision = format!("score {score}");
+            if to_explain.len() < EXPLAINED_PER_TICK && (module == crate::schedule::BUILTIN || explainer_free) {
+                if let Some(candidate) = self.machine.candidate_of(repo.as_str()) {
+                    to_explain.push((module.to_string(), decision, reason, candidate));
+                    continue;
+                }
+            }
+            log_decision(repo.as_str(), &decision, module, &reason, None);
+        }
+        let (builtin, modules): (Vec<_>, Vec<_>) =
+            to_explain.into_iter().partition(|(module, ..)| module == crate::schedule::BUILTIN);
+        for (module, decision, reason, c) in builtin {
+            let candidate =
+                crate::schedule::Candidate { repo: &c.repo, shard: c.shard, state: c.state, record: c.record.as_ref() };
+            let why = crate::schedule::BuiltinOrder::explain(&candidate);
+            log_decision(c.repo.name.as_str(), &decision, &module, &reason, Some(&why));
+        }
+        if let (Some(policy), false) = (self.parts.policy.as_ref(), modules.is_empty()) {
+            let policy = Arc::clone(policy);
+            let shards = self.parts.config.shards.clone();
+            self.explainer = Some(tokio::task::spawn_blocking(move || {
+                let now = Timestamp::now();
+                for (module, decision, reason, c) in modules {
+                    let addr = shards.addr(c.shard);
+                    let view = crate::policy::RepoView::from_repo(&c.repo, c.state, c.shard, addr, c.record.as_ref());
+                    let why = policy.explain_priority(&module, &view, now);
+                    log_decision(c.repo.name.as_str(), &decision, &module, &reason, why.as_deref());
+                }
+            }));
         }
         for entry in logged.into_iter().filter(|_| sampled()) {
             tracing::info!(
@@ -97,4 +122,21 @@ impl Sidecar {
         status.writeback_refused = self.persister.refusals().repo_db.snapshot();
         self.status.store(Arc::new(status));
     }
+}
+
+/// Sampled decisions of a tick that carry an explanation.
+const EXPLAINED_PER_TICK: usize = 20;
+
+/// One line of the decision log for an ordering decision.
+fn log_decision(repo: &str, decision: &str, module: &str, reason: &str, explanation: Option<&str>) {
+    tracing::info!(
+        target: "clonekeeper::decision",
+        repo = %repo,
+        interface = "prioritize",
+        decision = %decision,
+        module = %module,
+        reason = %reason,
+        explanation = explanation.unwrap_or_default(),
+        "Policy decision."
+    );
 }
