@@ -131,6 +131,15 @@ async fn a_snapshot_replays_with_two_policies_into_a_report_a_browser_shows() {
     for run in runs {
         assert_eq!(run["cloned"].as_array().and_then(|c| c.last()).and_then(|p| p[1].as_u64()), Some(backlog), "{run}");
     }
+    // The top repos come with each policy's reason, in its own words (contract 0.2.1 explain).
+    let why = |run: &serde_json::Value| run["top_repos"][0]["why"].as_str().unwrap_or_default().to_string();
+    assert!(
+        why(&runs[0]).contains("never-attempted repos go first") || why(&runs[0]).starts_with("failed "),
+        "{}",
+        why(&runs[0])
+    );
+    assert!(why(&runs[1]).starts_with("score ") && why(&runs[1]).contains(" stars"), "{}", why(&runs[1]));
+    assert!(printed.contains("Top repos: why, in each policy's words"), "{printed}");
     assert!(out.join("chart.svg").is_file());
     // What the operator opens: both policies' curves are on the page, each in its colour.
     let png = work.path().join("report.png");

@@ -38,6 +38,7 @@ fn run(label: &str, secs: f64, share: f64, shape: fn(f64) -> f64, hosts: &[(&str
         })
         .collect();
     PolicyRun {
+        top_repos: Vec::new(),
         label: label.to_string(),
         milestones: [50, 90, 99, 100].map(|p| Milestone { percent: p as u8, at_secs: at(p) }),
         top: Some(TopCloned { n: 100, half_at_secs: at(1), all_at_secs: at(2) }),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::capture::{Capture, CapturedRepo};
 use super::clone_time::CloneTime;
-use super::{Milestone, PolicyRun, TopCloned};
+use super::{Milestone, PolicyRun, TopCloned, TopRepo, TOP_LISTED};
 use crate::dispatch::{DispatchError, Outcome};
 use crate::machine::{Command, Machine, Observation, Policies, Settings, ShardAnswer, ShardObservation, Snapshot};
 use crate::model::{RepoName, ShardIdx, Timestamp};
@@ -63,7 +63,7 @@ pub fn replay(capture: &Capture, label: &str, policies: Policies, options: &Opti
         .collect();
     let mut machine = Machine::new(settings, policies, attempts);
     let start = capture.taken_at;
-    let mut run = Recorder::new(label, world.backlog, options, start);
+    let mut run = Recorder::new(label, world.backlog, options, start, capture);
     let end = start.saturating_add(options.horizon);
     let mut now = start;
     let mut next_tick = start;
@@ -260,6 +260,8 @@ struct Recorder {
     start: Timestamp,
     /// Rank in the top-N listing by capture index.
     top_rank: HashMap<u32, usize>,
+    /// The names of the first [`TOP_LISTED`] of the listing.
+    top_names: Vec<String>,
     top_cloned: Vec<Option<Timestamp>>,
     by_host: BTreeMap<String, Vec<u32>>,
     by_shard: BTreeMap<String, Vec<u32>>,
@@ -271,13 +273,19 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(label: &str, backlog: u64, options: &Options, start: Timestamp) -> Recorder {
+    fn new(label: &str, backlog: u64, options: &Options, start: Timestamp, capture: &Capture) -> Recorder {
         Recorder {
             label: label.to_string(),
             backlog,
             curve: vec![(0.0, 0)],
             start,
             top_rank: options.top.iter().enumerate().map(|(rank, &idx)| (idx, rank)).collect(),
+            top_names: options
+                .top
+                .iter()
+                .take(TOP_LISTED)
+                .map(|&idx| capture.repos[idx as usize].repo.name.to_string())
+                .collect(),
             top_cloned: vec![None; options.top.len()],
             by_host: BTreeMap::new(),
             by_shard: BTreeMap::new(),
@@ -340,7 +348,18 @@ impl Recorder {
             let n = times.len();
             TopCloned { n: n as u64, half_at_secs: times[n.div_ceil(2) - 1], all_at_secs: times[n - 1] }
         });
+        let top_repos = self
+            .top_names
+            .iter()
+            .zip(&self.top_cloned)
+            .map(|(name, at)| TopRepo {
+                name: name.clone(),
+                cloned_at_secs: at.map(|at| at.since(start).as_secs_f64()),
+                why: None,
+            })
+            .collect();
         PolicyRun {
+            top_repos,
             label: self.label,
             cloned: self.curve,
             milestones,

@@ -73,6 +73,24 @@ pub struct PolicyRun {
     pub fallbacks: u64,
     /// Wall-clock seconds the replay of this policy took.
     pub wall_secs: f64,
+    /// The first [`TOP_LISTED`] repos of the top-N listing: when each was cloned, and why the
+    /// policy placed it where it did, in its own words (contract 0.2.1 `explain`, or the
+    /// built-in order's), at the snapshot.
+    #[serde(default)]
+    pub top_repos: Vec<TopRepo>,
+}
+
+/// How many repos of the top-N listing the report names.
+pub const TOP_LISTED: usize = 10;
+
+/// One repo of the top-N listing, as one policy treated it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopRepo {
+    pub name: String,
+    /// Simulated seconds until it was cloned; `None`: not within the replay.
+    pub cloned_at_secs: Option<f64>,
+    /// The policy's sentence; `None` for a module that cannot explain (contract 0.2.0).
+    pub why: Option<String>,
 }
 
 /// When a share of the backlog was cloned.
@@ -164,6 +182,12 @@ pub fn run(capture: &Capture, choices: &[Choice], options: &Options, source: &st
             .map(|handle| handle.join().map_err(|_| "a replay thread panicked".to_string()))
             .collect::<Result<Vec<_>, String>>()
     })?;
+    let mut runs = runs;
+    for (run, loaded) in runs.iter_mut().zip(&loaded) {
+        for listed in &mut run.top_repos {
+            listed.why = explain_at_snapshot(capture, loaded, &listed.name);
+        }
+    }
     let backlog = capture.repos.iter().filter(|r| r.state != RepoState::Cloned).count() as u64;
     Ok(Replay {
         source: source.to_string(),
@@ -184,6 +208,31 @@ pub fn run(capture: &Capture, choices: &[Choice], options: &Options, source: &st
         }),
         runs,
     })
+}
+
+/// Why `loaded`'s policy places `name` where it does, at the snapshot: the built-in order's
+/// sentence, or the module's own (asked here, off any hot path, as `clonekeeper explain` does).
+fn explain_at_snapshot(capture: &Capture, loaded: &policies::Loaded, name: &str) -> Option<String> {
+    let idx = capture.repos.binary_search_by(|r| r.repo.name.as_str().cmp(name)).ok()?;
+    let c = &capture.repos[idx];
+    match &loaded.host {
+        None => {
+            let candidate =
+                crate::schedule::Candidate { repo: &c.repo, shard: c.shard, state: c.state, record: c.record.as_ref() };
+            Some(crate::schedule::BuiltinOrder::explain(&candidate))
+        }
+        Some(host) => {
+            let digest = host.serving_digest(crate::policy::Interface::Prioritize);
+            let view = crate::policy::RepoView::from_repo(
+                &c.repo,
+                c.state,
+                c.shard,
+                capture.shards.addr(c.shard),
+                c.record.as_ref(),
+            );
+            host.explain_priority(&digest, &view, capture.taken_at)
+        }
+    }
 }
 
 /// The capture indices of the backlog's top-N repos by the chosen column (highest first;

@@ -45,6 +45,8 @@ impl Choice {
 /// when dropped).
 pub struct Loaded {
     pub policies: Policies,
+    /// The policy host of a module (`None`: the built-in behaviour).
+    pub host: Option<Arc<PolicyHost>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -79,9 +81,10 @@ pub fn load(choice: &Choice, shard_addrs: &[String], backoff: Backoff, now: Time
     let policies = Policies {
         prioritizer: Arc::clone(&host) as Arc<dyn crate::schedule::Prioritizer>,
         retry: Arc::clone(&host) as Arc<dyn crate::schedule::RetryPolicy>,
-        rate_limits: host,
+        rate_limits: Arc::clone(&host) as Arc<dyn crate::schedule::RateLimitPolicy>,
     };
-    Ok(Loaded { policies, _dir: dir })
+    let host = matches!(choice, Choice::Module(_)).then_some(host);
+    Ok(Loaded { policies, host, _dir: dir })
 }
 
 /// A folder holding only the module (and its `NAME.toml`), as the host loads a policy folder.

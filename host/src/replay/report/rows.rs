@@ -97,13 +97,48 @@ pub(super) fn sections(replay: &Replay) -> Vec<Section> {
         row("wall time".into(), &|run| format::duration(run.wall_secs)),
     ];
 
-    vec![
+    // The first repos of the top-N listing, by name: when each policy cloned it, and why it
+    // placed it there (cut for the table; replay.json holds the whole sentence).
+    let listed: Vec<&str> = runs
+        .iter()
+        .max_by_key(|run| run.top_repos.len())
+        .map_or_else(Vec::new, |run| run.top_repos.iter().map(|t| t.name.as_str()).collect());
+    let listed_row = |name: &str, cell: &dyn Fn(&crate::replay::TopRepo) -> String| Row {
+        label: name.to_string(),
+        cells: runs
+            .iter()
+            .map(|run| run.top_repos.iter().find(|t| t.name == name).map_or_else(|| NOT_APPLICABLE.to_string(), cell))
+            .collect(),
+    };
+    let top_cloned: Vec<Row> =
+        listed.iter().map(|name| listed_row(name, &|t| format::milestone(t.cloned_at_secs))).collect();
+    let top_why: Vec<Row> = listed
+        .iter()
+        .map(|name| {
+            listed_row(name, &|t| {
+                t.why
+                    .as_deref()
+                    .map_or_else(|| "(cannot explain)".to_string(), |why| crate::text::truncated(why, WHY_BYTES))
+            })
+        })
+        .collect();
+
+    let mut sections = vec![
         Section { title: "Simulated time until", rows: time },
         Section { title: "Peak dispatches per minute, by code host", rows: peaks(|run| &run.per_minute_by_host) },
         Section { title: "Peak dispatches per minute, by shard", rows: peaks(|run| &run.per_minute_by_shard) },
         Section { title: "Totals", rows: totals },
-    ]
+    ];
+    if !top_cloned.is_empty() {
+        sections.insert(1, Section { title: "Top repos: cloned after", rows: top_cloned });
+        sections
+            .insert(2, Section { title: "Top repos: why, in each policy's words (at the snapshot)", rows: top_why });
+    }
+    sections
 }
+
+/// The longest explanation a table cell shows.
+const WHY_BYTES: usize = 60;
 
 /// The label of the top-N rows: the replay's own (`top 100 by stars`), else `top N` from a
 /// run that has one; `None` when no run tracked a top-N listing.

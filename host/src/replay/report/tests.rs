@@ -14,6 +14,7 @@ fn milestones(at: [Option<f64>; 4]) -> [Milestone; 4] {
 
 fn run(label: &str, cloned: Vec<(f64, u64)>, at: [Option<f64>; 4]) -> PolicyRun {
     PolicyRun {
+        top_repos: Vec::new(),
         label: label.to_string(),
         cloned,
         milestones: milestones(at),
