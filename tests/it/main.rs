@@ -7,6 +7,7 @@ mod bad_config;
 mod broken_clone_url;
 mod chaos_demo;
 mod clone_finishing_mid_observation;
+mod demo_snapshot;
 mod failed_read;
 mod ha;
 mod hostile_shards;
