@@ -36,7 +36,10 @@ async fn the_demo_leaves_a_snapshot_and_the_replay_command_for_it() {
     let snapshot = demo_dir.join("snapshot.ndjson.gz");
     let last: Vec<&str> = stdout.lines().rev().take(3).collect();
     let command = format!("clonekeeper replay {} --top 10 --policy builtin", snapshot.display());
-    assert!(last.iter().any(|l| l.trim_start().starts_with(&command)), "the last lines show no replay command:\n{stdout}");
+    assert!(
+        last.iter().any(|l| l.trim_start().starts_with(&command)),
+        "the last lines show no replay command:\n{stdout}"
+    );
 
     // Taken when the shard was killed: a backlog, the stars the demo gives its repos, and
     // the clone durations seen so far.
