@@ -8,10 +8,10 @@
 //! confirmed them: a cloned repo takes no decision, and a million of them would cost every
 //! tick a reconcile for nothing. (A rate-limit module's `repos` count per code host therefore
 //! counts the backlog, not the deployment.) The replayed sidecar ticks every `tick` of
-//! simulated time (a minute by default, where the deployment ticks every `interval`), and
-//! earlier when a retry's backoff ends: between ticks it dispatches from the last tick's
-//! order as slots free up, as in production, so a longer tick changes only how fresh the
-//! order is.
+//! simulated time ([`auto_tick`]: the deployment's `interval` unless the backlog is large):
+//! between ticks it dispatches from the last tick's order as slots free up, as in
+//! production, so a longer tick changes only how fresh the order is and how long a failed
+//! repo whose backoff ended waits for the next order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -69,22 +69,13 @@ pub fn replay(capture: &Capture, label: &str, policies: Policies, options: &Opti
     let mut next_tick = start;
     let mut last_tick: Option<Timestamp> = None;
     let mut last_due = usize::MAX;
-    let retry_gap = (options.tick / 2).max(capture.interval);
     loop {
         // Outcomes due by now, in one batch, as the sidecar hands them over.
         let outcomes = world.finish_due(capture, now, &mut run);
         if !outcomes.is_empty() {
-            let failed: Vec<RepoName> = outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.name.clone()).collect();
             machine.handle_outcomes(outcomes);
-            // A retry's backoff end is a reason to tick early, but not sooner than half a
-            // tick after the last one: failures must not multiply the ticks.
-            let soonest = last_tick.map_or(start, |t| t.saturating_add(retry_gap));
-            for name in failed {
-                if let Some(at) = machine.attempts().get(&name).and_then(|r| r.next_attempt_at) {
-                    next_tick = next_tick.min(at.max(soonest));
-                }
-            }
         }
+        // A failed repo whose backoff ended waits for the next tick, as in the deployment.
         if now >= next_tick {
             let report = machine.handle_observation(world.observe(capture, last_tick), now);
             run.ticks += 1;
@@ -92,9 +83,6 @@ pub fn replay(capture: &Capture, label: &str, policies: Policies, options: &Opti
             last_due = report.due;
             last_tick = Some(now);
             next_tick = now.saturating_add(options.tick);
-            if let Some(at) = machine.plan().next_due_at {
-                next_tick = next_tick.min(at.max(now.saturating_add(retry_gap)));
-            }
         }
         while let Some(command) = machine.poll_command(now) {
             if let Command::Dispatch { dispatch, record } = command {
@@ -379,15 +367,21 @@ impl Recorder {
 #[cfg(test)]
 mod tests;
 
-/// The tick a replay uses when none is given: the deployment's interval, or a 200th of the
-/// run the backlog projects to (backlog × mean clone time ÷ the slots the caps allow), if
-/// longer, so a large backlog costs some hundreds of ticks rather than tens of thousands.
+/// The tick a replay uses when none is given: the deployment's interval, or longer so that
+/// the replay makes at most 200 ticks over the run the backlog projects to (backlog × mean
+/// clone time ÷ the slots the caps allow) and re-orders at most [`REORDER_BUDGET`] repo
+/// entries in all (each tick reconciles and orders what is left of the backlog, half of it
+/// on average): a backlog of 100,000 gets 200 ticks, one of a million about 100.
 pub fn auto_tick(capture: &Capture, clone_time: &CloneTime) -> Duration {
     let backlog = capture.repos.iter().filter(|r| r.state != RepoState::Cloned).count() as f64;
     let per_shard = u64::from(capture.limits.max_in_flight_per_shard) * capture.shards.len() as u64;
     let slots = per_shard.min(u64::from(capture.limits.max_in_flight)).max(1) as f64;
     let projected = backlog * clone_time.mean().as_secs_f64() / slots;
-    let tick = Duration::from_secs_f64((projected / 200.0).clamp(0.0, 86_400.0));
+    let ticks = (REORDER_BUDGET / (backlog / 2.0).max(1.0)).clamp(1.0, 200.0);
+    let tick = Duration::from_secs_f64((projected / ticks).clamp(0.0, 86_400.0));
     // Whole seconds read better in the report.
     Duration::from_secs(tick.as_secs()).max(capture.interval)
 }
+
+/// Repo entries an automatic replay re-orders in all, over all its ticks.
+pub const REORDER_BUDGET: f64 = 50_000_000.0;
