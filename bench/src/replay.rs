@@ -84,7 +84,7 @@ pub fn run(repos: usize, module: Option<&Path>) -> anyhow::Result<Section> {
     section.notes.push(format!(
         "Synthetic snapshot: stars skewed (a few thousand popular repos), caps 5 per shard and 40 in all, interval 10 s, \
          clone times drawn from 10,000 observed dispatches (1–120 s, 2% failures). Each policy replays on its own \
-         thread; the tick is `--tick auto` (a 200th of the projected run). {}",
+         thread; the tick is `--tick auto` (at most 200 ticks and 50 million re-ordered entries over the projected run). {}",
         if module.is_some() { "The Wasm module is the popular-first example." } else { "No Wasm module given: pass --policy-module." }
     ));
     Ok(section)

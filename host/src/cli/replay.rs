@@ -23,7 +23,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "observed")]
     pub clone_time: String,
     /// How often the replayed sidecar ticks (re-reads and re-orders) in simulated time:
-    /// `auto` (the deployment's interval, or a 200th of the projected run if longer) or a
+    /// `auto` (the deployment's interval, or longer for a large backlog: see README) or a
     /// duration; the deployment's own interval replays its exact cadence, at more cost.
     #[arg(long, default_value = "auto")]
     pub tick: String,
