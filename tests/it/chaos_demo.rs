@@ -2,11 +2,10 @@
 //! random during the storm; the demo must end with every repo cloned and every invariant of
 //! its report holding, checked from the shards' own records.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::run_to_end;
 use crate::support::sidecar::command;
-use crate::support::{kill_process_group, POLL};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_kills_ends_with_every_repo_cloned_and_every_invariant_holding() {
@@ -14,21 +13,8 @@ async fn a_storm_of_kills_ends_with_every_repo_cloned_and_every_invariant_holdin
     let log = dir.path().join("demo.log");
     let mut demo = command(&log);
     demo.args(["demo", "--chaos", "12s", "--repos", "30", "--shards", "2", "--seed", "11", "--plain", "--dir"])
-        .arg(dir.path().join("demo"))
-        .stdout(Stdio::piped());
-    let mut child = demo.spawn().expect("starting clonekeeper-under-test demo --chaos");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("polling the demo") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            kill_process_group(&mut child);
-            panic!("the chaos demo did not end in 240s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        tokio::time::sleep(POLL).await;
-    };
-    let stdout = std::io::read_to_string(child.stdout.take().expect("piped")).unwrap_or_default();
+        .arg(dir.path().join("demo"));
+    let (status, stdout) = run_to_end(demo, Duration::from_secs(240), &log).await;
     assert!(status.success(), "{status}\n{stdout}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
 
     let kills = |what: &str| stdout.lines().filter(|l| l.contains(what)).count();

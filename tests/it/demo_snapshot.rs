@@ -1,14 +1,13 @@
 //! `clonekeeper demo` leaves a snapshot taken when it kills the shard, and its last lines say
 //! how to replay it: a newcomer sees the what-if replay within the first minutes.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clonekeeper::reconcile::RepoState;
 use clonekeeper::replay::capture;
 
+use crate::support::run_to_end;
 use crate::support::sidecar::command;
-use crate::support::{kill_process_group, POLL};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_leaves_a_snapshot_and_the_replay_command_for_it() {
@@ -16,20 +15,8 @@ async fn the_demo_leaves_a_snapshot_and_the_replay_command_for_it() {
     let log = dir.path().join("demo.log");
     let demo_dir = dir.path().join("demo");
     let mut demo = command(&log);
-    demo.args(["demo", "--repos", "40", "--plain", "--dir"]).arg(&demo_dir).stdout(Stdio::piped());
-    let mut child = demo.spawn().expect("starting clonekeeper-under-test demo");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("polling the demo") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            kill_process_group(&mut child);
-            panic!("the demo did not end in 180s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        tokio::time::sleep(POLL).await;
-    };
-    let stdout = std::io::read_to_string(child.stdout.take().expect("piped")).unwrap_or_default();
+    demo.args(["demo", "--repos", "40", "--plain", "--dir"]).arg(&demo_dir);
+    let (status, stdout) = run_to_end(demo, Duration::from_secs(180), &log).await;
     assert!(status.success(), "{status}\n{stdout}");
     assert!(stdout.contains("Every repository is cloned."), "{stdout}");
 

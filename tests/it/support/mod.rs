@@ -103,6 +103,29 @@ pub fn example_policy(name: &str) -> PathBuf {
     module
 }
 
+/// Runs `command` (stdout piped) to its end, at most `limit`; on timeout kills its process
+/// group and fails showing `log`. Returns the exit status and what it printed.
+pub async fn run_to_end(
+    mut command: std::process::Command,
+    limit: Duration,
+    log: &Path,
+) -> (std::process::ExitStatus, String) {
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().expect("starting the command");
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("polling the command") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            kill_process_group(&mut child);
+            panic!("did not end in {limit:?}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let stdout = std::io::read_to_string(child.stdout.take().expect("piped")).unwrap_or_default();
+    (status, stdout)
+}
+
 /// A clone URL that git cannot clone: an absolute path that does not exist.
 pub fn broken_url(dir: &Path) -> String {
     dir.join("does-not-exist").join("broken.git").to_str().expect("temporary paths are UTF-8").to_owned()
