@@ -33,6 +33,9 @@ pub struct Explain {
     pub shard_paused_until: Option<String>,
     /// The repo DB row's problem, if it has one (e.g. no clone URL).
     pub problem: Option<String>,
+    /// The rate limit on its code host, when one is in force: a queued repo may wait on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<LimitNote>,
     /// What each module in shadow mode answered for it in its last evaluation (among the
     /// first 10,000 queued repos).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,4 +79,18 @@ pub struct QueueEntry {
     pub attempts: u32,
     pub score: f64,
     pub module: String,
+}
+
+/// A rate limit in force on a repo's code host, and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitNote {
+    /// `code host github.com`.
+    pub key: String,
+    /// `5000/h, burst 10`.
+    pub limit: String,
+    /// sha256 of the module that set it.
+    pub module: String,
+    /// The module's sentence (contract 0.2.1 `explain-limits`), when it can say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }

@@ -117,6 +117,20 @@ class Lifecycle(exports.Lifecycle):
         ])
 
 
+class ExplainLimits(exports.ExplainLimits):
+    """What `clonekeeper explain` shows beside a limit: where the budget came from."""
+
+    def explain_limit(self, now: int, key: str, service_type: str, per_hour: int, burst: int) -> str:
+        if key.startswith("shard "):
+            return f"{key}: at most {per_hour:,}/h, burst {burst}, and the configured in-flight cap"
+        host = key.removeprefix("code host ")
+        entry = config.code_hosts.get(host, {})
+        kind = entry.get("service_type") or service_type or KNOWN_HOSTS.get(host, "")
+        if any(k in entry for k in ("per_hour", "burst")):
+            return f"{host}: {per_hour:,}/h, burst {burst}, from its own [code_hosts] entry"
+        return f"{host}: {per_hour:,}/h, burst {burst}, the {kind or 'unknown'} budget for one token"
+
+
 class RateLimits(exports.RateLimits):
     def limits(self, now: int, seen: list[KeyLoad]) -> list[Limit]:
         out = []

@@ -8,6 +8,7 @@ mod broken_clone_url;
 mod chaos_demo;
 mod clone_finishing_mid_observation;
 mod demo_snapshot;
+mod explained_limit;
 mod failed_read;
 mod ha;
 mod hostile_shards;

@@ -80,6 +80,10 @@ pub fn render(e: &Explain) -> String {
             line("why", why.clone());
         }
     }
+    if let Some(limit) = &e.rate_limit {
+        let why = limit.explanation.as_deref().map_or(String::new(), |why| format!(": {why}"));
+        line("rate limit", format!("{} at {} (module {}){why}", limit.key, limit.limit, limit.module));
+    }
     for shadow in &e.shadow {
         let serving = e.queue_position.map_or(String::new(), |p| format!(", serving order #{}", p + 1));
         line(

@@ -286,13 +286,18 @@ fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliErr
     let _ = writeln!(out, "{}: ok", path.display());
     let _ = writeln!(out, "  digest      sha256:{}", module.digest);
     let _ = writeln!(out, "  world       {}", world_of(&module));
-    let explains = if module.implements(Interface::Explain) {
-        "explains its priorities".to_string()
-    } else if module.implements(Interface::Prioritize) {
-        "cannot explain its priorities: rebuild against wit/policy.wit (0.2.1 adds explain)".to_string()
-    } else {
-        "nothing to explain".to_string()
-    };
+    let mut says = Vec::new();
+    for (decides, explains, what) in [
+        (Interface::Prioritize, Interface::Explain, "priorities"),
+        (Interface::RateLimits, Interface::ExplainLimits, "limits"),
+    ] {
+        if module.implements(explains) {
+            says.push(format!("explains its {what}"));
+        } else if module.implements(decides) {
+            says.push(format!("cannot explain its {what}: rebuild against wit/policy.wit (0.2.1 adds explain)"));
+        }
+    }
+    let explains = if says.is_empty() { "nothing to explain".to_string() } else { says.join("; ") };
     let _ = writeln!(out, "  contract    clonekeeper:policy@{} ({explains})", module.contract);
     let _ = writeln!(out, "  interfaces  {}", interfaces.join(", "));
     if module.implements(Interface::Prioritize) {
@@ -388,7 +393,7 @@ fn eval(
                     serde_json::Value::Null
                 }
             }
-            Interface::Lifecycle | Interface::Explain => continue,
+            Interface::Lifecycle | Interface::Explain | Interface::ExplainLimits => continue,
         };
         let took = started.elapsed();
         if json {

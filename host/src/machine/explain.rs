@@ -76,12 +76,40 @@ impl Machine {
             module: module.to_string(),
             explanation: (&**module == builtin).then(|| crate::schedule::BuiltinOrder::explain(&candidate)),
         });
+        explain.rate_limit = self.limit_note(repo);
         explain.problem = if repo.url.is_missing() {
             Some("the repo DB row has no clone URL".to_string())
         } else {
             self.snapshot.desired.problems.iter().find(|p| p.repo_id == repo.id).map(|p| p.to_string())
         };
         Ok(explain)
+    }
+
+    /// The rate limit in force on `repo`'s code host, with who set it.
+    fn limit_note(&self, repo: &crate::model::DesiredRepo) -> Option<crate::explain::LimitNote> {
+        let key = crate::schedule::LimitKey::CodeHost(repo.code_host().into());
+        let limit = self.scheduler.rate_limits().limit(&key)?;
+        let in_flight = limit.max_in_flight.map_or(String::new(), |n| format!(", at most {n} in flight"));
+        Some(crate::explain::LimitNote {
+            key: key.to_string(),
+            limit: format!("{}/h, burst {}{in_flight}", limit.per_hour, limit.burst),
+            module: self
+                .last_limits
+                .as_ref()
+                .map_or_else(|| crate::schedule::BUILTIN.to_string(), |l| l.decided_by.to_string()),
+            explanation: None,
+        })
+    }
+
+    /// The code host's service type and limit as the rate-limit policy was told and answered
+    /// in the last tick: the arguments of a module's `explain-limit`.
+    pub fn limit_question(&self, code_host: &str) -> Option<(String, String, (u32, u32))> {
+        let asked = self.last_limits.as_ref()?;
+        let key = crate::schedule::LimitKey::CodeHost(code_host.into());
+        let (_, limit) = asked.limits.iter().find(|(k, _)| *k == key)?;
+        let service_type =
+            asked.loads.iter().find(|l| l.key == key).and_then(|l| l.service_type.as_deref()).unwrap_or_default();
+        Some((key.to_string(), service_type.to_string(), (limit.per_hour.get(), limit.burst.get())))
     }
 
     /// What a prioritizer was shown of a desired repo: its row, state, owner and record (for

@@ -117,6 +117,8 @@ pub struct ObservedClone {
 pub struct LimitsAsked {
     pub loads: Vec<crate::schedule::KeyLoad>,
     pub limits: Vec<(crate::schedule::LimitKey, crate::schedule::RateLimit)>,
+    /// The digest of the module that answered, or `builtin`.
+    pub decided_by: Arc<str>,
 }
 
 /// A failure the retry policy decided, with what it was told.

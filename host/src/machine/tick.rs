@@ -64,7 +64,8 @@ impl Machine {
             let loads = self.key_loads(desired, &plan, &ordered.jobs);
             let (limits, decided_by) = self.policies.rate_limits.limits_traced(&loads, now);
             self.log_changed_limits(&loads, &limits, &decided_by);
-            self.last_limits = Some(Arc::new(super::LimitsAsked { loads, limits: limits.clone() }));
+            let decided_by = Arc::clone(&decided_by);
+            self.last_limits = Some(Arc::new(super::LimitsAsked { loads, limits: limits.clone(), decided_by }));
             self.scheduler.handle_rate_limits(limits, now);
         } else {
             self.last_limits = None;

@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
 pub use self::clonekeeper::policy::log::Level as LogLevel;
 pub use self::clonekeeper::policy::types::{CloneState, Column, RepoBatch, RepoFlags, RepoView as WitRepoView};
 pub use self::exports::clonekeeper::policy::explain;
+pub use self::exports::clonekeeper::policy::explain_limits;
 pub use self::exports::clonekeeper::policy::lifecycle;
 pub use self::exports::clonekeeper::policy::prioritize;
 pub use self::exports::clonekeeper::policy::rate_limits;

@@ -20,3 +20,25 @@ impl PolicyHost {
         })
     }
 }
+
+impl PolicyHost {
+    /// The sentence of the rate-limit module with digest `decided_by` on the limit it gave
+    /// `key`, if that module still serves `rate-limits` and can explain.
+    pub fn explain_limit(
+        &self,
+        decided_by: &str,
+        question: &(String, String, (u32, u32)),
+        now: Timestamp,
+    ) -> Option<String> {
+        let set = self.current();
+        let module = set.serving(Interface::RateLimits).filter(|m| &*m.digest == decided_by)?;
+        if !module.implements(Interface::ExplainLimits) {
+            return None;
+        }
+        let (key, service_type, limit) = question;
+        Some(match module.explain_limit(key, service_type, *limit, now) {
+            Ok(text) => text,
+            Err(failure) => format!("(the module could not say why: explain-limits {failure})"),
+        })
+    }
+}

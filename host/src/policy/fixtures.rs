@@ -292,8 +292,8 @@ fn run_case(module: &Module, file: &FixtureFile, case: &Case) -> Result<(), Stri
         return Err(format!("the module does not implement {interface}"));
     }
     match interface {
-        Interface::Explain => {
-            Err("explain has no fixtures: its sentences are for people; try `policy eval`".to_string())
+        Interface::Explain | Interface::ExplainLimits => {
+            Err(format!("{interface} has no fixtures: its sentences are for people"))
         }
         Interface::Prioritize => {
             let repos: Vec<RepoView> =

@@ -22,7 +22,9 @@ use wasmtime::Store;
 
 use super::answers;
 use super::batch::{self, CandidateRow, Columns, Row};
-use super::bindings::{explain, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION, VERSIONS};
+use super::bindings::{
+    explain, explain_limits, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION, VERSIONS,
+};
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
 use super::limits::{MemoryCapExceeded, TableCapExceeded};
@@ -47,6 +49,8 @@ pub enum Interface {
     Lifecycle,
     /// Why a repo gets its score (0.2.1): asked only when someone looks.
     Explain,
+    /// Why a code host or shard gets its rate limit (0.2.1): asked only when someone looks.
+    ExplainLimits,
 }
 
 impl Interface {
@@ -61,12 +65,19 @@ impl Interface {
             Interface::Reenqueue => "reenqueue",
             Interface::Lifecycle => "lifecycle",
             Interface::Explain => "explain",
+            Interface::ExplainLimits => "explain-limits",
         }
     }
 
     /// Every interface of the contract.
-    pub const ALL: [Interface; 5] =
-        [Interface::Prioritize, Interface::RateLimits, Interface::Reenqueue, Interface::Lifecycle, Interface::Explain];
+    pub const ALL: [Interface; 6] = [
+        Interface::Prioritize,
+        Interface::RateLimits,
+        Interface::Reenqueue,
+        Interface::Lifecycle,
+        Interface::Explain,
+        Interface::ExplainLimits,
+    ];
 
     pub fn parse(name: &str) -> Option<Interface> {
         Interface::ALL.into_iter().find(|i| i.as_str() == name)
@@ -142,6 +153,7 @@ impl fmt::Display for Rejection {
 /// Interface indices resolved at load, so a call does no string lookups.
 struct Exports {
     explain: Option<explain::GuestIndices>,
+    explain_limits: Option<explain_limits::GuestIndices>,
     lifecycle: Option<lifecycle::GuestIndices>,
     prioritize: Option<prioritize::GuestIndices>,
     rate_limits: Option<rate_limits::GuestIndices>,
@@ -276,6 +288,10 @@ impl Module {
                 .then(|| explain::GuestIndices::new(&pre))
                 .transpose()
                 .map_err(|e| indices_error(Interface::Explain, e))?,
+            explain_limits: has(Interface::ExplainLimits)
+                .then(|| explain_limits::GuestIndices::new(&pre))
+                .transpose()
+                .map_err(|e| indices_error(Interface::ExplainLimits, e))?,
             lifecycle: has(Interface::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
@@ -358,6 +374,9 @@ impl Module {
         }
         if let Some(indices) = &e.explain {
             indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Explain, &e))?;
+        }
+        if let Some(indices) = &e.explain_limits {
+            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::ExplainLimits, &e))?;
         }
         self.init(&mut store, &instance).map_err(|e| match e {
             CallFailure::BadAnswer(message) => message,
@@ -498,8 +517,27 @@ impl Module {
         let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
         let text =
             guest.call_explain_priority(&mut store, now.as_millis(), &repo.to_wit()).map_err(|e| self.failure(e))?;
-        let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        Ok(crate::text::truncated(text.trim(), MAX_EXPLANATION_BYTES))
+        Ok(sentence(&text))
+    }
+
+    /// `explain-limit` for one key's limit, `(per hour, burst)` (contract 0.2.1), cleaned and
+    /// cut as [`Module::explain_priority`]'s sentence.
+    pub fn explain_limit(
+        &self,
+        key: &str,
+        service_type: &str,
+        limit: (u32, u32),
+        now: Timestamp,
+    ) -> Result<String, CallFailure> {
+        let Some(indices) = &self.exports.explain_limits else {
+            return Err(CallFailure::BadAnswer("does not implement explain-limits (contract 0.2.1)".to_string()));
+        };
+        let (mut store, instance) = self.ready()?;
+        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+        let text = guest
+            .call_explain_limit(&mut store, now.as_millis(), key, service_type, limit.0, limit.1)
+            .map_err(|e| self.failure(e))?;
+        Ok(sentence(&text))
     }
 
     /// `limits` on the keys seen, answers checked: keys among those seen, one limit per key,
@@ -567,6 +605,7 @@ impl Module {
             contract: self.contract,
             exports: Exports {
                 explain: self.exports.explain.clone(),
+                explain_limits: self.exports.explain_limits.clone(),
                 lifecycle: self.exports.lifecycle.clone(),
                 prioritize: self.exports.prioritize.clone(),
                 rate_limits: self.exports.rate_limits.clone(),
@@ -578,6 +617,12 @@ impl Module {
 
 /// The version in a contract import or export name, e.g. `0.1.0` in
 /// `clonekeeper:policy/log@0.1.0`; `None` for names outside the contract.
+/// A module's sentence as the host keeps it: control characters made spaces, trimmed, cut.
+fn sentence(text: &str) -> String {
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::text::truncated(text.trim(), MAX_EXPLANATION_BYTES)
+}
+
 fn contract_version(name: &str) -> Option<&str> {
     name.strip_prefix("clonekeeper:policy/")?.split_once('@').map(|(_, version)| version)
 }

@@ -64,26 +64,37 @@ impl ControlRequest {
                         explain.shadow = policy.shadow_decisions(&name);
                     }
                 }
-                // A module's own sentence is a call into it: made off the loop, then answered.
-                let module = answer.as_ref().ok().and_then(|e| e.last_decision.as_ref()).map(|d| d.module.clone());
-                match (module.filter(|m| m != crate::schedule::BUILTIN), machine.candidate_of(&name)) {
-                    (Some(module), Some(candidate)) => {
-                        let policy = Arc::clone(policy);
-                        let addr = machine.settings().shards.addr(candidate.shard).to_string();
-                        tokio::task::spawn_blocking(move || {
-                            let c = &candidate;
-                            let view = RepoView::from_repo(&c.repo, c.state, c.shard, &addr, c.record.as_ref());
-                            let explanation = policy.explain_priority(&module, &view, now);
-                            if let Ok(Some(decision)) = answer.as_mut().map(|e| e.last_decision.as_mut()) {
-                                decision.explanation = explanation;
-                            }
-                            let _ = reply.send(answer);
-                        });
-                    }
-                    _ => {
-                        let _ = reply.send(answer);
-                    }
+                // A module's own sentences are calls into it: made off the loop, then answered.
+                let Ok(explain) = &answer else {
+                    let _ = reply.send(answer);
+                    return false;
+                };
+                let builtin = crate::schedule::BUILTIN;
+                let order = explain.last_decision.as_ref().map(|d| d.module.clone()).filter(|m| m != builtin);
+                let order = order.zip(machine.candidate_of(&name)).map(|(module, candidate)| {
+                    let addr = machine.settings().shards.addr(candidate.shard).to_string();
+                    (module, candidate, addr)
+                });
+                let limit = explain.rate_limit.as_ref().filter(|l| l.module != builtin).and_then(|note| {
+                    let host = crate::schedule::code_host_of(&explain.name).to_string();
+                    Some((note.module.clone(), machine.limit_question(&host)?))
+                });
+                if order.is_none() && limit.is_none() {
+                    let _ = reply.send(answer);
+                    return false;
                 }
+                let policy = Arc::clone(policy);
+                tokio::task::spawn_blocking(move || {
+                    let Ok(explain) = &mut answer else { return };
+                    if let (Some((module, c, addr)), Some(decision)) = (order, explain.last_decision.as_mut()) {
+                        let view = RepoView::from_repo(&c.repo, c.state, c.shard, &addr, c.record.as_ref());
+                        decision.explanation = policy.explain_priority(&module, &view, now);
+                    }
+                    if let (Some((module, question)), Some(note)) = (limit, explain.rate_limit.as_mut()) {
+                        note.explanation = policy.explain_limit(&module, &question, now);
+                    }
+                    let _ = reply.send(answer);
+                });
                 false
             }
             ControlRequest::Queue { limit, reply } => {

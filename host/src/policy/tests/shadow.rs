@@ -138,6 +138,7 @@ fn a_rate_limit_shadow_names_the_limits_that_differ() {
         loads: vec![load(LimitKey::CodeHost("github.com".into())), load(LimitKey::CodeHost("gitlab.com".into()))],
         // The serving policy limited github.com as the shadow would, and left gitlab.com free.
         limits: vec![(LimitKey::CodeHost("github.com".into()), same)],
+        decided_by: Arc::from(crate::schedule::BUILTIN),
     };
     host.evaluate_shadows(
         &ShadowInput { queued: &[], slots: 1, limits: Some(&asked), retries: &[] },
