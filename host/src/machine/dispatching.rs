@@ -132,14 +132,12 @@ impl Machine {
         let asked: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
         drop(batch);
         for ((pending, record), decision) in failed.iter().zip(asked).zip(&decisions) {
-            if self.retry_cases.len() == super::RETRY_CASES {
-                self.retry_cases.pop_front();
-            }
-            self.retry_cases.push_back(super::RetryCase {
+            self.keep_retry_case(super::RetryCase {
                 name: pending.name.clone(),
                 record,
                 repo: pending.repo.clone(),
                 shard: pending.shard,
+                state: RepoState::Failed,
                 decided_at: now,
                 decision: decision.clone(),
             });

@@ -37,7 +37,23 @@ impl Machine {
             })
             .collect();
         let (decisions, decided_by) = self.policies.retry.on_failures_traced(&batch, now);
+        let cases: Vec<super::RetryCase> = batch
+            .iter()
+            .zip(&decisions)
+            .map(|(f, decision)| super::RetryCase {
+                name: f.name.clone(),
+                record: f.record.clone(),
+                repo: f.repo.cloned(),
+                shard: f.shard,
+                state: RepoState::Lost,
+                decided_at: now,
+                decision: decision.clone(),
+            })
+            .collect();
         drop(batch);
+        for case in cases {
+            self.keep_retry_case(case);
+        }
         let decided_by = short_digest(&decided_by).to_string();
         let mut not_now = Vec::new();
         for (&idx, decision) in lost.iter().zip(decisions.into_iter().map(Some).chain(std::iter::repeat(None))) {

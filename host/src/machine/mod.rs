@@ -129,6 +129,8 @@ pub struct RetryCase {
     pub record: AttemptRecord,
     pub repo: Option<DesiredRepo>,
     pub shard: crate::model::ShardIdx,
+    /// `failed` (a dispatch failed) or `lost` (a confirmed clone never showed).
+    pub state: crate::reconcile::RepoState,
     /// The `now` the policy was asked at.
     pub decided_at: Timestamp,
     pub decision: crate::schedule::RetryDecision,
@@ -321,6 +323,13 @@ impl Machine {
     /// The retry decisions made since the last call (at most 100, the latest).
     pub fn take_retry_cases(&mut self) -> Vec<RetryCase> {
         self.retry_cases.drain(..).collect()
+    }
+
+    fn keep_retry_case(&mut self, case: RetryCase) {
+        if self.retry_cases.len() == RETRY_CASES {
+            self.retry_cases.pop_front();
+        }
+        self.retry_cases.push_back(case);
     }
 
     /// Dispatch slots free now under the per-shard and global caps, at least 1: how many

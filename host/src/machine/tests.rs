@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::*;
 use crate::dispatch::{DispatchError, Outcome};
 use crate::model::DesiredRepo;
+use crate::reconcile::RepoState;
 use crate::routing::Routing;
-use crate::schedule::{Backoff, BuiltinOrder, BuiltinRetry, NoLimits};
+use crate::schedule::{Backoff, BuiltinOrder, BuiltinRetry, NoLimits, RetryDecision};
 use crate::sources::repo_db::DesiredSet;
 
 fn t(secs: i64) -> Timestamp {
@@ -265,4 +266,30 @@ fn the_decision_log_gets_retries_with_their_failure_and_limits_once_with_their_l
     assert!(m.take_decision_log().is_empty(), "an unchanged limit is not logged again");
     assert_eq!(m.due_reason(&name(&sent[0])), "failed 1 time(s), retry due; last error: git: repository not found");
     assert_eq!(m.due_reason(&name("x/gone")), "not desired any more");
+}
+
+#[test]
+fn failed_and_lost_retry_decisions_are_kept_for_shadows_with_what_the_policy_was_told() {
+    let mut m = machine(HashMap::new());
+    let observe = |m: &mut Machine, cloned: &[&str], at: Timestamp| {
+        m.handle_observation(
+            Observation { snapshot: Ok(desired(&["x/a", "x/b"])), shards: vec![answered(cloned, &[])] },
+            at,
+        )
+    };
+    observe(&mut m, &[], t(0));
+    assert_eq!(dispatched(&drain(&mut m, t(0))), vec!["x/a", "x/b"]);
+    let outcome = |n: &str, result| Outcome { name: name(n), shard: 0, started_at: t(0), finished_at: t(1), result };
+    let failure = DispatchError { message: "git: not found".into(), shard_down: false };
+    m.handle_outcomes(vec![outcome("x/a", Err(failure)), outcome("x/b", Ok(()))]);
+    drain(&mut m, t(1));
+    // b's dispatch succeeded, yet no list shows it past the confirmation grace: lost.
+    observe(&mut m, &[], t(5));
+    let cases = m.take_retry_cases();
+    let seen: Vec<(String, RepoState, u32)> =
+        cases.iter().map(|c| (c.name.to_string(), c.state, c.record.attempts)).collect();
+    assert_eq!(seen, [("x/a".to_string(), RepoState::Failed, 1), ("x/b".to_string(), RepoState::Lost, 1)]);
+    assert_eq!(cases[0].record.last_error.as_deref(), Some("git: not found"), "the record as the policy saw it");
+    assert!(matches!(cases[1].decision, RetryDecision::RetryAt(_)), "{:?}", cases[1].decision);
+    assert!(m.take_retry_cases().is_empty(), "taken once");
 }

@@ -16,7 +16,6 @@ use crate::explain::ShadowDecision;
 use crate::machine::{LimitsAsked, RetryCase};
 use crate::metrics::ModuleLabel;
 use crate::model::{RepoName, Timestamp};
-use crate::reconcile::RepoState;
 use crate::schedule::{Candidate, Failure, LimitKey, Priority, RateLimit, RetryDecision};
 use crate::status::ShadowFigures;
 
@@ -173,7 +172,7 @@ impl PolicyHost {
                         record: &c.record,
                         repo: c.repo.as_ref(),
                         shard: c.shard,
-                        state: RepoState::Failed,
+                        state: c.state,
                     })
                 })
                 .collect();

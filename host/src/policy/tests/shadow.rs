@@ -169,6 +169,7 @@ fn a_retry_shadow_is_asked_about_the_same_failures_and_counts_the_decisions_that
         record: AttemptRecord { attempts, last_error: Some("fatal: hung up".into()), ..AttemptRecord::default() },
         repo: None,
         shard: 0,
+        state: RepoState::Failed,
         decided_at: now(),
         decision,
     };
