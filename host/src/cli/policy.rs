@@ -28,13 +28,9 @@ pub enum PolicyCommand {
     Check {
         /// The component (`.wasm`, or `.wat` text).
         module: PathBuf,
-        /// Also measure `prioritize` on this snapshot's due repos (`clonekeeper snapshot`)
-        /// and warn when a tick of them would not fit `--tick-budget`.
-        #[arg(long)]
-        snapshot: Option<PathBuf>,
-        /// The tick's policy budget (as `policy.tick_budget`), with --snapshot.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        tick_budget: Duration,
+        /// With --snapshot: warn when a tick of its due repos would not fit --tick-budget.
+        #[command(flatten)]
+        cost: CostArgs,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -73,13 +69,9 @@ pub enum PolicyCommand {
         /// Due repos to order, as in one tick of a deployment this size.
         #[arg(long, default_value_t = 100_000, conflicts_with = "snapshot")]
         repos: usize,
-        /// Order this snapshot's due repos (`clonekeeper snapshot`) instead of synthetic ones:
-        /// the deployment's own columns, states and attempt records.
-        #[arg(long)]
-        snapshot: Option<PathBuf>,
-        /// The tick's policy budget (as `policy.tick_budget`).
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        tick_budget: Duration,
+        /// With --snapshot: its due repos instead of synthetic ones.
+        #[command(flatten)]
+        cost: CostArgs,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -104,6 +96,18 @@ pub enum PolicyCommand {
         #[arg(long)]
         world: Option<String>,
     },
+}
+
+/// What a module's cost is measured on and against, for `check` and `bench`.
+#[derive(Debug, clap::Args)]
+pub struct CostArgs {
+    /// A snapshot (`clonekeeper snapshot`) whose due repos `prioritize` orders: the
+    /// deployment's own columns, states and attempt records.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// The tick's policy budget (as `policy.tick_budget`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    tick_budget: Duration,
 }
 
 /// How a module is loaded: as the sidecar would, with its config.
@@ -200,25 +204,17 @@ impl CliError {
 /// Runs a command, writing its report to `out`; returns the exit status.
 pub fn run(command: PolicyCommand, out: &mut dyn Write) -> Result<u8, CliError> {
     match command {
-        PolicyCommand::Check { module, snapshot, tick_budget, load } => {
-            let status = check(&module, &load, out)?;
-            match snapshot {
-                Some(snapshot) => {
-                    bench::warn_if_over_budget(&module, &snapshot, tick_budget, &load, out).map(|()| status)
-                }
-                None => Ok(status),
-            }
-        }
+        PolicyCommand::Check { module, cost, load } => check(&module, &load, &cost, out),
         PolicyCommand::Eval { module, repos, json, now, interface, load } => {
             eval(&module, &repos, json, now.as_deref(), interface, &load, out)
         }
         PolicyCommand::Test { module, fixtures, load } => test(&module, &fixtures, &load, out),
-        PolicyCommand::Bench { module, repos, snapshot, tick_budget, load } => {
-            let repos = match &snapshot {
-                Some(file) => bench::Repos::Snapshot(file.clone()),
+        PolicyCommand::Bench { module, repos, cost, load } => {
+            let repos = match cost.snapshot {
+                Some(file) => bench::Repos::Snapshot(file),
                 None => bench::Repos::Synthetic(repos),
             };
-            bench::bench(&module, &repos, tick_budget, &load, out)
+            bench::bench(&module, &repos, cost.tick_budget, &load, out)
         }
         PolicyCommand::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
@@ -278,7 +274,7 @@ fn world_of(module: &Module) -> &'static str {
     }
 }
 
-fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliError> {
+fn check(path: &Path, args: &LoadArgs, cost: &CostArgs, out: &mut dyn Write) -> Result<u8, CliError> {
     let started = Instant::now();
     let module = load(path, args)?;
     let took = started.elapsed();
@@ -321,6 +317,9 @@ fn check(path: &Path, args: &LoadArgs, out: &mut dyn Write) -> Result<u8, CliErr
         );
     }
     let _ = writeln!(out, "  loaded in   {} ms (compile, link, type-check, init)", took.as_millis());
+    if let Some(snapshot) = &cost.snapshot {
+        bench::warn_if_over_budget(&module, snapshot, cost.tick_budget, out)?;
+    }
     Ok(0)
 }
 

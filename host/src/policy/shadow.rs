@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::agreement::{agreement, shadow_order};
 use super::mode::Mode;
-use super::{retry_decision, Interface, Module, PolicyHost};
+use super::seams::retry_decision;
+use super::{Interface, Module, PolicyHost};
 use crate::explain::ShadowDecision;
 use crate::machine::{LimitsAsked, RetryCase};
 use crate::metrics::ModuleLabel;

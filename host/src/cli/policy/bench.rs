@@ -188,19 +188,17 @@ pub fn bench(
 /// `policy check --snapshot`: warns (without failing the check) when a tick of the snapshot's
 /// due repos would spend more than `tick_budget` in the module.
 pub fn warn_if_over_budget(
-    path: &Path,
+    module: &Module,
     snapshot: &Path,
     tick_budget: Duration,
-    args: &LoadArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let module = load(path, args)?;
     if !module.implements(Interface::Prioritize) {
         return Ok(());
     }
     let capture = read_snapshot(snapshot)?;
     let candidates = snapshot_candidates(&capture);
-    let m = measure_candidates(&module, &candidates, capture.shards.addrs(), capture.taken_at)?;
+    let m = measure_candidates(module, &candidates, capture.shards.addrs(), capture.taken_at)?;
     let line = format!(
         "{} for the {} due repos of {} ({:.0}% of tick_budget {})",
         fmt(m.total),
