@@ -4,6 +4,7 @@
 //! `cargo run --release -p clonekeeper-bench -- --out BENCHMARKS.md`
 
 mod alloc;
+mod plans;
 mod policy;
 mod reconcile;
 mod replay;
@@ -51,8 +52,8 @@ struct Args {
     /// the section).
     #[arg(long, default_value_t = 10_000_000)]
     scale_repos: usize,
-    /// Only these sections (comma-separated: reconcile, repo-db, tick, scale, sim, policy,
-    /// replay); all by default.
+    /// Only these sections (comma-separated: reconcile, repo-db, plans, tick, scale, sim,
+    /// policy, replay); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -65,10 +66,13 @@ async fn main() -> anyhow::Result<()> {
     if wanted("reconcile") {
         sections.push(reconcile::run(args.repos, args.runs));
     }
-    if !args.no_pg && (wanted("repo-db") || wanted("tick")) {
+    if !args.no_pg && (wanted("repo-db") || wanted("plans") || wanted("tick")) {
         let (section, db_url) = repo_db::run(&args.pg, args.repos, args.runs.min(3)).await?;
         if wanted("repo-db") {
             sections.push(section);
+        }
+        if wanted("plans") {
+            sections.push(plans::run(&args.pg, args.repos, &db_url).await?);
         }
         if wanted("tick") {
             sections.push(tick::run(&db_url, args.repos).await?);

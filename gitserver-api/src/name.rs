@@ -57,6 +57,11 @@ fn to_lower_like_go(text: &str) -> String {
 
 /// `path.Clean("/" + p)[1:]` from Go: the cleaned path without its leading slash.
 fn clean_rooted(path: &str) -> String {
+    // Nearly every name is clean already: one copy, without a list of its segments (a full
+    // read normalises a million names).
+    if path.split('/').all(|segment| !matches!(segment, "" | "." | "..")) {
+        return path.to_string();
+    }
     let mut parts: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {

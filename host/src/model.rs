@@ -129,6 +129,54 @@ impl CloneStatus {
     }
 }
 
+/// Which of a repo row's optional columns a read of the desired set fills; the others are left
+/// unknown (`None`, `false`, [`RecordedState::NotTracked`]).
+///
+/// Every read has id, name, clone URL and `created_at` (the built-in order and the status's
+/// oldest-uncloned age use it). The rest costs the repo DB and the reader time at a million
+/// rows, so it is read only while something uses it: stars for a module that reads them
+/// (parsing `repo.metadata` JSON is the costliest column), the details for a module that sees
+/// them, the recorded clone state for write-back (in the 2021 schema, a join of its own).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepoColumns {
+    /// `stars`.
+    pub stars: bool,
+    /// `service_type`, `updated_at`, `fork`, `archived`, `private`.
+    pub details: bool,
+    /// `recorded`.
+    pub recorded: bool,
+}
+
+impl RepoColumns {
+    /// Every column.
+    pub const ALL: RepoColumns = RepoColumns { stars: true, details: true, recorded: true };
+    /// What policies can read: stars and the details.
+    pub const POLICY: RepoColumns = RepoColumns { stars: true, details: true, recorded: false };
+
+    /// The columns either set holds.
+    pub fn union(self, other: RepoColumns) -> RepoColumns {
+        RepoColumns {
+            stars: self.stars || other.stars,
+            details: self.details || other.details,
+            recorded: self.recorded || other.recorded,
+        }
+    }
+
+    /// The columns both sets hold.
+    pub fn intersection(self, other: RepoColumns) -> RepoColumns {
+        RepoColumns {
+            stars: self.stars && other.stars,
+            details: self.details && other.details,
+            recorded: self.recorded && other.recorded,
+        }
+    }
+
+    /// Whether every column of `other` is in this set.
+    pub fn covers(self, other: RepoColumns) -> bool {
+        self.union(other) == self
+    }
+}
+
 /// One repo that should exist on some shard (`deleted_at IS NULL`), with what a policy may
 /// want to know about it.
 #[derive(Clone, Debug, PartialEq)]

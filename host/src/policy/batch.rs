@@ -59,6 +59,12 @@ impl Columns {
         self.has(Column::Stars)
     }
 
+    /// Whether the set holds a column filled from the repo row's details (service type, flags,
+    /// updated-at), which the reader skips when no module sees them.
+    pub fn has_details(self) -> bool {
+        self.has(Column::ServiceType) || self.has(Column::Flags) || self.has(Column::UpdatedAt)
+    }
+
     /// The WIT names of the columns in the set, e.g. `["stars", "updated-at"]`.
     pub fn names(self) -> Vec<&'static str> {
         ALL.into_iter().filter(|&c| self.has(c)).map(column_name).collect()

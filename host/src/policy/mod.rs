@@ -73,7 +73,7 @@ pub use module::{CallFailure, Interface, Module, Rejection, Source};
 pub use view::{KeyLimit, KeyLoad, LimitKey, RepoView, Retry, RetryFailure, ViewState};
 
 use crate::config::PolicyConfig;
-use crate::model::Timestamp;
+use crate::model::{RepoColumns, Timestamp};
 use crate::schedule::{
     self, BuiltinOrder, BuiltinRetry, Candidate, Failure, Prioritizer, Priority, RateLimit, RateLimitPolicy,
     RetryDecision, RetryPolicy, BUILTIN,
@@ -143,15 +143,37 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// Whether any module that may be asked reads stars: a `prioritize` module that names the
-    /// column, or any `reenqueue` module (its rows carry every column).
-    pub fn reads_stars(&self) -> bool {
-        self.chain(Interface::Prioritize).iter().any(|m| m.columns.has_stars())
-            || !self.chain(Interface::Reenqueue).is_empty()
-            || self.shadows().any(|m| {
-                (m.shadowed.contains(&Interface::Prioritize) && m.columns.has_stars())
-                    || m.shadowed.contains(&Interface::Reenqueue)
+    /// The repo columns any module that may be asked, serving or shadow, can see: stars and
+    /// the details for a `prioritize` module that names them, both for any `reenqueue` module
+    /// (its rows carry every column), the details for any `rate-limits` module (a key's load
+    /// names its most common service type). The built-in behaviour needs neither.
+    pub fn columns_read(&self) -> RepoColumns {
+        let prioritizer = |m: &Module| RepoColumns {
+            stars: m.columns.has_stars(),
+            details: m.columns.has_details(),
+            recorded: false,
+        };
+        let module = |m: &Module, interfaces: &mut dyn Iterator<Item = Interface>| {
+            interfaces.fold(RepoColumns::default(), |read, interface| {
+                read.union(match interface {
+                    Interface::Prioritize => prioritizer(m),
+                    Interface::Reenqueue => RepoColumns::POLICY,
+                    Interface::RateLimits => RepoColumns { details: true, ..RepoColumns::default() },
+                    _ => RepoColumns::default(),
+                })
             })
+        };
+        let asked = self
+            .chains
+            .iter()
+            .flat_map(|(&interface, chain)| chain.iter().map(move |m| module(m, &mut std::iter::once(interface))));
+        let shadows = self.shadows().map(|m| module(m, &mut m.shadowed.iter().copied()));
+        asked.chain(shadows).fold(RepoColumns::default(), RepoColumns::union)
+    }
+
+    /// Whether any module that may be asked reads stars (see [`PolicySet::columns_read`]).
+    pub fn reads_stars(&self) -> bool {
+        self.columns_read().stars
     }
 
     /// The modules in shadow mode, by file name.

@@ -179,6 +179,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
         late_after: observe::late_after(parts.config.interval),
         liveness: Arc::clone(liveness),
         policy: parts.policy.clone(),
+        writeback: parts.config.writeback,
         full_interval: parts.config.full_interval,
         reads: std::sync::Mutex::default(),
         metrics: Arc::clone(&sidecar.metrics),
@@ -209,8 +210,8 @@ async fn lead<F: std::future::Future<Output = ()>>(
                 let request = match request {
                     // A snapshot file needs stars, which are read only for policies that use
                     // them: it waits for the next read, a full one with stars.
-                    ControlRequest::Snapshot { reply } if !sources.reads.lock().is_ok_and(|r| r.has_stars()) => {
-                        sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).want_stars_once();
+                    ControlRequest::Snapshot { reply } if !sources.reads.lock().is_ok_and(|r| r.has_policy_columns()) => {
+                        sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).want_policy_columns_once();
                         waiting_snapshots.push(reply);
                         if observing.is_none() {
                             next_tick = tokio::time::Instant::now();
@@ -238,7 +239,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
                         shard_tasks = Some(tasks);
                         took = observation_took;
                         sidecar.handle_observation(observation, took);
-                        if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_stars()) {
+                        if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_policy_columns()) {
                             for reply in waiting_snapshots.drain(..) {
                                 ControlRequest::Snapshot { reply }.answer(&mut sidecar.machine, None, Timestamp::now());
                             }

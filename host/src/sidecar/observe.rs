@@ -35,8 +35,10 @@ pub struct Sources {
     /// How long a tick waits for the shards once the repo DB is read.
     pub late_after: Duration,
     pub liveness: Arc<Liveness>,
-    /// The policy engine, asked before each read whether any module reads stars.
+    /// The policy engine, asked before each read which repo columns its modules see.
     pub policy: Option<Arc<crate::policy::PolicyHost>>,
+    /// Write-back is on: reads fill the repo DB's recorded clone state, which it corrects.
+    pub writeback: bool,
     /// How often the repo DB is read in full (incremental reads between).
     pub full_interval: Duration,
     /// Where the reads stand (`read.rs`).

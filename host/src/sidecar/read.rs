@@ -8,36 +8,40 @@ use std::time::Instant;
 
 use crate::error_chain::error_chain;
 use crate::machine::Snapshot;
-use crate::model::Timestamp;
+use crate::model::{RepoColumns, Timestamp};
 use crate::sources::repo_db::{DesiredChanges, DesiredSet, ReadMark, RepoDbError};
 
 use super::observe::Sources;
 
 /// Where the reads stand: the mark of the last read and the snapshot it gave, when the last
-/// full read was, and whether it read stars.
+/// full read was, and which columns it read.
 #[derive(Debug, Default)]
 pub struct Reads {
     mark: Option<ReadMark>,
     /// The snapshot the mark belongs to: an incremental read applies only on top of it.
     base: Weak<Snapshot>,
     full_at: Option<Instant>,
-    stars: bool,
-    /// Every read since the last full one read stars: the snapshot has them for every repo.
-    stars_throughout: bool,
-    /// A snapshot file was asked for without stars at hand: the next read is a full one with
-    /// stars, whatever the policies need.
-    stars_once: bool,
+    /// The columns of the last full read; incremental reads read the same.
+    columns: RepoColumns,
+    /// The columns every read since the last full one filled: the snapshot has them for
+    /// every repo.
+    columns_throughout: RepoColumns,
+    /// A snapshot file was asked for without every policy column at hand: the next read is a
+    /// full one with them, whatever the policies need.
+    policy_columns_once: bool,
 }
 
 impl Reads {
-    /// Whether the last good snapshot carries stars for every repo that has them.
-    pub fn has_stars(&self) -> bool {
-        self.stars_throughout
+    /// Whether the last good snapshot carries every column a policy can read (stars, details)
+    /// for every repo that has them.
+    pub fn has_policy_columns(&self) -> bool {
+        self.columns_throughout.covers(RepoColumns::POLICY)
     }
 
-    /// Makes the next read a full one with stars (for a snapshot file).
-    pub fn want_stars_once(&mut self) {
-        self.stars_once = true;
+    /// Makes the next read a full one with every column a policy can read (for a snapshot
+    /// file).
+    pub fn want_policy_columns_once(&mut self) {
+        self.policy_columns_once = true;
     }
 }
 
@@ -60,28 +64,29 @@ impl ReadKind {
 /// Reads the desired set, bounded by `sources.repo_db_timeout`; `previous` is the last good
 /// snapshot, on top of which an incremental read applies.
 pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result<(Arc<Snapshot>, ReadKind), String> {
-    // Stars are read only for a module that uses them: in `repo.metadata` they cost more than
-    // every other column together.
-    let policies_read_stars = sources.policy.as_ref().is_some_and(|policy| policy.current().reads_stars());
-    let (stars, incremental_from) = {
+    // Columns are read only while something uses them: at a million rows each costs the repo
+    // DB and the reader time, and stars in `repo.metadata` more than all others together.
+    let policy_columns = sources.policy.as_ref().map(|policy| policy.current().columns_read()).unwrap_or_default();
+    let wanted = policy_columns.union(RepoColumns { recorded: sources.writeback, ..RepoColumns::default() });
+    let (columns, incremental_from) = {
         let reads = sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let stars = policies_read_stars || reads.stars_once;
+        let columns = if reads.policy_columns_once { wanted.union(RepoColumns::POLICY) } else { wanted };
         let since_full = reads.full_at.map(|at| at.elapsed());
-        let incremental = reads.stars == stars
-            && !reads.stars_once
+        let incremental = reads.columns == columns
+            && !reads.policy_columns_once
             && Snapshot::may_read_incrementally(since_full, sources.full_interval, &reads.base, previous);
-        (stars, reads.mark.filter(|_| incremental))
+        (columns, reads.mark.filter(|_| incremental))
     };
     let started = Instant::now();
     let read = async {
         let mark = sources.repo_db.read_mark().await?;
         let changes = match incremental_from {
-            Some(since) => sources.repo_db.load_changes(since, stars, &previous.desired.recorded_shards).await?,
+            Some(since) => sources.repo_db.load_changes(since, columns, &previous.desired.recorded_shards).await?,
             None => None,
         };
         let read = match changes {
             Some(changes) => Read::Changes(changes),
-            None => Read::Full(sources.repo_db.load_desired_reading(stars).await?),
+            None => Read::Full(sources.repo_db.load_desired_reading(columns).await?),
         };
         Ok::<_, RepoDbError>((mark, read))
     };
@@ -122,11 +127,11 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     reads.base = Arc::downgrade(&snapshot);
     if kind == ReadKind::Full {
         reads.full_at = Some(started);
-        reads.stars = stars;
-        reads.stars_throughout = stars;
-        reads.stars_once = false;
+        reads.columns = columns;
+        reads.columns_throughout = columns;
+        reads.policy_columns_once = false;
     } else {
-        reads.stars_throughout &= stars;
+        reads.columns_throughout = reads.columns_throughout.intersection(columns);
     }
     Ok((snapshot, kind))
 }

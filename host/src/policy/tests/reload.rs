@@ -4,22 +4,33 @@ use super::*;
 
 // === What the live set asks of the repo DB ===
 
-/// The repo DB reader skips the costly stars column unless a module that may be asked reads it.
+/// The repo DB reader skips the columns no module that may be asked sees: stars (the costly
+/// one) for a prioritizer that does not name them, the details unless a module sees them.
 #[test]
-fn the_set_reads_stars_only_with_a_module_that_asks_for_them() {
+fn the_set_reads_only_the_columns_its_modules_see() {
     let dir = tempfile::tempdir().expect("tempdir");
     let host = host_for(dir.path(), 3);
+    let read = || host.current().columns_read();
+    let stars_only = RepoColumns { stars: true, ..RepoColumns::default() };
     host.reload(now()).expect("reload");
-    assert!(!host.current().reads_stars(), "built-in behaviour only");
+    assert_eq!(read(), RepoColumns::default(), "built-in behaviour only");
     write(dir.path(), "oldest.wasm", &component("oldest_first", "prioritizer"));
     host.reload(now()).expect("reload");
-    assert!(!host.current().reads_stars(), "a prioritizer that reads only ids");
+    assert_eq!(read(), RepoColumns::default(), "a prioritizer that reads only ids");
     write(dir.path(), "stars.wasm", &component("stars", "prioritizer"));
     host.reload(now()).expect("reload");
-    assert!(!host.current().reads_stars(), "a standby module is never asked");
+    assert_eq!(read(), RepoColumns::default(), "a standby module is never asked");
     write(dir.path(), "a-stars.wasm", &component("stars", "prioritizer"));
     host.reload(now()).expect("reload");
-    assert!(host.current().reads_stars(), "the serving prioritizer reads stars");
+    assert_eq!(read(), stars_only, "the serving prioritizer reads stars, nothing else");
+    assert!(host.current().reads_stars());
+    write(dir.path(), "limits.wasm", &component("limits", "limiter"));
+    host.reload(now()).expect("reload");
+    assert_eq!(read(), RepoColumns { details: true, ..stars_only }, "a key's load names its service type");
+    write(dir.path(), "retry.wasm", &component("retry", "retrier"));
+    host.reload(now()).expect("reload");
+    assert_eq!(read(), RepoColumns::POLICY, "a retry row carries every column");
+    assert!(!read().recorded, "the recorded state is write-back's, never a module's");
 }
 
 // === Hot reload through the watcher ===

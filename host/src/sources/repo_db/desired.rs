@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::model::{CloneStatus, CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
+use crate::model::{CloneStatus, CloneUrl, DesiredRepo, RecordedState, RepoColumns, RepoName, Timestamp};
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
 
@@ -80,6 +80,8 @@ impl DesiredRow for SqliteRow {
 /// Accumulates one load.
 pub(super) struct Builder {
     shape: SchemaShape,
+    /// The optional columns the query fills; the others are left unknown.
+    columns: RepoColumns,
     repos: Vec<DesiredRepo>,
     problems: Vec<RowProblem>,
     /// Interned `external_service_type` values: a handful per load, shared by every repo.
@@ -92,9 +94,10 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    pub(super) fn new(shape: SchemaShape) -> Builder {
+    pub(super) fn new(shape: SchemaShape, columns: RepoColumns) -> Builder {
         Builder {
             shape,
+            columns,
             repos: Vec::new(),
             problems: Vec::new(),
             service_types: HashSet::new(),
@@ -106,8 +109,8 @@ impl Builder {
 
     /// A builder for an incremental read on top of a set whose recorded shards are
     /// `recorded_shards`: the indices of those stay as they are.
-    pub(super) fn for_changes(shape: SchemaShape, recorded_shards: &[Arc<str>]) -> Builder {
-        let mut builder = Builder::new(shape);
+    pub(super) fn for_changes(shape: SchemaShape, columns: RepoColumns, recorded_shards: &[Arc<str>]) -> Builder {
+        let mut builder = Builder::new(shape, columns);
         for shard in recorded_shards {
             builder.recorded_shard(shard);
         }
@@ -226,6 +229,7 @@ impl Builder {
 
     fn recorded(&mut self, id: i64, raw_name: &str, row: &impl DesiredRow) -> RecordedState {
         match self.shape {
+            _ if !self.columns.recorded => RecordedState::NotTracked,
             SchemaShape::Sources2020_06 => RecordedState::NotTracked,
             SchemaShape::ClonedFlag2020_10 => {
                 RecordedState::ClonedFlag(self.field(id, raw_name, "cloned", row.flag(RECORDED)).unwrap_or(false))

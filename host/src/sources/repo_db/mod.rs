@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 
 use crate::db::refusal::Refused;
 use crate::db::Database;
-use crate::model::{CloneStatus, DesiredRepo, RepoName};
+use crate::model::{CloneStatus, DesiredRepo, RepoColumns, RepoName};
 
 mod changes;
 mod desired;
@@ -150,37 +150,24 @@ const WRITE_BATCH: usize = 10_000;
 pub struct RepoDb {
     db: Database,
     shape: SchemaShape,
-    /// The one statement of [`RepoDb::load_desired`], built once for this shape and backend.
-    desired_sql: String,
-    /// The same without stars, when the schema keeps them in `repo.metadata` (whose JSON is
-    /// the costliest column to read): for loads no policy needs stars from.
-    desired_sql_without_stars: Option<String>,
-    /// The statements of incremental reads, with and without stars (Postgres only).
-    changed_sql: Option<(String, String)>,
+    /// Where this schema keeps stars.
+    stars: query::Stars,
 }
 
 impl RepoDb {
-    /// Detects the schema shape of `db` and prepares the load statement for it.
+    /// Detects the schema shape of `db`.
     ///
     /// Fails when `db` has no `repo` table, no shape clonekeeper knows, or lacks a column the
     /// shape needs: better to refuse at startup than to report every repo as a problem.
     pub async fn open(db: Database) -> Result<RepoDb, RepoDbError> {
         let detected = schema::detect(&db).await?;
         let stars = if detected.stars_column { query::Stars::Column } else { query::Stars::Metadata };
-        let desired_sql = query::desired(&db, detected.shape, stars);
-        let desired_sql_without_stars =
-            (!detected.stars_column).then(|| query::desired(&db, detected.shape, query::Stars::Skipped));
-        let changed_sql = query::changed_since(&db, detected.shape, stars).zip(query::changed_since(
-            &db,
-            detected.shape,
-            query::Stars::Skipped,
-        ));
         tracing::info!(
             db = %db,
             shape = %detected.shape,
             "Detected the repo DB schema."
         );
-        Ok(RepoDb { db, shape: detected.shape, desired_sql, desired_sql_without_stars, changed_sql })
+        Ok(RepoDb { db, shape: detected.shape, stars })
     }
 
     /// The detected shape; decides what write-back can record.
@@ -188,9 +175,10 @@ impl RepoDb {
         self.shape
     }
 
-    /// The text of the one load statement, e.g. for the benchmark's `COPY` baseline.
-    pub fn desired_sql(&self) -> &str {
-        &self.desired_sql
+    /// The text of the load statement filling `columns`, e.g. for the benchmark's `COPY`
+    /// baseline and query plans.
+    pub fn desired_sql(&self, columns: RepoColumns) -> String {
+        query::desired(&self.db, self.shape, self.stars, columns)
     }
 
     /// The database this reader uses, e.g. to share its pool with the state store.
@@ -198,25 +186,22 @@ impl RepoDb {
         &self.db
     }
 
-    /// Reads every desired repo with one streaming query.
+    /// Reads every desired repo, every column, with one streaming query.
+    pub async fn load_desired(&self) -> Result<DesiredSet, RepoDbError> {
+        self.load_desired_reading(RepoColumns::ALL).await
+    }
+
+    /// Reads every desired repo with one streaming query, filling only `columns` (the rest
+    /// are unknown in every repo): at a million rows every column costs the repo DB and the
+    /// reader time, and stars in `repo.metadata` cost more than all the others together.
     ///
     /// Rows are decoded as they arrive and only the resulting [`DesiredRepo`]s are kept, so a
     /// million repos cost a few hundred MB at most. Names are normalised; rows that cannot be
     /// used as they are become [`RowProblem`]s instead of failing the load.
-    pub async fn load_desired(&self) -> Result<DesiredSet, RepoDbError> {
-        self.load_desired_reading(true).await
-    }
-
-    /// [`RepoDb::load_desired`], reading stars only if `stars` (every repo's stars are `None`
-    /// otherwise): where they live in `repo.metadata`, parsing that JSON costs more than all
-    /// the other columns together, and only a policy that asks for stars uses them.
-    pub async fn load_desired_reading(&self, stars: bool) -> Result<DesiredSet, RepoDbError> {
-        let sql = match (&self.desired_sql_without_stars, stars) {
-            (Some(without), false) => without,
-            _ => &self.desired_sql,
-        };
+    pub async fn load_desired_reading(&self, columns: RepoColumns) -> Result<DesiredSet, RepoDbError> {
+        let sql = self.desired_sql(columns);
         let started = Instant::now();
-        let mut builder = desired::Builder::new(self.shape);
+        let mut builder = desired::Builder::new(self.shape, columns);
         let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
         match &self.db {
             Database::Postgres(pool) => {
@@ -228,13 +213,13 @@ impl RepoDb {
                         .await
                         .map_err(load_error)?;
                 builder.reserve(estimate.map_or(0, |rows| rows.clamp(0.0, 20_000_000.0) as usize));
-                let mut rows = sqlx::query(sql).fetch(pool);
+                let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
             }
             Database::Sqlite(pool) => {
-                let mut rows = sqlx::query(sql).fetch(pool);
+                let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
@@ -263,22 +248,23 @@ impl RepoDb {
     }
 
     /// Every `repo` row changed since `mark` (see [`ReadMark`] and ARCHITECTURE.md for what
-    /// that covers), as it is now; apply them with [`DesiredSet::apply`]. `recorded_shards`
-    /// are the set's, so the rows index the same table. Stars as in
-    /// [`RepoDb::load_desired_reading`]. `None` on SQLite.
+    /// that covers), as it is now, filling `columns` as [`RepoDb::load_desired_reading`] does;
+    /// apply them with [`DesiredSet::apply`] to a set read with the same columns.
+    /// `recorded_shards` are the set's, so the rows index the same table. `None` on SQLite.
     pub async fn load_changes(
         &self,
         mark: ReadMark,
-        stars: bool,
+        columns: RepoColumns,
         recorded_shards: &[Arc<str>],
     ) -> Result<Option<DesiredChanges>, RepoDbError> {
-        let (Some((with_stars, without)), Database::Postgres(pool)) = (&self.changed_sql, &self.db) else {
+        let (Some(sql), Database::Postgres(pool)) =
+            (query::changed_since(&self.db, self.shape, self.stars, columns), &self.db)
+        else {
             return Ok(None);
         };
-        let sql = if stars || self.desired_sql_without_stars.is_none() { with_stars } else { without };
-        let mut builder = desired::Builder::for_changes(self.shape, recorded_shards);
+        let mut builder = desired::Builder::for_changes(self.shape, columns, recorded_shards);
         let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
-        let mut rows = sqlx::query(sql).bind(mark.xid()).fetch(pool);
+        let mut rows = sqlx::query(&sql).bind(mark.xid()).fetch(pool);
         while let Some(row) = rows.try_next().await.map_err(load_error)? {
             builder.accept(&row).map_err(load_error)?;
         }

@@ -5,31 +5,32 @@
 //! and stars are extracted from JSON server-side, SQLite timestamps become milliseconds.
 
 use crate::db::Database;
+use crate::model::RepoColumns;
 
 use super::SchemaShape;
 
-/// Where a load reads stars from, if at all.
+/// Where the schema keeps stars.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) enum Stars {
     /// `repo.stars` (2021 schemas).
     Column,
     /// `repo.metadata ->> 'stargazerCount'`: parsing every row's JSON, the costliest column.
     Metadata,
-    /// Not read: no policy asks for stars.
-    Skipped,
 }
 
-/// The one statement of a load for this backend and shape.
+/// The one statement of a load for this backend and shape, filling `columns` (a column not
+/// read is a typed `NULL` in its place, so the reader's indices hold; the recorded clone state
+/// of the 2021 shape, not read, drops its join).
 ///
 /// Postgres picks one clone URL per repo (the lowest `external_service_id`) with a
 /// `DISTINCT ON` subquery joined by merge or hash rather than a correlated subquery: the
 /// `(external_service_id, repo_id)` unique index cannot serve lookups by `repo_id`, so a
 /// correlated subquery would scan once per repo. (A plain hash join returning every clone URL,
 /// the reader keeping the lowest, measured no faster at 1M repos: BENCHMARKS.md.)
-pub(super) fn desired(db: &Database, shape: SchemaShape, stars: Stars) -> String {
+pub(super) fn desired(db: &Database, shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     match db {
-        Database::Postgres(_) => postgres(shape, stars),
-        Database::Sqlite(_) => sqlite(shape, stars),
+        Database::Postgres(_) => postgres(shape, stars, columns),
+        Database::Sqlite(_) => sqlite(shape, stars, columns),
     }
 }
 
@@ -41,39 +42,39 @@ pub(super) fn desired(db: &Database, shape: SchemaShape, stars: Stars) -> String
 /// `age(xmin) <= age($1)` compares transaction ids modulo 2³², as Postgres does: it holds for
 /// row versions written at or after `$1`, within the 2³¹ transactions a mark stays valid (a
 /// full read renews the mark every `[sync] full_interval`).
-pub(super) fn changed_since(db: &Database, shape: SchemaShape, stars: Stars) -> Option<String> {
+pub(super) fn changed_since(db: &Database, shape: SchemaShape, stars: Stars, columns: RepoColumns) -> Option<String> {
     match db {
-        Database::Postgres(_) => Some(postgres_changed(shape, stars)),
+        Database::Postgres(_) => Some(postgres_changed(shape, stars, columns)),
         Database::Sqlite(_) => None,
     }
 }
 
-fn postgres_changed(shape: SchemaShape, stars: Stars) -> String {
+fn postgres_changed(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     let mut changed = String::from("SELECT id FROM repo WHERE age(xmin) <= age($1::text::xid)");
     if shape != SchemaShape::Sources2020_06 {
         changed.push_str(" UNION SELECT repo_id FROM external_service_repos WHERE age(xmin) <= age($1::text::xid)");
     }
-    if shape == SchemaShape::GitserverRepos2021 {
+    if shape == SchemaShape::GitserverRepos2021 && columns.recorded {
         changed.push_str(" UNION SELECT repo_id FROM gitserver_repos WHERE age(xmin) <= age($1::text::xid)");
     }
-    let select = postgres_select(shape, stars);
+    let select = postgres_select(shape, stars, columns);
     format!(
         "WITH changed AS MATERIALIZED ({changed}) \
          {select}, repo.deleted_at IS NOT NULL AS deleted \
          FROM repo{joins} \
          WHERE repo.id IN (SELECT id FROM changed)",
-        joins = postgres_joins(shape, "WHERE repo_id IN (SELECT id FROM changed)"),
+        joins = postgres_joins(shape, columns, "WHERE repo_id IN (SELECT id FROM changed)"),
     )
 }
 
-fn postgres(shape: SchemaShape, stars: Stars) -> String {
-    let select = postgres_select(shape, stars);
-    let joins = postgres_joins(shape, "");
+fn postgres(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
+    let select = postgres_select(shape, stars, columns);
+    let joins = postgres_joins(shape, columns, "");
     format!("{select} FROM repo{joins} WHERE repo.deleted_at IS NULL")
 }
 
 /// The column list shared by full and incremental reads.
-fn postgres_select(shape: SchemaShape, stars: Stars) -> String {
+fn postgres_select(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     let clone_url = match shape {
         SchemaShape::Sources2020_06 => {
             "(SELECT s.value ->> 'CloneURL' \
@@ -86,29 +87,31 @@ fn postgres_select(shape: SchemaShape, stars: Stars) -> String {
     // Only non-negative JSON integers of at most ten digits count as stars; the cast sits
     // behind the CASE so an odd value never fails the query.
     let stars = match stars {
+        _ if !columns.stars => "NULL::bigint",
         Stars::Column => "repo.stars::bigint",
         Stars::Metadata => {
             "CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
                    AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
                   THEN (repo.metadata ->> 'stargazerCount')::bigint END"
         }
-        Stars::Skipped => "NULL::bigint",
+    };
+    let details = if columns.details {
+        "repo.external_service_type, repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private"
+    } else {
+        "NULL::text, repo.created_at, NULL::timestamptz, NULL::boolean, NULL::boolean, NULL::boolean"
     };
     let (recorded, recorded_shard) = match shape {
+        _ if !columns.recorded => ("NULL::text", "NULL::text"),
         SchemaShape::Sources2020_06 => ("NULL::boolean", "NULL::text"),
         SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL::text"),
         SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
     };
-    format!(
-        "SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.external_service_type, \
-                repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private, \
-                {stars}, {recorded}, {recorded_shard}"
-    )
+    format!("SELECT repo.id::bigint, repo.name::text, {clone_url}, {details}, {stars}, {recorded}, {recorded_shard}")
 }
 
 /// The joins of clone URLs and recorded state; `esr_filter` narrows the clone URLs read (an
 /// incremental read needs only those of the changed repos, not a sort of the whole table).
-fn postgres_joins(shape: SchemaShape, esr_filter: &str) -> String {
+fn postgres_joins(shape: SchemaShape, columns: RepoColumns, esr_filter: &str) -> String {
     let mut joins = String::new();
     if shape != SchemaShape::Sources2020_06 {
         joins.push_str(&format!(
@@ -118,13 +121,13 @@ fn postgres_joins(shape: SchemaShape, esr_filter: &str) -> String {
                      ON esr.repo_id = repo.id"
         ));
     }
-    if shape == SchemaShape::GitserverRepos2021 {
+    if shape == SchemaShape::GitserverRepos2021 && columns.recorded {
         joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
     }
     joins
 }
 
-fn sqlite(shape: SchemaShape, stars: Stars) -> String {
+fn sqlite(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     // Malformed JSON would make SQLite's JSON functions fail the whole query, so each use is
     // guarded by json_valid inside a CASE (which SQLite evaluates lazily).
     let clone_url = match shape {
@@ -138,6 +141,7 @@ fn sqlite(shape: SchemaShape, stars: Stars) -> String {
         SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
     };
     let stars = match stars {
+        _ if !columns.stars => "NULL",
         Stars::Column => "repo.stars",
         Stars::Metadata => {
             "CASE WHEN json_valid(repo.metadata) \
@@ -145,9 +149,9 @@ fn sqlite(shape: SchemaShape, stars: Stars) -> String {
                              AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
                             THEN json_extract(repo.metadata, '$.stargazerCount') END END"
         }
-        Stars::Skipped => "NULL",
     };
     let (recorded, recorded_shard) = match shape {
+        _ if !columns.recorded => ("NULL", "NULL"),
         SchemaShape::Sources2020_06 => ("NULL", "NULL"),
         SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL"),
         SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
@@ -161,15 +165,20 @@ fn sqlite(shape: SchemaShape, stars: Stars) -> String {
                      ON esr.repo_id = repo.id",
         );
     }
-    if shape == SchemaShape::GitserverRepos2021 {
+    if shape == SchemaShape::GitserverRepos2021 && columns.recorded {
         joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
     }
     let created_at = sqlite_millis("repo.created_at");
-    let updated_at = sqlite_millis("repo.updated_at");
+    let details = if columns.details {
+        format!(
+            "repo.external_service_type, {created_at}, {}, repo.fork, repo.archived, repo.private",
+            sqlite_millis("repo.updated_at")
+        )
+    } else {
+        format!("NULL, {created_at}, NULL, NULL, NULL, NULL")
+    };
     format!(
-        "SELECT repo.id, repo.name, {clone_url}, repo.external_service_type, \
-                {created_at}, {updated_at}, repo.fork, repo.archived, repo.private, \
-                {stars}, {recorded}, {recorded_shard} \
+        "SELECT repo.id, repo.name, {clone_url}, {details}, {stars}, {recorded}, {recorded_shard} \
          FROM repo{joins} \
          WHERE repo.deleted_at IS NULL"
     )

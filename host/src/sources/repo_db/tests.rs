@@ -8,7 +8,7 @@ use expect_test::{expect, Expect};
 
 use super::*;
 use crate::db::test_support::{PgTestDb, SqliteTestDb};
-use crate::model::RecordedState;
+use crate::model::{RecordedState, RepoColumns};
 
 /// Runs a script of several statements.
 async fn run(db: &Database, sql: &str) {
@@ -202,6 +202,29 @@ problem: repo row 3 (github.com/no/url): no clone URL
 problem: repo row 4 (github.com/foo/bar): name normalises to the same name as repo row 1; skipped in favour of the lower id
 ";
 
+const EXPECT_2020_10_MINIMAL: &str = "\
+1 github.com/foo/bar url=https://github.com/Foo/Bar.git type=- created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=NotTracked
+3 github.com/no/url url=- type=- created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=NotTracked
+5 gitlab.example.com/Plain/Repo url=https://gitlab.example.com/Plain/Repo type=- created=2020-01-01T00:00:00.000Z updated=- stars=None fork=false archived=false private=false recorded=NotTracked
+problem: repo row 3 (github.com/no/url): no clone URL
+problem: repo row 4 (github.com/foo/bar): name normalises to the same name as repo row 1; skipped in favour of the lower id
+";
+
+/// The 2021 shape read without write-back: no join of `gitserver_repos`, so no recorded state
+/// and none of its problems, the rest as in a full read.
+async fn check_2021_without_recorded(repo_db: &RepoDb) {
+    let columns = RepoColumns { recorded: false, ..RepoColumns::ALL };
+    assert!(!repo_db.desired_sql(columns).contains("gitserver_repos"), "{}", repo_db.desired_sql(columns));
+    let set = repo_db.load_desired_reading(columns).await.expect("loading without recorded state");
+    let full = repo_db.load_desired().await.expect("loading");
+    assert_eq!(set.repos.len(), full.repos.len());
+    for (repo, full) in set.repos.iter().zip(&full.repos) {
+        assert_eq!(repo.recorded, RecordedState::NotTracked, "{}", repo.name);
+        assert_eq!(DesiredRepo { recorded: full.recorded, ..repo.clone() }, *full);
+    }
+    assert!(set.problems.iter().all(|p| !p.message.contains("gitserver_repos")), "{:?}", set.problems);
+}
+
 /// Loads, writes back, and loads again: the same story on either backend.
 async fn check_2020_10(db: Database) {
     let repo_db = RepoDb::open(db).await.expect("the 2020-10 shape is known");
@@ -209,8 +232,12 @@ async fn check_2020_10(db: Database) {
     let set = repo_db.load_desired().await.expect("loading");
     assert_eq!(render(&set), EXPECT_2020_10);
     // Without a policy that reads stars, the metadata JSON is not read; nothing else changes.
-    let without_stars = repo_db.load_desired_reading(false).await.expect("loading without stars");
+    let without_stars =
+        repo_db.load_desired_reading(RepoColumns { stars: false, ..RepoColumns::ALL }).await.expect("loading");
     assert_eq!(render(&without_stars), EXPECT_2020_10.replace("stars=Some(42)", "stars=None"));
+    // Without any policy module and write-back: only id, name, clone URL and created_at.
+    let minimal = repo_db.load_desired_reading(RepoColumns::default()).await.expect("loading the minimum");
+    assert_eq!(render(&minimal), EXPECT_2020_10_MINIMAL);
     let github = set.repos[0].service_type.as_ref().expect("github");
     let github_too = set.repos[1].service_type.as_ref().expect("github");
     assert!(Arc::ptr_eq(github, github_too), "service types are interned");
@@ -298,6 +325,7 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
         "#]],
     )
     .await;
+    check_2021_without_recorded(&repo_db).await;
 
     let changes = [
         change(1, CloneStatus::Cloned, "gs-0", None),
@@ -353,6 +381,7 @@ async fn sqlite_2021_reads_and_upserts_gitserver_repos() {
         "#]],
     )
     .await;
+    check_2021_without_recorded(&repo_db).await;
 
     let changes = [
         change(1, CloneStatus::Cloned, "gs-0", None),
