@@ -36,7 +36,11 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     let actual = Actual {
         shards: lists
             .into_iter()
-            .map(|cloned| ShardActual { reachable: true, cloned: Some(cloned.into()), cloning: Arc::default() })
+            .map(|cloned| ShardActual {
+                reachable: true,
+                cloned: Some(Arc::new(cloned.into())),
+                cloning: Arc::default(),
+            })
             .collect(),
     };
     let mut attempts = HashMap::new();
@@ -83,7 +87,7 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
             .shards
             .iter()
             .flat_map(|s| s.cloned.iter().flat_map(|list| list.iter()))
-            .filter(|n| set.contains(n.as_str()))
+            .filter(|n| set.contains(n))
             .count();
         baseline.push(started.elapsed());
         assert!(hits > 0);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clonekeeper::machine::{Machine, Observation, Policies, Settings, ShardAnswer, ShardObservation, Snapshot};
-use clonekeeper::model::{DesiredRepo, RepoName, Timestamp};
+use clonekeeper::model::{DesiredRepo, NameList, NameListBuilder, RepoName, Timestamp};
 use clonekeeper::routing::{Routing, ShardMap};
 use clonekeeper::schedule::{Backoff, BuiltinOrder, BuiltinRetry, Limits, NoLimits};
 use clonekeeper::sources::repo_db::DesiredSet;
@@ -80,12 +80,13 @@ fn measure(size: &Size, runs: usize) -> Measured {
     let mut repos: Vec<DesiredRepo> = (0..size.repos).map(repo).collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     let routes: Vec<u16> = repos.iter().map(|r| shards.shard_for(&r.name)).collect();
-    let mut lists: Vec<Vec<RepoName>> = vec![Vec::new(); size.shards];
+    let mut lists: Vec<NameListBuilder> = (0..size.shards).map(|_| NameListBuilder::default()).collect();
     for (idx, (repo, &shard)) in repos.iter().zip(&routes).enumerate() {
         if !idx.is_multiple_of(10) {
-            lists[usize::from(shard)].push(repo.name.clone());
+            lists[usize::from(shard)].push(repo.name.as_str());
         }
     }
+    let lists: Vec<NameList> = lists.into_iter().map(NameListBuilder::finish).collect();
     let snapshot = Arc::new(Snapshot { desired: DesiredSet { repos, ..DesiredSet::default() }, routes });
     let inputs_bytes = alloc::live() - before_inputs;
 
@@ -128,9 +129,9 @@ fn measure(size: &Size, runs: usize) -> Measured {
     for _ in 0..runs.max(1) {
         let started = Instant::now();
         let set: HashSet<&str> = snapshot.desired.repos.iter().map(|r| r.name.as_str()).collect();
-        let hits = lists.iter().flatten().filter(|n| set.contains(n.as_str())).count();
+        let hits = lists.iter().flat_map(NameList::iter).filter(|n| set.contains(n)).count();
         baseline.push(started.elapsed());
-        assert_eq!(hits, lists.iter().map(Vec::len).sum::<usize>());
+        assert_eq!(hits, lists.iter().map(NameList::len).sum::<usize>());
     }
     Measured { tick: median(&mut times), baseline: median(&mut baseline), inputs_bytes, tick_peak_bytes: peak, due }
 }

@@ -44,7 +44,8 @@ fn tidy_core_does_no_io() {
 #[test]
 fn tidy_core_types_derive_no_wire_format() {
     let mut files = core_files();
-    files.push(format!("{ROOT}/model.rs").into());
+    files.push(format!("{ROOT}/model/mod.rs").into());
+    files.push(format!("{ROOT}/model/name_list.rs").into());
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let hits: Vec<&str> = text

@@ -232,7 +232,8 @@ async fn run(mut options: Options, window: Duration, seed: Option<u64>) -> anyho
     let on_owner = sources
         .iter()
         .filter(|s| {
-            RepoName::normalize(&s.name).is_some_and(|name| lists[usize::from(routes.shard_for(&name))].contains(&name))
+            RepoName::normalize(&s.name)
+                .is_some_and(|name| lists[usize::from(routes.shard_for(&name))].contains(name.as_str()))
         })
         .count();
     let overlapping: Vec<(&String, &usize)> = dispatches.max_concurrent.iter().filter(|(_, &n)| n > 1).collect();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::model::{NameList, RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
@@ -55,7 +55,8 @@ impl Snapshot {
 /// What one shard answered.
 #[derive(Debug, Default)]
 pub struct ShardAnswer {
-    pub cloned: Vec<RepoName>,
+    /// `/list?cloned` and the names progress calls found cloned since.
+    pub cloned: NameList,
     pub cloning: Vec<RepoName>,
 }
 

@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 
 use super::{Machine, Snapshot};
-use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::model::{NameList, RepoName, ShardIdx, Timestamp};
 
 /// How many repos of each shard's queue head are asked about, at least.
 const HEAD_MIN: usize = 16;
@@ -63,11 +63,15 @@ impl ProgressScope {
     ///
     /// A sweep indexes the list once; between sweeps the scope's few hundred names are checked
     /// against one pass over the list, so no index of a shard's whole list is built.
-    pub fn missing<'s>(&self, snapshot: &'s Snapshot, shard: ShardIdx, listed: &[RepoName]) -> Vec<&'s RepoName> {
+    pub fn missing<'s>(&self, snapshot: &'s Snapshot, shard: ShardIdx, listed: &NameList) -> Vec<&'s RepoName> {
         let repos = &snapshot.desired.repos;
         let owned = |idx: usize| snapshot.routes.get(idx) == Some(&shard);
         if self.all {
-            let listed: HashSet<&str> = listed.iter().map(RepoName::as_str).collect();
+            // hashbrown's default hasher: a sweep hashes every listed name, and SipHash would
+            // cost as much as the rest of it.
+            let mut index = hashbrown::HashSet::with_capacity(listed.len());
+            index.extend(listed.iter());
+            let listed = index;
             return repos
                 .iter()
                 .enumerate()
@@ -84,8 +88,8 @@ impl ProgressScope {
         if !wanted.is_empty() {
             let by_name: std::collections::HashMap<&str, usize> =
                 wanted.iter().map(|&idx| (repos[idx].name.as_str(), idx)).collect();
-            for name in listed {
-                if let Some(idx) = by_name.get(name.as_str()) {
+            for name in listed.iter() {
+                if let Some(idx) = by_name.get(name) {
                     wanted.remove(idx);
                 }
             }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::input::ShardObservation;
-use crate::model::{RepoName, Timestamp};
+use crate::model::{NameList, RepoName, Timestamp};
 use crate::reconcile::{Actual, ShardActual};
 
 /// How one observation changed a shard, for logs and the scheduler's pauses.
@@ -26,7 +26,7 @@ pub enum Transition {
 /// A shard's last answer, shared with each tick's [`Actual`] rather than copied into it.
 #[derive(Debug)]
 struct Listing {
-    cloned: Arc<[RepoName]>,
+    cloned: Arc<NameList>,
     cloning: Arc<[RepoName]>,
 }
 
@@ -58,7 +58,7 @@ impl ShardViews {
         };
         match observation {
             ShardObservation::Answered(answer) => {
-                view.last = Some(Listing { cloned: answer.cloned.into(), cloning: answer.cloning.into() });
+                view.last = Some(Listing { cloned: Arc::new(answer.cloned), cloning: answer.cloning.into() });
                 view.late_since = None;
                 Transition::Answered { recovered: view.error.take().is_some() }
             }
@@ -99,7 +99,7 @@ impl ShardViews {
 
     /// Whether the shard's last answer lists `name` as cloned.
     pub fn lists(&self, shard: usize, name: &RepoName) -> bool {
-        self.views.get(shard).and_then(|v| v.last.as_ref()).is_some_and(|last| last.cloned.contains(name))
+        self.views.get(shard).and_then(|v| v.last.as_ref()).is_some_and(|last| last.cloned.contains(name.as_str()))
     }
 
     /// Every name a shard's last answer said it was cloning.
@@ -122,7 +122,7 @@ mod tests {
     }
 
     fn answer(cloned: &[&str], cloning: &[&str]) -> ShardObservation {
-        ShardObservation::Answered(ShardAnswer { cloned: names(cloned), cloning: names(cloning) })
+        ShardObservation::Answered(ShardAnswer { cloned: names(cloned).into(), cloning: names(cloning) })
     }
 
     #[test]
@@ -146,7 +146,7 @@ mod tests {
         let actual = views.actual();
         let shard = &actual.shards[0];
         assert!(!shard.reachable);
-        assert_eq!(shard.cloned.as_deref(), Some(&names(&["github.com/a/done"])[..]));
+        assert_eq!(shard.cloned.as_deref(), Some(&NameList::from(names(&["github.com/a/done"]))));
         assert_eq!(&shard.cloning[..], names(&["github.com/a/busy"]), "a failed read must not drop what is cloning");
         assert_eq!(views.handle(0, ShardObservation::Failed("again".into())), Transition::Failed { first: false });
         assert_eq!(

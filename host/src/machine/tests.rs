@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::dispatch::{DispatchError, Outcome};
-use crate::model::DesiredRepo;
+use crate::model::{DesiredRepo, NameList};
 use crate::reconcile::RepoState;
 use crate::routing::Routing;
 use crate::schedule::{Backoff, BuiltinOrder, BuiltinRetry, NoLimits, RetryDecision};
@@ -191,22 +191,25 @@ fn a_scope_asks_a_shard_only_about_the_repos_it_owns_lacks_and_names() {
     let listed = vec![name("x/a"), name("x/orphan")];
     let names = |found: Vec<&RepoName>| found.into_iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(
-        names(sweep.missing(&two_shards, 0, &listed)),
+        names(sweep.missing(&two_shards, 0, &listed.clone().into())),
         vec!["x/c", "x/d"],
         "a sweep: every owned repo not listed"
     );
-    assert_eq!(names(sweep.missing(&two_shards, 1, &[])), vec!["x/b"]);
+    assert_eq!(names(sweep.missing(&two_shards, 1, &NameList::default())), vec!["x/b"]);
 
     m.handle_observation(Observation { snapshot: Ok(desired(&["x/c"])), shards: vec![answered(&[], &["x/c"])] }, t(0));
     let scoped = m.progress_scope(t(1));
     assert!(!scoped.is_sweep());
     assert_eq!(
-        names(scoped.missing(&two_shards, 0, &listed)),
+        names(scoped.missing(&two_shards, 0, &listed.into())),
         vec!["x/c"],
         "between sweeps: only what the scope names"
     );
-    assert!(scoped.missing(&two_shards, 0, &[name("x/c")]).is_empty(), "listed now: nothing to ask");
-    assert!(scoped.missing(&two_shards, 1, &[]).is_empty(), "another shard's repo is not asked about here");
+    assert!(scoped.missing(&two_shards, 0, &[name("x/c")].into()).is_empty(), "listed now: nothing to ask");
+    assert!(
+        scoped.missing(&two_shards, 1, &NameList::default()).is_empty(),
+        "another shard's repo is not asked about here"
+    );
 }
 
 /// A rate-limit policy that limits every code host it sees to 60 an hour.

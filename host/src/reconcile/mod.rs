@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use counts::Counts;
 
-use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepo, NameList, RepoName, ShardIdx, Timestamp};
 
 /// What one shard reported this tick (or last reported, if it is unreachable now). The lists
 /// are shared with the tick loop's view of the shard: a million names are not copied per tick.
@@ -28,7 +28,7 @@ pub struct ShardActual {
     /// Whether this tick's list call succeeded.
     pub reachable: bool,
     /// `GET /list?cloned`: the last successful list, `None` if the shard has never answered.
-    pub cloned: Option<Arc<[RepoName]>>,
+    pub cloned: Option<Arc<NameList>>,
     /// Names the shard reports as cloning (`CloneInProgress`).
     pub cloning: Arc<[RepoName]>,
 }
@@ -140,13 +140,13 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
     for (shard_idx, listing) in actual.shards.iter().enumerate() {
         let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
         for name in listing.cloned.iter().flat_map(|list| list.iter()) {
-            match index.get(name.as_str()) {
+            match index.get(name) {
                 Some(idx) if routes[idx as usize] == shard => cloned[idx as usize] = true,
                 Some(_) => plan.shards[shard_idx].misplaced += 1,
                 None => {
                     plan.shards[shard_idx].orphaned += 1;
                     if plan.orphans.len() < ORPHAN_SAMPLE {
-                        plan.orphans.push(Orphan { shard, name: name.clone() });
+                        plan.orphans.push(Orphan { shard, name: RepoName::from_normalized(name) });
                     }
                 }
             }

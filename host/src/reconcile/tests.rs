@@ -47,7 +47,7 @@ fn fixture(desired: &str, actual: &[&str]) -> Fixture {
                     None => cloned.push(name(item)),
                 }
             }
-            ShardActual { reachable: true, cloned: Some(cloned.into()), cloning: cloning.into() }
+            ShardActual { reachable: true, cloned: Some(Arc::new(cloned.into())), cloning: cloning.into() }
         })
         .collect();
     Fixture { desired: repos, routes, actual: Actual { shards }, attempts: HashMap::new(), in_flight: HashSet::new() }

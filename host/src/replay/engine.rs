@@ -23,7 +23,7 @@ use super::clone_time::CloneTime;
 use super::{Milestone, PolicyRun, TopCloned, TopRepo, TOP_LISTED};
 use crate::dispatch::{DispatchError, Outcome};
 use crate::machine::{Command, Machine, Observation, Policies, Settings, ShardAnswer, ShardObservation, Snapshot};
-use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::model::{NameListBuilder, RepoName, ShardIdx, Timestamp};
 use crate::reconcile::RepoState;
 use crate::sources::repo_db::DesiredSet;
 
@@ -166,13 +166,17 @@ impl World {
         }
         let n = capture.shards.len();
         let mut answers: Vec<ShardAnswer> = (0..n).map(|_| ShardAnswer::default()).collect();
+        let mut lists: Vec<NameListBuilder> = (0..n).map(|_| NameListBuilder::default()).collect();
         let mut listed = 0;
         for &idx in &self.members {
             let repo = &capture.repos[idx as usize];
             if self.cloned_at[idx as usize].is_some() {
-                answers[usize::from(repo.shard) % n].cloned.push(repo.repo.name.clone());
+                lists[usize::from(repo.shard) % n].push(repo.repo.name.as_str());
                 listed += 1;
             }
+        }
+        for (answer, list) in answers.iter_mut().zip(lists) {
+            answer.cloned = list.finish();
         }
         // The clones running (a few dozen) are what the shards say they are cloning.
         for (&idx, &shard) in &self.running_on {

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::liveness::{Liveness, Step};
 use crate::machine::{Observation, ProgressScope, ShardAnswer, ShardObservation, Snapshot};
-use crate::model::{ShardIdx, Timestamp};
+use crate::model::{RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::gitserver::GitserverClient;
 use crate::sources::repo_db::RepoDb;
@@ -142,7 +142,7 @@ async fn observe_shard(
     scope: Arc<ProgressScope>,
 ) -> Result<ShardAnswer, String> {
     let addr = sources.shards.addr(shard);
-    let mut cloned = sources.client.list_cloned(addr).await.map_err(|e| e.to_string())?;
+    let cloned = sources.client.list_cloned(addr).await.map_err(|e| e.to_string())?;
     let current = match snapshot.wait_for(Option::is_some).await {
         Ok(current) => current.as_ref().map(Arc::clone).unwrap_or_default(),
         Err(_) => return Err(format!("shard {addr}: the tick that listed it ended before the repo DB was read")),
@@ -150,7 +150,7 @@ async fn observe_shard(
     let missing = scope.missing(&current, shard, &cloned);
     sources.metrics.progress_names.inc_by(missing.len() as u64);
     let progress = sources.client.clone_progress(addr, &missing).await.map_err(|e| e.to_string())?;
-    cloned.extend(progress.cloned);
+    let cloned = cloned.extended(progress.cloned.iter().map(RepoName::as_str));
     Ok(ShardAnswer { cloned, cloning: progress.cloning })
 }
 

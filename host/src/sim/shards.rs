@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::dispatch::DispatchError;
 use crate::machine::{ProgressScope, ShardAnswer, ShardObservation, Snapshot};
-use crate::model::{RepoName, ShardIdx, Timestamp};
+use crate::model::{NameList, RepoName, ShardIdx, Timestamp};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -123,7 +123,7 @@ impl Shard {
             ));
         }
         self.advance(now);
-        let cloned: Vec<RepoName> = self.cloned.iter().cloned().collect();
+        let cloned: NameList = self.cloned.iter().collect();
         if now < self.racy_until {
             // The progress call comes a moment later: clones finishing meanwhile are in
             // neither answer.

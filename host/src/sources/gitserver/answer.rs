@@ -5,11 +5,13 @@
 //! do, and so do the fuzz targets in `fuzz/`. The client reads the body (under the same size
 //! cap) and hands it here.
 
+use std::fmt;
+
 use gitserver_api::{CloneProgressResponse, EnqueueRepoUpdateResponse, RepoUpdateResponse};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 
 use super::{CallError, GitserverError, Progress};
-use crate::model::RepoName;
+use crate::model::{NameList, NameListBuilder, RepoName};
 use crate::text;
 
 /// The calls, as errors and logs name them.
@@ -19,10 +21,67 @@ pub const REPO_UPDATE: &str = "POST /repo-update";
 pub const ENQUEUE: &str = "POST /enqueue-repo-update";
 
 /// `GET /list?cloned`: a JSON array of names, taken as the shard spells them (its directories,
-/// already in normal form).
-pub fn list(addr: &str, body: &[u8], limit: usize) -> Result<Vec<RepoName>, GitserverError> {
-    let names: Vec<String> = json(addr, LIST, body, limit)?;
-    Ok(names.into_iter().map(RepoName::from_normalized).collect())
+/// already in normal form), decoded straight into one [`NameList`]: no string per name.
+pub fn list(addr: &str, body: &[u8], limit: usize) -> Result<NameList, GitserverError> {
+    if body.len() > limit {
+        return Err(GitserverError::new(addr, LIST, CallError::TooLarge { limit }));
+    }
+    // Every name is a JSON string: two quotes each bound the count, the body the text.
+    let quotes = body.iter().filter(|&&b| b == b'"').count();
+    let mut names = NameListBuilder::with_capacity(quotes / 2, body.len());
+    let mut decoder = serde_json::Deserializer::from_slice(body);
+    ListSeed(&mut names)
+        .deserialize(&mut decoder)
+        .and_then(|()| decoder.end())
+        .map_err(|e| decode_error(addr, LIST, &e))?;
+    Ok(names.finish())
+}
+
+/// Decodes a JSON array of strings into the builder.
+struct ListSeed<'b>(&'b mut NameListBuilder);
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, decoder: D) -> Result<(), D::Error> {
+        decoder.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of repository names")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(NameSeed(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Appends one JSON string to the builder, borrowed from the body where it has no escapes.
+struct NameSeed<'b>(&'b mut NameListBuilder);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, decoder: D) -> Result<(), D::Error> {
+        decoder.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a repository name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<(), E> {
+        self.0.try_push(name).map_err(|_| E::custom("the list's names pass 4 GiB"))
+    }
 }
 
 /// One batch of `POST /repo-clone-progress`: which names the shard is cloning and which it has
@@ -63,8 +122,10 @@ fn json<T: DeserializeOwned>(addr: &str, call: &'static str, body: &[u8], limit:
     if body.len() > limit {
         return Err(GitserverError::new(addr, call, CallError::TooLarge { limit }));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let message = text::truncated(&e.to_string(), MAX_DECODE_MESSAGE_BYTES);
-        GitserverError::new(addr, call, CallError::Decode(message))
-    })
+    serde_json::from_slice(body).map_err(|e| decode_error(addr, call, &e))
+}
+
+fn decode_error(addr: &str, call: &'static str, error: &serde_json::Error) -> GitserverError {
+    let message = text::truncated(&error.to_string(), MAX_DECODE_MESSAGE_BYTES);
+    GitserverError::new(addr, call, CallError::Decode(message))
 }

@@ -129,8 +129,7 @@ proptest! {
     fn list_gives_the_names_as_written(names in prop::collection::vec(any::<String>(), 0..30)) {
         let body = json!(names).to_string().into_bytes();
         let decoded = answer::list(ADDR, &body, LIMIT).expect("a JSON array of strings");
-        let expected: Vec<RepoName> = names.into_iter().map(RepoName::from_normalized).collect();
-        prop_assert_eq!(decoded, expected);
+        prop_assert_eq!(decoded.iter().collect::<Vec<&str>>(), names.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
     /// Missing fields are false; a name the shard finished counts as cloned even if it also

@@ -15,7 +15,7 @@ use gitserver_api::{
 };
 use serde::Serialize;
 
-use crate::model::RepoName;
+use crate::model::{NameList, RepoName};
 
 /// Timeouts and limits of the client, from `[gitserver]` and `[dispatch]` in config.
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ impl GitserverClient {
     }
 
     /// `GET /list?cloned`: the names cloned on the shard, as the shard spells them (normal form).
-    pub async fn list_cloned(&self, addr: &str) -> Result<Vec<RepoName>, GitserverError> {
+    pub async fn list_cloned(&self, addr: &str) -> Result<NameList, GitserverError> {
         let request = self.http.get(url(addr, "/list?cloned")).timeout(self.config.request_timeout);
         let body = self.send(addr, answer::LIST, request).await?;
         answer::list(addr, &body, self.config.max_response_bytes)
@@ -143,7 +143,10 @@ impl GitserverClient {
         if response.content_length().is_some_and(|len| len > limit as u64) {
             return Err(fail(CallError::TooLarge { limit }));
         }
-        let mut body = Vec::new();
+        // Sized from the announced length (within the cap), so a large list is not copied
+        // while the buffer doubles.
+        let announced = response.content_length().map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+        let mut body = Vec::with_capacity(announced);
         while let Some(chunk) = response.chunk().await.map_err(|e| fail(CallError::transport(&e)))? {
             if body.len() + chunk.len() > limit {
                 return Err(fail(CallError::TooLarge { limit }));

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use gitserver_api::canonical_repo_name;
 
+mod name_list;
+
+pub use name_list::{ListTooLarge, NameList, NameListBuilder};
+
 /// Milliseconds since the Unix epoch.
 ///
 /// The core takes time as a parameter and never reads a clock; wall-clock time (not a
