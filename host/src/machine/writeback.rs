@@ -33,7 +33,7 @@ impl Machine {
                 RecordedState::ClonedFlag(cloned) => cloned != (status == CloneStatus::Cloned),
                 RecordedState::Status { status: recorded, shard: recorded_shard } => {
                     let elsewhere = recorded_shard
-                        .and_then(|idx| recorded_shards.get(usize::from(idx)).copied().flatten())
+                        .and_then(|idx| recorded_shards.get(idx.index()).copied().flatten())
                         .is_some_and(|recorded| recorded != *shard);
                     recorded != Some(status) || *state == RepoState::Failed || elsewhere
                 }

@@ -112,7 +112,24 @@ pub enum RecordedState {
     ClonedFlag(bool),
     /// `gitserver_repos` (2021 shape): `clone_status`, `None` when the repo has no row yet,
     /// and `shard_id`, as an index into the load's `recorded_shards`.
-    Status { status: Option<CloneStatus>, shard: Option<u16> },
+    Status { status: Option<CloneStatus>, shard: Option<RecordedShard> },
+}
+
+/// Where a `gitserver_repos.shard_id` value stands in the load's `recorded_shards`, stored one
+/// up so that an `Option` of it takes two bytes: a million desired repos each hold one, and it
+/// keeps [`DesiredRepo`] a word smaller.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecordedShard(std::num::NonZeroU16);
+
+impl RecordedShard {
+    /// The shard at `index`; `None` past 65,534 distinct values.
+    pub fn new(index: usize) -> Option<RecordedShard> {
+        u16::try_from(index + 1).ok().and_then(std::num::NonZeroU16::new).map(RecordedShard)
+    }
+
+    pub fn index(self) -> usize {
+        usize::from(self.0.get() - 1)
+    }
 }
 
 /// gitserver's own clone-status vocabulary (`gitserver_repos.clone_status`).
@@ -293,6 +310,16 @@ pub struct AttemptRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The desired set holds one `DesiredRepo` per repo: at a million, every word is 8 MB.
+    #[test]
+    fn a_desired_repo_takes_112_bytes() {
+        assert_eq!(size_of::<RecordedState>(), 4);
+        assert_eq!(size_of::<DesiredRepo>(), 112);
+        assert_eq!(RecordedShard::new(0).map(RecordedShard::index), Some(0));
+        assert_eq!(RecordedShard::new(65_534).map(RecordedShard::index), Some(65_534));
+        assert_eq!(RecordedShard::new(65_535), None);
+    }
 
     #[test]
     fn a_clone_url_made_of_the_name_is_stored_without_it_and_every_url_reads_back_unchanged() {

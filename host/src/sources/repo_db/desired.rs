@@ -9,7 +9,9 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::model::{CloneStatus, CloneUrl, DesiredRepo, RecordedState, RepoColumns, RepoName, Timestamp};
+use crate::model::{
+    CloneStatus, CloneUrl, DesiredRepo, RecordedShard, RecordedState, RepoColumns, RepoName, Timestamp,
+};
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
 
@@ -88,7 +90,7 @@ pub(super) struct Builder {
     service_types: HashSet<Arc<str>>,
     /// The distinct `gitserver_repos.shard_id` values, in first-seen order, and their indices.
     recorded_shards: Vec<Arc<str>>,
-    recorded_shard_index: HashMap<Arc<str>, u16>,
+    recorded_shard_index: HashMap<Arc<str>, RecordedShard>,
     /// An incremental read: rows carry `deleted`, and every id read is kept.
     changes: Option<Vec<i64>>,
 }
@@ -268,11 +270,11 @@ impl Builder {
 
     /// The index of a `shard_id` value; `None` past 65,535 distinct values (never, with real
     /// shard counts: such a value is then treated as unknown, and left alone).
-    fn recorded_shard(&mut self, shard: &str) -> Option<u16> {
+    fn recorded_shard(&mut self, shard: &str) -> Option<RecordedShard> {
         if let Some(&idx) = self.recorded_shard_index.get(shard) {
             return Some(idx);
         }
-        let idx = u16::try_from(self.recorded_shards.len()).ok()?;
+        let idx = RecordedShard::new(self.recorded_shards.len())?;
         let shard: Arc<str> = Arc::from(shard);
         self.recorded_shards.push(Arc::clone(&shard));
         self.recorded_shard_index.insert(shard, idx);

@@ -56,7 +56,7 @@ async fn check_load(repo_db: &RepoDb, expect: Expect) {
 fn describe(set: &DesiredSet, recorded: RecordedState) -> String {
     match recorded {
         RecordedState::Status { status, shard } => {
-            let shard = shard.map_or("-", |idx| &*set.recorded_shards[usize::from(idx)]);
+            let shard = shard.map_or("-", |idx| &*set.recorded_shards[idx.index()]);
             format!("Status({status:?} on {shard})")
         }
         other => format!("{other:?}"),
