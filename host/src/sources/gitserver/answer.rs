@@ -26,9 +26,13 @@ pub fn list(addr: &str, body: &[u8], limit: usize) -> Result<NameList, Gitserver
     if body.len() > limit {
         return Err(GitserverError::new(addr, LIST, CallError::TooLarge { limit }));
     }
-    // Every name is a JSON string: two quotes each bound the count, the body the text.
+    // Every name is a JSON string, so its two quotes bound the count; the text is at most the
+    // body less the quotes and the commas between names (escapes only shorten it), so the
+    // buffer never grows and holds little it does not use.
     let quotes = body.iter().filter(|&&b| b == b'"').count();
-    let mut names = NameListBuilder::with_capacity(quotes / 2, body.len());
+    let names_at_most = quotes / 2;
+    let text_at_most = body.len().saturating_sub(quotes + names_at_most.saturating_sub(1));
+    let mut names = NameListBuilder::with_capacity(names_at_most, text_at_most);
     let mut decoder = serde_json::Deserializer::from_slice(body);
     ListSeed(&mut names)
         .deserialize(&mut decoder)

@@ -84,3 +84,48 @@ async fn progress_separates_cloning_from_just_cloned() {
     assert_eq!(progress.cloning, vec![names[0].clone()]);
     assert_eq!(progress.cloned, vec![names[1].clone()]);
 }
+
+/// Serves `/list` as the given pieces, without a length (chunked transfer), as a shard
+/// streaming a large list does.
+async fn serve_list_in_pieces(pieces: Vec<Vec<u8>>) -> String {
+    let handler = move || {
+        let pieces = pieces.clone();
+        async move {
+            axum::body::Body::from_stream(futures::stream::iter(
+                pieces.into_iter().map(|piece| Ok::<_, std::io::Error>(axum::body::Bytes::from(piece))),
+            ))
+        }
+    };
+    serve(Router::new().route("/list", get(handler))).await
+}
+
+/// A list streamed in pieces that cut names, escapes and multi-byte characters in two is the
+/// list the shard meant, name for name.
+#[tokio::test]
+async fn a_list_streamed_in_small_pieces_decodes_whole() {
+    let names: Vec<String> = (0..2_000).map(|i| format!("github.com/ü-{i}/x\"y\\z\u{e9}")).collect();
+    let body = serde_json::to_string(&names).unwrap().replace('é', "\\u00e9");
+    let addr = serve_list_in_pieces(body.as_bytes().chunks(7).map(<[u8]>::to_vec).collect()).await;
+    let list = client(1 << 20).list_cloned(&addr).await.expect("a list");
+    assert_eq!(list.iter().collect::<Vec<_>>(), names.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Without a length to refuse it by, a streamed list is cut off at the cap, never held whole.
+#[tokio::test]
+async fn a_streamed_list_past_the_cap_is_refused() {
+    let piece = format!("{},", vec!["\"github.com/a/b\""; 100].join(","));
+    let mut pieces = vec![b"[".to_vec()];
+    pieces.extend(std::iter::repeat_n(piece.into_bytes(), 50));
+    pieces.push(b"\"github.com/a/c\"]".to_vec());
+    let addr = serve_list_in_pieces(pieces).await;
+    let text = client(10_000).list_cloned(&addr).await.unwrap_err().to_string();
+    assert!(text.contains("larger than 10000 bytes") && text.contains("GET /list?cloned"), "{text}");
+}
+
+/// A list that turns out not to be a list halfway is an error, never the names before it.
+#[tokio::test]
+async fn a_streamed_list_broken_halfway_is_an_error() {
+    let addr = serve_list_in_pieces(vec![b"[\"github.com/a/b\",".to_vec(), b"{\"oops\": 1}]".to_vec()]).await;
+    let text = client(1 << 20).list_cloned(&addr).await.unwrap_err().to_string();
+    assert!(text.contains(&addr) && text.contains("GET /list?cloned"), "{text}");
+}

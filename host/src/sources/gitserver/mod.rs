@@ -136,29 +136,54 @@ impl GitserverClient {
         call: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, GitserverError> {
+        let response = self.start(addr, call, request).await?;
+        read_body(addr, call, response, self.config.max_response_bytes).await
+    }
+
+    /// Sends `request` and returns a successful answer whose body is still to be read: an
+    /// unsuccessful one is an error with the start of its body, and one that announces more
+    /// than the size cap is refused before any of it is read.
+    async fn start(
+        &self,
+        addr: &str,
+        call: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, GitserverError> {
         let fail = |kind| GitserverError::new(addr, call, kind);
-        let mut response = request.send().await.map_err(|e| fail(CallError::transport(&e)))?;
+        let response = request.send().await.map_err(|e| fail(CallError::transport(&e)))?;
         let status = response.status();
         let limit = self.config.max_response_bytes;
         if response.content_length().is_some_and(|len| len > limit as u64) {
             return Err(fail(CallError::TooLarge { limit }));
         }
-        // Sized from the announced length (within the cap), so a large list is not copied
-        // while the buffer doubles.
-        let announced = response.content_length().map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
-        let mut body = Vec::with_capacity(announced);
-        while let Some(chunk) = response.chunk().await.map_err(|e| fail(CallError::transport(&e)))? {
-            if body.len() + chunk.len() > limit {
-                return Err(fail(CallError::TooLarge { limit }));
-            }
-            body.extend_from_slice(&chunk);
-        }
         if !status.is_success() {
+            let body = read_body(addr, call, response, limit).await?;
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
             return Err(fail(CallError::Status { status: status.as_u16(), body: text }));
         }
-        Ok(body)
+        Ok(response)
     }
+}
+
+/// The whole body of `response`, up to `limit` bytes.
+async fn read_body(
+    addr: &str,
+    call: &'static str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, GitserverError> {
+    let fail = |kind| GitserverError::new(addr, call, kind);
+    // Sized from the announced length (within the cap), so the buffer is not copied while it
+    // doubles.
+    let announced = response.content_length().map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+    let mut body = Vec::with_capacity(announced);
+    while let Some(chunk) = response.chunk().await.map_err(|e| fail(CallError::transport(&e)))? {
+        if body.len() + chunk.len() > limit {
+            return Err(fail(CallError::TooLarge { limit }));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `host:port` becomes `http://host:port`; an address with a scheme is used as it is.
