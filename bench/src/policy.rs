@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonekeeper::model::{CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
+use clonekeeper::model::{CloneUrl, DesiredRepo, RecordedState, RepoName, ServiceType, Timestamp};
 use clonekeeper::policy::{CallLimits, Columns, HostConfig, Interface, Module, PolicyEngine, PolicyHost, Source};
 use clonekeeper::reconcile::RepoState;
 use clonekeeper::schedule::{BuiltinRetry, Candidate, Prioritizer, Priority};
@@ -50,7 +50,7 @@ fn desired_repo(idx: usize) -> DesiredRepo {
         id: idx as i64 + 1,
         name: RepoName::from_normalized(format!("github.com/org-{}/repo-{idx}", idx % 1000)),
         url: CloneUrl::FromName { git: true },
-        service_type: Some(Arc::from("github")),
+        service_type: Some(ServiceType::new("github")),
         created_at: Some(Timestamp::from_millis(NOW - (mix % 1000) as i64 * 86_400_000)),
         updated_at: (!mix.is_multiple_of(7)).then(|| Timestamp::from_millis(NOW - (mix % 365) as i64 * 86_400_000)),
         stars: (!mix.is_multiple_of(5)).then_some((mix % 50_000) as u32),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Machine;
-use crate::model::{DesiredRepo, ShardIdx};
+use crate::model::{DesiredRepo, ServiceType, ShardIdx};
 use crate::reconcile::Plan;
 use crate::schedule::{self, KeyLoad, LimitKey};
 
@@ -65,27 +65,27 @@ struct HostLoad {
     pub queued: u32,
     pub in_flight: u32,
     /// Repos per service type; names are interned by the reader, so this stays a short list.
-    service_types: Vec<(Arc<str>, u32)>,
+    service_types: Vec<(ServiceType, u32)>,
 }
 
 impl HostLoad {
-    pub fn count_service_type(&mut self, service_type: Option<&Arc<str>>) {
+    pub fn count_service_type(&mut self, service_type: Option<&ServiceType>) {
         let Some(kind) = service_type else { return };
-        match self.service_types.iter_mut().find(|(seen, _)| Arc::ptr_eq(seen, kind) || seen == kind) {
+        match self.service_types.iter_mut().find(|(seen, _)| seen.ptr_eq(kind) || seen == kind) {
             Some((_, count)) => *count += 1,
-            None => self.service_types.push((Arc::clone(kind), 1)),
+            None => self.service_types.push((kind.clone(), 1)),
         }
     }
 
     /// The most common service type (ties: the first seen).
     pub fn service_type(&self) -> Option<Arc<str>> {
-        let mut best: Option<&(Arc<str>, u32)> = None;
+        let mut best: Option<&(ServiceType, u32)> = None;
         for entry in &self.service_types {
             if best.is_none_or(|b| entry.1 > b.1) {
                 best = Some(entry);
             }
         }
-        best.map(|(kind, _)| Arc::clone(kind))
+        best.map(|(kind, _)| Arc::from(kind.as_str()))
     }
 }
 
@@ -95,12 +95,12 @@ mod tests {
 
     #[test]
     fn the_most_common_service_type_wins_and_ties_go_to_the_first_seen() {
-        let (github, gitlab) = (Arc::<str>::from("github"), Arc::<str>::from("gitlab"));
+        let (github, gitlab) = (ServiceType::new("github"), ServiceType::new("gitlab"));
         let mut load = HostLoad::default();
         assert_eq!(load.service_type(), None, "no repo says");
         load.count_service_type(Some(&gitlab));
         load.count_service_type(None);
-        load.count_service_type(Some(&Arc::from("github")));
+        load.count_service_type(Some(&ServiceType::new("github")));
         assert_eq!(load.service_type().as_deref(), Some("gitlab"), "a tie: the first seen");
         load.count_service_type(Some(&github));
         assert_eq!(load.service_type().as_deref(), Some("github"));

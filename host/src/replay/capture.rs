@@ -23,7 +23,7 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::{ObservedClone, Settings, Snapshot};
-use crate::model::{AttemptRecord, CloneUrl, DesiredRepo, RecordedState, RepoName, ShardIdx, Timestamp};
+use crate::model::{AttemptRecord, CloneUrl, DesiredRepo, RecordedState, RepoName, ServiceType, ShardIdx, Timestamp};
 use crate::reconcile::RepoState;
 use crate::routing::{Routing, ShardMap};
 use crate::schedule::{Backoff, Limits};
@@ -238,7 +238,7 @@ fn read_from(reader: impl BufRead) -> Result<Capture, String> {
         header.shards.iter().enumerate().map(|(i, addr)| (addr.as_str(), i as ShardIdx)).collect();
     let mut repos = Vec::with_capacity(usize::try_from(header.repos.min(50_000_000)).unwrap_or(0));
     let mut clones = Vec::new();
-    let mut service_types: HashMap<String, Arc<str>> = HashMap::new();
+    let mut service_types: HashMap<String, ServiceType> = HashMap::new();
     for (idx, line) in lines {
         let at = |what: String| format!("line {}: {what}", idx + 1);
         let text = line.map_err(|e| at(e.to_string()))?;
@@ -289,7 +289,7 @@ fn read_from(reader: impl BufRead) -> Result<Capture, String> {
 fn captured_repo(
     line: RepoLine,
     shard: ShardIdx,
-    service_types: &mut HashMap<String, Arc<str>>,
+    service_types: &mut HashMap<String, ServiceType>,
 ) -> Result<CapturedRepo, String> {
     let name =
         RepoName::normalize(&line.name).ok_or_else(|| format!("repo name {:?} is not a repo name", line.name))?;
@@ -297,7 +297,7 @@ fn captured_repo(
         value.map(|text| timestamp(&text).map_err(|e| format!("{what} of {}: {e}", line.name))).transpose()
     };
     let service_type =
-        line.service_type.map(|st| Arc::clone(service_types.entry(st.clone()).or_insert_with(|| st.into())));
+        line.service_type.map(|st| service_types.entry(st.clone()).or_insert_with(|| ServiceType::new(&st)).clone());
     let state = repo_state(&line.state)
         .ok_or_else(|| format!("state {:?} of {} is not a repo state", line.state, line.name))?;
     let record = (line.attempts > 0 || line.gave_up.is_some() || line.next_attempt_at.is_some()).then(|| {

@@ -7,11 +7,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{load, CliError, LoadArgs};
-use crate::model::{DesiredRepo, RepoName, Timestamp};
+use crate::model::{DesiredRepo, RepoName, ServiceType, Timestamp};
 use crate::policy::{Interface, Module};
 use crate::reconcile::RepoState;
 use crate::replay::capture::{Capture, CapturedRepo};
@@ -98,7 +97,7 @@ fn synthetic(idx: usize, now: Timestamp) -> DesiredRepo {
     let name = format!("github.com/org-{}/repo-{idx}", idx % 1000);
     let mut repo =
         DesiredRepo::new(idx as i64 + 1, RepoName::from_normalized(name.as_str()), &format!("https://{name}"));
-    repo.service_type = Some(Arc::from("github"));
+    repo.service_type = Some(ServiceType::new("github"));
     repo.created_at = Some(Timestamp::from_millis(now.as_millis() - (mix % 2000) as i64 * day));
     repo.updated_at =
         (!mix.is_multiple_of(7)).then(|| Timestamp::from_millis(now.as_millis() - (mix % 365) as i64 * day));

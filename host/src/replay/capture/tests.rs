@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{read, write, Parts, FORMAT};
 use crate::machine::{ObservedClone, Settings, Snapshot};
-use crate::model::{AttemptRecord, DesiredRepo, RepoName, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepo, RepoName, ServiceType, Timestamp};
 use crate::reconcile::RepoState;
 use crate::routing::{Routing, ShardMap};
 use crate::schedule::{Backoff, Limits};
@@ -23,7 +23,7 @@ fn parts() -> Parts {
             let mut repo = DesiredRepo::new(i as i64 + 1, name.clone(), &format!("https://user:secret@{name}"));
             repo.stars = (i != 1).then_some(10 * i as u32);
             repo.updated_at = Some(Timestamp::from_millis(AT.as_millis() - 86_400_000));
-            repo.service_type = Some(Arc::from(if i == 1 { "gitlab" } else { "github" }));
+            repo.service_type = Some(ServiceType::new(if i == 1 { "gitlab" } else { "github" }));
             repo.fork = i == 2;
             repo
         })

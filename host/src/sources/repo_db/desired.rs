@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    CloneStatus, CloneUrl, DesiredRepo, RecordedShard, RecordedState, RepoColumns, RepoName, Timestamp,
+    CloneStatus, CloneUrl, DesiredRepo, RecordedShard, RecordedState, RepoColumns, RepoName, ServiceType, Timestamp,
 };
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
@@ -87,7 +87,7 @@ pub(super) struct Builder {
     repos: Vec<DesiredRepo>,
     problems: Vec<RowProblem>,
     /// Interned `external_service_type` values: a handful per load, shared by every repo.
-    service_types: HashSet<Arc<str>>,
+    service_types: HashSet<ServiceType>,
     /// The distinct `gitserver_repos.shard_id` values, in first-seen order, and their indices.
     recorded_shards: Vec<Arc<str>>,
     recorded_shard_index: HashMap<Arc<str>, RecordedShard>,
@@ -281,12 +281,12 @@ impl Builder {
         Some(idx)
     }
 
-    fn intern(&mut self, kind: &str) -> Arc<str> {
+    fn intern(&mut self, kind: &str) -> ServiceType {
         if let Some(interned) = self.service_types.get(kind) {
-            return Arc::clone(interned);
+            return interned.clone();
         }
-        let interned: Arc<str> = Arc::from(kind);
-        self.service_types.insert(Arc::clone(&interned));
+        let interned = ServiceType::new(kind);
+        self.service_types.insert(interned.clone());
         interned
     }
 }

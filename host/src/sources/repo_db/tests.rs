@@ -2,7 +2,6 @@
 //! test) and real SQLite files, for every schema shape.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use expect_test::{expect, Expect};
 
@@ -240,7 +239,7 @@ async fn check_2020_10(db: Database) {
     assert_eq!(render(&minimal), EXPECT_2020_10_MINIMAL);
     let github = set.repos[0].service_type.as_ref().expect("github");
     let github_too = set.repos[1].service_type.as_ref().expect("github");
-    assert!(Arc::ptr_eq(github, github_too), "service types are interned");
+    assert!(github.ptr_eq(github_too), "service types are interned");
 
     let changes = [
         change(1, CloneStatus::NotCloned, "gs-0", Some("gone")),
