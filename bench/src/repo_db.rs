@@ -109,7 +109,7 @@ pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result
     );
     section.row("desired set kept", format!("{:.0} MB ({:.0} bytes/repo)", kept as f64 / 1e6, per_repo(kept)), "");
     section.notes.push(
-        "Stars live in `repo.metadata` JSON in this schema; parsing it costs about as much as the rest of the read, so the reader skips it unless a serving module reads stars (`load_desired_reading(false)` is the sidecar's read without such a module). The rest of the gap to the floor is the statement's other columns and its `DISTINCT ON` over `external_service_repos`, which sorts that table (spilling to disk at 1M rows); a plain hash join returning every clone URL, the reader keeping the lowest, measured no faster, so it was not adopted."
+        "Stars live in `repo.metadata` JSON in this schema: parsing it costs about as much as all the other columns together. The sidecar reads only the columns something uses (`RepoColumns`): id, name, clone URL and created_at always; stars and the details (service type, updated_at, fork, archived, private) while a module that may be asked sees them; the recorded clone state only with write-back on. The last rows are the sidecar's read without a policy module. What is left of the gap to the floor is the reader's work (sqlx's rows, name normalisation, one record per repo) and created_at; the `DISTINCT ON` that picks one clone URL per repo adds little to the statement (next section)."
             .to_string(),
     );
     Ok((section, db_url))
