@@ -7,6 +7,10 @@ use crate::model::{NameList, RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
+/// From this many repos a full read's routing (and its sort by name, `repo_db`) runs on every
+/// core; below it the thread pool costs more than it saves.
+pub const PARALLEL_FROM: usize = 50_000;
+
 /// The desired set with each repo's owning shard, shared read-only between the tick loop,
 /// the dispatcher and the admin API.
 #[derive(Debug, Default)]
@@ -19,7 +23,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// A full read's snapshot: every repo routed.
     pub fn routed(desired: DesiredSet, shards: &ShardMap) -> Snapshot {
-        let routes = desired.repos.iter().map(|r| shards.shard_for(&r.name)).collect();
+        use rayon::prelude::*;
+        let route = |r: &crate::model::DesiredRepo| shards.shard_for(&r.name);
+        // An md5 per repo: on every core for a large set (the order of the routes is kept).
+        let routes = if desired.repos.len() >= PARALLEL_FROM {
+            desired.repos.par_iter().map(route).collect()
+        } else {
+            desired.repos.iter().map(route).collect()
+        };
         Snapshot { desired, routes }
     }
 
@@ -79,4 +90,22 @@ pub struct Observation {
     pub snapshot: Result<Arc<Snapshot>, String>,
     /// One per configured shard, in address order.
     pub shards: Vec<ShardObservation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DesiredRepo, RepoName};
+    use crate::routing::Routing;
+
+    #[test]
+    fn a_large_set_is_routed_on_every_core_in_its_own_order() {
+        let shards = ShardMap::new((0..8).map(|i| format!("gs-{i}")).collect(), Routing::Md5).expect("eight shards");
+        let repos: Vec<DesiredRepo> = (0..PARALLEL_FROM as i64 + 1_000)
+            .map(|i| DesiredRepo::new(i, RepoName::from_normalized(format!("github.com/o/r-{i}")), ""))
+            .collect();
+        let expected: Vec<ShardIdx> = repos.iter().map(|r| shards.shard_for(&r.name)).collect();
+        let snapshot = Snapshot::routed(DesiredSet { repos, ..DesiredSet::default() }, &shards);
+        assert_eq!(snapshot.routes, expected);
+    }
 }

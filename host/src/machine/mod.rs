@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use decision_log::LoggedDecision;
 pub use explain::OwnedCandidate;
-pub use input::{Observation, ShardAnswer, ShardObservation, Snapshot};
+pub use input::{Observation, ShardAnswer, ShardObservation, Snapshot, PARALLEL_FROM};
 pub use lost::LOST;
 pub use progress::ProgressScope;
 
