@@ -40,11 +40,6 @@ impl NameList {
         self.iter().any(|listed| listed == name)
     }
 
-    /// Bytes held on the heap.
-    pub fn heap_bytes(&self) -> usize {
-        self.text.len() + self.ends.len() * size_of::<u32>()
-    }
-
     /// This list with `more` names after its own, for the few a progress call adds.
     pub fn extended<'a>(self, more: impl IntoIterator<Item = &'a str>) -> NameList {
         let mut builder = NameListBuilder { text: self.text.into_string(), ends: self.ends.into_vec() };
@@ -131,14 +126,6 @@ impl NameListBuilder {
         self.try_push(name).expect("a name list holds less than 4 GiB of text");
     }
 
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     pub fn finish(self) -> NameList {
         NameList { text: self.text.into_boxed_str(), ends: self.ends.into_boxed_slice() }
     }
@@ -156,7 +143,6 @@ mod tests {
         assert!(list.contains("") && list.contains("gitlab.com/ü/x") && !list.contains("github.com/a"));
         let list = list.extended(["x/y"]);
         assert_eq!(list.iter().collect::<Vec<_>>(), ["github.com/a/b", "", "gitlab.com/ü/x", "x/y"]);
-        assert_eq!(list.heap_bytes(), "github.com/a/bgitlab.com/ü/xx/y".len() + 4 * 4);
         assert!(NameList::default().is_empty());
         assert_eq!(format!("{:?}", NameList::from(vec![RepoName::from_normalized("a/b")])), r#"["a/b"]"#);
     }

@@ -171,11 +171,6 @@ impl PolicySet {
         asked.chain(shadows).fold(RepoColumns::default(), RepoColumns::union)
     }
 
-    /// Whether any module that may be asked reads stars (see [`PolicySet::columns_read`]).
-    pub fn reads_stars(&self) -> bool {
-        self.columns_read().stars
-    }
-
     /// The modules in shadow mode, by file name.
     pub fn shadows(&self) -> impl Iterator<Item = &Arc<Module>> {
         self.modules.iter().filter(|m| m.mode == mode::Mode::Shadow)

@@ -39,7 +39,7 @@ fn a_shadow_never_serves_and_reports_how_its_order_differs() {
     host.reload(now()).expect("reload");
     assert!(host.current().chain(Interface::Prioritize).is_empty(), "a shadow serves");
     assert!(host.has_shadows());
-    assert!(host.current().reads_stars(), "the shadow's columns are read");
+    assert!(host.current().columns_read().stars, "the shadow's columns are read");
     let before = host.status(now());
     assert_eq!(status_of(&before, "shadow").len(), 1, "{before:#?}");
     assert!(before[0].shadow.is_none(), "figures before any evaluation");
