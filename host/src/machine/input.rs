@@ -46,6 +46,18 @@ impl Snapshot {
         since_full.is_some_and(|age| age < full_interval) && base.upgrade().is_some_and(|b| Arc::ptr_eq(&b, at_hand))
     }
 
+    /// The snapshot after an incremental read's `changes`: `previous` itself (no copy) when the
+    /// delta holds nothing `previous` lacks, which is the common case between full reads (see
+    /// `DesiredChanges::without_rows_held_by`). The sidecar and the simulator apply deltas alike
+    /// through this.
+    pub fn after_changes(previous: &Arc<Snapshot>, changes: DesiredChanges, shards: &ShardMap) -> Arc<Snapshot> {
+        let changes = changes.without_rows_held_by(&previous.desired);
+        if changes.ids.is_empty() {
+            return Arc::clone(previous);
+        }
+        Arc::new(previous.with_changes(changes, shards))
+    }
+
     /// The snapshot after an incremental read's `changes` (see `DesiredSet::apply`): repos
     /// carried over keep their route, only changed ones are routed again.
     pub fn with_changes(&self, changes: DesiredChanges, shards: &ShardMap) -> Snapshot {

@@ -110,13 +110,13 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let previous = Arc::clone(previous);
     let snapshot = tokio::task::spawn_blocking(move || match read {
         Read::Full(desired) => Arc::new(Snapshot::routed(desired, &shards)),
-        // Nothing changed (the common case between full reads): the snapshot stays as it is.
-        Read::Changes(changes) if changes.ids.is_empty() => previous,
         Read::Changes(changes) => {
-            let changed = changes.ids.len();
-            let snapshot = previous.with_changes(changes, &shards);
-            tracing::debug!(changed, repos = snapshot.desired.repos.len(), "Applied an incremental read.");
-            Arc::new(snapshot)
+            let rows = changes.ids.len();
+            let snapshot = Snapshot::after_changes(&previous, changes, &shards);
+            if !Arc::ptr_eq(&snapshot, &previous) {
+                tracing::debug!(rows, repos = snapshot.desired.repos.len(), "Applied an incremental read.");
+            }
+            snapshot
         }
     })
     .await

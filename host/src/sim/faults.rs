@@ -63,6 +63,10 @@ pub enum Fault {
     Undelete,
     Rename,
     CloneUrlChange,
+    /// Repo-updater rewrites rows without changing a column the sidecar reads.
+    Rewrite {
+        rows: usize,
+    },
     /// The sidecar process dies (SIGKILL) and is restarted after a pause.
     Crash {
         restart_after: Duration,
@@ -122,7 +126,7 @@ pub fn schedule(rng: &mut ChaCha8Rng, start: Timestamp, window: Duration, n_shar
 fn one(rng: &mut ChaCha8Rng, n_shards: usize) -> Fault {
     let shard = rng.random_range(0..n_shards);
     let secs = |rng: &mut ChaCha8Rng, max: u64| Duration::from_millis(rng.random_range(500..max * 1000));
-    match rng.random_range(0..20) {
+    match rng.random_range(0..21) {
         0 | 1 => Fault::ShardDown { shard, lasts: secs(rng, 60) },
         2 => Fault::ShardRestart { shard },
         3 => Fault::ShardSlow { shard, lasts: secs(rng, 40) },
@@ -140,6 +144,7 @@ fn one(rng: &mut ChaCha8Rng, n_shards: usize) -> Fault {
         15 => Fault::CloneUrlChange,
         16 | 17 => Fault::Crash { restart_after: secs(rng, 5) },
         18 => Fault::PolicyMisbehaves { lasts: secs(rng, 60) },
+        19 => Fault::Rewrite { rows: rng.random_range(1..20) },
         _ => Fault::OperatorEnqueue,
     }
 }

@@ -33,6 +33,8 @@ pub struct RepoDb {
     url_version: u64,
     /// Bumped by every write: a read's mark.
     version: u64,
+    /// The version of the last write that changed what a read returns (not a rewrite).
+    content_version: u64,
     /// Reads fail at once until then.
     pub down_until: Timestamp,
     /// Reads hang (until the client's bound) until then.
@@ -59,6 +61,7 @@ impl RepoDb {
         let name = self.fresh_name(rng);
         let clone_url = format!("https://{name}.git");
         self.version += 1;
+        self.content_version = self.version;
         let row = Row { id: self.next_id, name, clone_url, deleted: false, version: self.version };
         self.rows.insert(self.next_id, row);
     }
@@ -72,6 +75,26 @@ impl RepoDb {
         let row = self.rows.get_mut(&id)?;
         row.version = version;
         Some(row)
+    }
+
+    /// A row to change: picked, and the change counted as one a read sees.
+    fn change(&mut self, rng: &mut ChaCha8Rng, deleted: bool) -> Option<&mut Row> {
+        self.content_version = self.version + 1;
+        self.pick(rng, deleted)
+    }
+
+    /// Repo-updater rewrites `rows` rows (live or soft-deleted) without changing a column the
+    /// sidecar reads: a delta returns them, and nothing changes.
+    pub fn rewrite(&mut self, rng: &mut ChaCha8Rng, rows: usize) {
+        for _ in 0..rows {
+            let deleted = rng.random_bool(0.2);
+            self.pick(rng, deleted);
+        }
+    }
+
+    /// Whether a write since `mark` changed what a read returns.
+    pub fn changed_since(&self, mark: u64) -> bool {
+        self.content_version > mark
     }
 
     /// The mark of a read made now.
@@ -96,20 +119,20 @@ impl RepoDb {
     }
 
     pub fn soft_delete(&mut self, rng: &mut ChaCha8Rng) {
-        if let Some(row) = self.pick(rng, false) {
+        if let Some(row) = self.change(rng, false) {
             row.deleted = true;
         }
     }
 
     pub fn undelete(&mut self, rng: &mut ChaCha8Rng) {
-        if let Some(row) = self.pick(rng, true) {
+        if let Some(row) = self.change(rng, true) {
             row.deleted = false;
         }
     }
 
     pub fn rename(&mut self, rng: &mut ChaCha8Rng) {
         let name = self.fresh_name(rng);
-        if let Some(row) = self.pick(rng, false) {
+        if let Some(row) = self.change(rng, false) {
             row.name = name;
         }
     }
@@ -117,7 +140,7 @@ impl RepoDb {
     pub fn change_clone_url(&mut self, rng: &mut ChaCha8Rng) {
         self.url_version += 1;
         let version = self.url_version;
-        if let Some(row) = self.pick(rng, false) {
+        if let Some(row) = self.change(rng, false) {
             row.clone_url = format!("https://mirror{version}.example/{}.git", row.name);
         }
     }

@@ -260,6 +260,7 @@ impl<'k> Sim<'k> {
             Fault::Undelete => self.repo_db.undelete(&mut self.rng),
             Fault::Rename => self.repo_db.rename(&mut self.rng),
             Fault::CloneUrlChange => self.repo_db.change_clone_url(&mut self.rng),
+            Fault::Rewrite { rows } => self.repo_db.rewrite(&mut self.rng, rows),
             Fault::Crash { restart_after } => self.crash(restart_after),
             Fault::Reshard => {
                 let mut addrs = self.shard_map.addrs().to_vec();

@@ -285,12 +285,16 @@ fn read_desired(
                 previous,
             ) =>
         {
-            Some(previous.with_changes(repo_db.changes_since(*mark), shard_map))
+            Some(Snapshot::after_changes(previous, repo_db.changes_since(*mark), shard_map))
         }
         _ => None,
     };
     let snapshot = match incremental {
         Some(snapshot) => {
+            let rewrites_only = process.read_mark.as_ref().is_some_and(|(mark, _)| !repo_db.changed_since(*mark));
+            if rewrites_only && !Arc::ptr_eq(&snapshot, previous) {
+                return Err("a delta of rows rewritten as they were made a new desired set".to_owned());
+            }
             if snapshot.desired != full.desired || snapshot.routes != full.routes {
                 return Err(format!(
                     "an incremental read gave {} repos where a full read gives {}, or other rows or routes",
@@ -298,7 +302,7 @@ fn read_desired(
                     full.desired.repos.len()
                 ));
             }
-            Arc::new(snapshot)
+            snapshot
         }
         None => {
             process.full_read_at = Some(now);

@@ -35,6 +35,44 @@ pub struct DesiredChanges {
     pub recorded_shards: Vec<std::sync::Arc<str>>,
 }
 
+impl DesiredChanges {
+    /// The changes without the rows `base` already holds exactly as they are now: repo-updater
+    /// rewrites rows for columns this read does not fill (`updated_at`, metadata), and each
+    /// rewrite makes a delta return the row. Applying such rows would copy the whole set for
+    /// nothing, every tick, so they are dropped here and a delta of only them leaves `ids`
+    /// empty (the caller then keeps the set as it is).
+    ///
+    /// A row is dropped only when neither the delta nor `base` reports a problem for it, so a
+    /// problem's text never goes stale.
+    pub fn without_rows_held_by(mut self, base: &DesiredSet) -> DesiredChanges {
+        let reported: HashSet<i64> = self.problems.iter().map(|problem| problem.repo_id).collect();
+        let base_reports = |id: i64| base.problems.binary_search_by_key(&id, |problem| problem.repo_id).is_ok();
+        let mut held: HashSet<i64> = HashSet::new();
+        self.repos.retain(|repo| {
+            let same = !reported.contains(&repo.id)
+                && !base_reports(repo.id)
+                && base.repos.binary_search_by(|r| r.name.cmp(&repo.name)).is_ok_and(|idx| base.repos[idx] == *repo);
+            if same {
+                held.insert(repo.id);
+            }
+            !same
+        });
+        // Ids with no usable row now (soft-deleted or skipped): nothing to remove where `base`
+        // neither holds nor reports them, e.g. a soft-deleted row rewritten again.
+        let fresh: HashSet<i64> = self.repos.iter().map(|repo| repo.id).collect();
+        let gone: HashSet<i64> =
+            self.ids.iter().copied().filter(|id| !fresh.contains(id) && !reported.contains(id)).collect();
+        if !gone.is_empty() {
+            let in_base: HashSet<i64> = base.repos.iter().map(|repo| repo.id).filter(|id| gone.contains(id)).collect();
+            held.extend(gone.into_iter().filter(|&id| !in_base.contains(&id) && !base_reports(id)));
+        }
+        if !held.is_empty() {
+            self.ids.retain(|id| !held.contains(id));
+        }
+        self
+    }
+}
+
 impl DesiredSet {
     /// The set after `changes`: every repo whose id changed is replaced by its new row (or
     /// removed, if it is no longer desired). Also returns, for each repo of the result, its
@@ -145,6 +183,39 @@ mod tests {
             ..DesiredChanges::default()
         });
         assert_eq!(back.repos.len(), 5);
+    }
+
+    #[test]
+    fn rows_rewritten_as_they_were_are_no_change() {
+        let mut before = set(vec![
+            repo(1, "github.com/a/one", "u1"),
+            repo(2, "github.com/a/two", "u2"),
+            repo(3, "github.com/a/three", "u3"),
+        ]);
+        before.problems = vec![RowProblem { repo_id: 3, name: "github.com/a/three".into(), message: "old".into() }];
+        // 1 rewritten as it was, 9 a soft-deleted row rewritten: neither changes the set.
+        let rewritten = DesiredChanges {
+            ids: vec![1, 9],
+            repos: vec![repo(1, "github.com/a/one", "u1")],
+            ..DesiredChanges::default()
+        };
+        assert_eq!(rewritten.without_rows_held_by(&before).ids, Vec::<i64>::new());
+
+        // 2 has a new clone URL; 3 is as it was but its problem may have gone; 1 was soft-deleted.
+        let mut fresh = vec![repo(2, "github.com/a/two", "u2-new"), repo(3, "github.com/a/three", "u3")];
+        fresh.sort_by(|a, b| a.name.cmp(&b.name));
+        let changed = DesiredChanges { ids: vec![1, 2, 3], repos: fresh, ..DesiredChanges::default() };
+        let kept = changed.clone().without_rows_held_by(&before);
+        assert_eq!(kept, changed, "every row here changes the set");
+
+        // A row reported now is kept, so its problem lands.
+        let reported = DesiredChanges {
+            ids: vec![2],
+            repos: vec![repo(2, "github.com/a/two", "u2")],
+            problems: vec![RowProblem { repo_id: 2, name: "github.com/a/two".into(), message: "new".into() }],
+            ..DesiredChanges::default()
+        };
+        assert_eq!(reported.clone().without_rows_held_by(&before), reported);
     }
 
     #[test]
