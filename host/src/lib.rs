@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod routing;
 pub mod schedule;
+pub mod shard_leases;
 pub mod sidecar;
 pub mod sim;
 pub mod sources;

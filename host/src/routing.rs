@@ -89,11 +89,11 @@ fn md5_index(name: &str, n_shards: usize) -> usize {
     usize::try_from(u64::from_be_bytes(first) % n).expect("index is below n_shards")
 }
 
-fn xxhash64(text: &str) -> u64 {
+pub(crate) fn xxhash64(text: &str) -> u64 {
     XxHash64::oneshot(0, text.as_bytes())
 }
 
-fn xorshift_mult64(mut x: u64) -> u64 {
+pub(crate) fn xorshift_mult64(mut x: u64) -> u64 {
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;

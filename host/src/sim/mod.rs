@@ -11,6 +11,7 @@
 
 mod faults;
 mod invariants;
+mod leases;
 mod policies;
 mod repo_db;
 mod run;
@@ -22,6 +23,7 @@ use std::sync::Mutex;
 
 pub use faults::Fault;
 pub use invariants::Violation;
+pub use leases::{run_lease_seed, LeaseSummary, LeaseViolation};
 pub use run::{run_seed, Options, Summary};
 
 /// What a batch of seeds did.
