@@ -26,7 +26,7 @@ use crate::reconcile::fmt_duration;
 use crate::report::{median, Section};
 
 const SHARDS: usize = 8;
-const NOTE: &str = "The first tick is a full read of the repo DB (the columns a sidecar without policy modules and write-back reads: id, name, clone URL, created_at), a progress sweep of every repo the lists lack (100,000 names, 20 calls) and the first reconcile and order of 100,000 due repos; later ticks read only the rows changed since the last read (none here: the snapshot is kept as it is), ask progress only about the repos whose answer can change a decision (in flight, awaiting confirmation, the head of each shard's queue), and reconcile against lists shared rather than copied. The fake shards hold each `/repo-update` open, as gitserver does while it clones, so 40 dispatches stay in flight. Each of the three sidecars starts from a clean state; the peak differs from run to run with how the shards' answers interleave. Peak RSS is the whole process (tokio, wasmtime's engine, the admin API, the binary's pages) at its highest: the desired set (104 B per repo plus its name), each shard's list as one text buffer with a 4-byte end per name, and, while a tick reads the next lists, the answers' bytes and the new lists beside the last ones. A later full read (every `full_interval`, not within these six ticks) briefly holds the old and the new desired set, about 135 B per repo more.";
+const NOTE: &str = "The first tick is a full read of the repo DB (the columns a sidecar without policy modules and write-back reads: id, name, clone URL, created_at), a progress sweep of every repo the lists lack (100,000 names, 20 calls) and the first reconcile and order of 100,000 due repos; later ticks read only the rows changed since the last read (before each of the next four, 1,000 rows whose `updated_at` repo-updater rewrote, a column this sidecar does not read: the snapshot is kept as it is; before the last, 100 renamed repos, which the tick applies), ask progress only about the repos whose answer can change a decision (in flight, awaiting confirmation, the head of each shard's queue), and reconcile against lists shared rather than copied. The fake shards hold each `/repo-update` open, as gitserver does while it clones, so 40 dispatches stay in flight. Each of the three sidecars starts from a clean state; the peak differs from run to run with how the shards' answers interleave. Peak RSS is the whole process (tokio, wasmtime's engine, the admin API, the binary's pages) at its highest: the desired set (104 B per repo plus its name), each shard's list as one text buffer with a 4-byte end per name, and, while a tick reads the next lists, the answers' bytes and the new lists beside the last ones. Applying a real change copies the desired set beside the old one, which the last tick's observations still hold: that is the second peak figure, and a full read (every `full_interval`, not within these six ticks) does the same.";
 const TICKS: usize = 6;
 /// Sidecars started one after another: the peak RSS depends on how the shards' answers
 /// interleave, so one run is not a figure.
@@ -82,13 +82,14 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
     let mut firsts: Vec<Duration> = runs.iter().map(|m| m.ticks[0]).collect();
     let mut steadies: Vec<Duration> =
         runs.iter().map(|m| m.ticks[1..].iter().sum::<Duration>() / (m.ticks.len() - 1) as u32).collect();
+    let mut peaks_before: Vec<u64> = runs.iter().map(|m| m.peak_before_renames).collect();
+    peaks_before.sort_unstable();
     let mut peaks: Vec<u64> = runs.iter().map(|m| m.peak_rss).collect();
     peaks.sort_unstable();
     let m = &runs[0];
 
     let first = median(&mut firsts);
     let steady = median(&mut steadies);
-    let peak = peaks[peaks.len() / 2];
     let per_repo = |bytes: u64| bytes as f64 / live as f64;
     let mut section = Section::new(format!(
         "The sidecar at scale: {live} desired repos, {SHARDS} shards (90% listed, 1,000 orphans each), no policy, interval 5s"
@@ -118,15 +119,28 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         format!("{:.2}×", steady.as_secs_f64() / floor.as_secs_f64()),
         "goal: well below 1×",
     );
-    section.row(
-        &format!("peak RSS of the process (VmHWM), median of {SIDECAR_RUNS} sidecar runs"),
+    let peak_row = |peaks: &[u64]| {
+        let peak = peaks[peaks.len() / 2];
         format!(
             "{:.0} MB ({:.0} bytes/desired repo; runs {:.0}–{:.0})",
             peak as f64 / 1e6,
             per_repo(peak),
             per_repo(peaks[0]),
             per_repo(peaks[peaks.len() - 1])
+        )
+    };
+    section.row(
+        &format!(
+            "peak RSS of the process (VmHWM) through {} ticks, 1,000 rows rewritten before each later one, \
+             median of {SIDECAR_RUNS} sidecar runs",
+            TICKS - 1
         ),
+        peak_row(&peaks_before),
+        "goal ≤ 300 bytes/repo",
+    );
+    section.row(
+        "the same after one more tick, which applies 100 renamed repos",
+        peak_row(&peaks),
         "goal ≤ 300 bytes/repo",
     );
     section.row(
@@ -141,6 +155,8 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
 
 struct Measured {
     ticks: Vec<Duration>,
+    /// VmHWM before the last tick, which applies the renames.
+    peak_before_renames: u64,
     peak_rss: u64,
     first_sweep_names: u64,
     progress_names_per_tick: f64,
@@ -222,20 +238,52 @@ async fn run_sidecar(binary: &Path, db_url: &str, addrs: &[String], asked: &Aske
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
-    let measured = watch_ticks(&mut child, &admin, asked).await;
+    let repo_db = sqlx::PgPool::connect(db_url).await.context("connecting to the repo DB to change rows")?;
+    restore_renamed(&repo_db).await?;
+    let measured = watch_ticks(&mut child, &admin, asked, &repo_db).await;
     let _ = child.kill();
     let _ = child.wait();
+    restore_renamed(&repo_db).await?;
     measured
+}
+
+/// Appended to the names of the repos renamed before the last tick.
+const RENAMED: &str = "-bench-renamed";
+
+/// Between ticks, what a deployment's repo DB sees between reads: repo-updater rewriting rows
+/// (1,000 per tick, `updated_at` only, which a sidecar without policies does not read), and
+/// before the last tick a real change (100 repos renamed).
+async fn change_rows(repo_db: &sqlx::PgPool, after_tick: usize) -> anyhow::Result<()> {
+    let sql = if after_tick + 1 < TICKS {
+        format!("UPDATE repo SET updated_at = now() WHERE id % 1000 = {after_tick}")
+    } else {
+        format!("UPDATE repo SET name = name || '{RENAMED}' WHERE id % 10000 = 7 AND deleted_at IS NULL")
+    };
+    sqlx::query(&sql).execute(repo_db).await.with_context(|| format!("changing rows: {sql}"))?;
+    Ok(())
+}
+
+/// Undoes the renames (also those of a run that was interrupted).
+async fn restore_renamed(repo_db: &sqlx::PgPool) -> anyhow::Result<()> {
+    let sql = format!("UPDATE repo SET name = left(name, -{}) WHERE name LIKE '%{RENAMED}'", RENAMED.len());
+    sqlx::query(&sql).execute(repo_db).await.context("restoring renamed repos")?;
+    Ok(())
 }
 
 /// Polls the sidecar's metrics until [`TICKS`] ticks completed; each tick's duration from the
 /// histogram's sum, the peak RSS from `/proc`.
-async fn watch_ticks(child: &mut Child, admin: &str, asked: &Asked) -> anyhow::Result<Measured> {
+async fn watch_ticks(
+    child: &mut Child,
+    admin: &str,
+    asked: &Asked,
+    repo_db: &sqlx::PgPool,
+) -> anyhow::Result<Measured> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut last_count, mut last_sum) = (0u64, 0.0f64);
     let mut ticks = Vec::new();
     let mut asked_at = Vec::new();
+    let mut peak_before_renames = 0;
     while ticks.len() < TICKS {
         anyhow::ensure!(Instant::now() < deadline, "the sidecar completed {} ticks in 10 minutes", ticks.len());
         if let Some(status) = child.try_wait()? {
@@ -255,6 +303,12 @@ async fn watch_ticks(child: &mut Child, admin: &str, asked: &Asked) -> anyhow::R
             ticks.push(Duration::from_secs_f64((sum - last_sum) / (count - last_count) as f64));
             asked_at.push((asked.progress_names.load(Ordering::Relaxed), asked.progress_calls.load(Ordering::Relaxed)));
             (last_count, last_sum) = (count, sum);
+            if ticks.len() == TICKS - 1 {
+                peak_before_renames = vm_hwm(child.id())?;
+            }
+            if ticks.len() < TICKS {
+                change_rows(repo_db, ticks.len()).await?;
+            }
         }
     }
     let peak_rss = vm_hwm(child.id())?;
@@ -262,7 +316,14 @@ async fn watch_ticks(child: &mut Child, admin: &str, asked: &Asked) -> anyhow::R
     let later = (asked_at.len() - 1) as f64;
     let names = (asked_at[asked_at.len() - 1].0 - asked_at[0].0) as f64 / later;
     let calls = (asked_at[asked_at.len() - 1].1 - asked_at[0].1) as f64 / later;
-    Ok(Measured { ticks, peak_rss, first_sweep_names, progress_names_per_tick: names, progress_calls_per_tick: calls })
+    Ok(Measured {
+        ticks,
+        peak_before_renames,
+        peak_rss,
+        first_sweep_names,
+        progress_names_per_tick: names,
+        progress_calls_per_tick: calls,
+    })
 }
 
 fn metric(text: &str, name: &str) -> Option<f64> {
