@@ -162,8 +162,7 @@ pub fn decide(
             (None, None) => {
                 // Free: the preferred replica takes it; any replica does once it has stayed
                 // free for a TTL (the preferred one may be live in name only).
-                let stale = db_now.since(row.renewed_at) > timings.ttl;
-                if wanted_by == Some(me) || stale {
+                if wanted_by == Some(me) || expired {
                     actions.push(LeaseAction::Take { shard: row.shard.clone() });
                 }
             }
