@@ -120,26 +120,44 @@ pub(super) trait Row {
     fn last_attempt_at(&self) -> Option<i64>;
 }
 
-/// The row's facts, and which of the numbers in `wanted` are known: a `…-known` bit means
-/// nothing without its column, and reading a field no column needs costs memory traffic.
-fn flags_of<R: Row>(row: &R, wanted: Columns) -> RepoFlags {
-    let (private, fork, archived) = row.private_fork_archived();
-    let mut flags = RepoFlags::empty();
-    let mut set = |yes: bool, bit: RepoFlags| {
-        if yes {
-            flags |= bit;
+/// Which `…-known` bits a batch carries: one per number column the module reads. Worked
+/// out once per batch, so that each row costs a few plain tests.
+#[derive(Clone, Copy)]
+struct KnownBits {
+    stars: bool,
+    created_at: bool,
+    updated_at: bool,
+    size_bytes: bool,
+    last_attempt_at: bool,
+}
+
+impl KnownBits {
+    fn of(wanted: Columns) -> KnownBits {
+        KnownBits {
+            stars: wanted.has(Column::Stars),
+            created_at: wanted.has(Column::CreatedAt),
+            updated_at: wanted.has(Column::UpdatedAt),
+            size_bytes: wanted.has(Column::SizeBytes),
+            last_attempt_at: wanted.has(Column::LastAttemptAt),
         }
-    };
-    set(private, RepoFlags::PRIVATE);
-    set(fork, RepoFlags::FORK);
-    set(archived, RepoFlags::ARCHIVED);
-    let known = |column: Column, is_known: &dyn Fn() -> bool| wanted.has(column) && is_known();
-    set(known(Column::Stars, &|| row.stars().is_some()), RepoFlags::STARS_KNOWN);
-    set(known(Column::CreatedAt, &|| row.created_at().is_some()), RepoFlags::CREATED_AT_KNOWN);
-    set(known(Column::UpdatedAt, &|| row.updated_at().is_some()), RepoFlags::UPDATED_AT_KNOWN);
-    set(known(Column::SizeBytes, &|| row.size_bytes().is_some()), RepoFlags::SIZE_BYTES_KNOWN);
-    set(known(Column::LastAttemptAt, &|| row.last_attempt_at().is_some()), RepoFlags::LAST_ATTEMPT_AT_KNOWN);
-    flags
+    }
+}
+
+/// The row's facts, and which of the numbers in `known` are known: a `…-known` bit means
+/// nothing without its column, and reading a field no column needs costs memory traffic.
+fn flags_of<R: Row>(row: &R, known: KnownBits) -> RepoFlags {
+    let (private, fork, archived) = row.private_fork_archived();
+    let bits = [
+        (private, RepoFlags::PRIVATE),
+        (fork, RepoFlags::FORK),
+        (archived, RepoFlags::ARCHIVED),
+        (known.stars && row.stars().is_some(), RepoFlags::STARS_KNOWN),
+        (known.created_at && row.created_at().is_some(), RepoFlags::CREATED_AT_KNOWN),
+        (known.updated_at && row.updated_at().is_some(), RepoFlags::UPDATED_AT_KNOWN),
+        (known.size_bytes && row.size_bytes().is_some(), RepoFlags::SIZE_BYTES_KNOWN),
+        (known.last_attempt_at && row.last_attempt_at().is_some(), RepoFlags::LAST_ATTEMPT_AT_KNOWN),
+    ];
+    bits.into_iter().filter(|&(yes, _)| yes).fold(RepoFlags::empty(), |flags, (_, bit)| flags | bit)
 }
 
 /// A scheduler candidate with the shard address list it indexes.
@@ -296,6 +314,7 @@ pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
     let mut code_hosts = Table::with_capacity(capacity(Column::CodeHost));
     let mut service_types = Table::with_capacity(capacity(Column::ServiceType));
     let has = |column: Column| wanted.has(column);
+    let known = KnownBits::of(wanted);
     for row in rows {
         if has(Column::Id) {
             batch.ids.push(row.id());
@@ -310,7 +329,7 @@ pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
             service_types.push(row.service_type());
         }
         if has(Column::Flags) {
-            batch.flags.push(flags_of(row, wanted));
+            batch.flags.push(flags_of(row, known));
         }
         if has(Column::Stars) {
             batch.stars.push(row.stars().unwrap_or(0));
