@@ -207,7 +207,9 @@ crate-type = ["cdylib"]
 wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc", "bitflags"] }
 
 [profile.release]
-opt-level = "s"
+# Speed over size: prioritize runs over every due repository on every tick, while the code is
+# compiled once and cached.
+opt-level = 3
 lto = true
 codegen-units = 1
 panic = "abort"
