@@ -109,6 +109,9 @@ pub struct Metrics {
     pub writeback_records_refused: Counter,
     /// Successful reads of the desired set, full or incremental.
     pub repo_db_reads: Family<ReadLabel, Counter>,
+    /// How long each successful read took, from its first statement to the routed snapshot:
+    /// the largest wait on the outside world in a full tick.
+    pub repo_db_read_duration: Family<ReadLabel, Histogram>,
     /// Names asked about in `/repo-clone-progress` calls.
     pub progress_names: Counter,
     /// Per shadow module, its agreement with the serving order in its last evaluated tick.
@@ -231,6 +234,14 @@ impl Default for Metrics {
             "Successful reads of the desired repos: full, or incremental (the rows changed since the last read)",
             repo_db_reads.clone(),
         );
+        let repo_db_read_duration = Family::<ReadLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "repo_db_read_duration_seconds",
+            "Duration of one successful read of the desired repos, from its first statement to the routed snapshot",
+            repo_db_read_duration.clone(),
+        );
         let progress_names = Counter::default();
         registry.register(
             "progress_names",
@@ -240,6 +251,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             repo_db_reads,
+            repo_db_read_duration,
             progress_names,
             last_tick_completed,
             last_repo_db_read,

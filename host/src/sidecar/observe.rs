@@ -102,13 +102,7 @@ pub async fn observe(
         }
     }
 
-    let snapshot = match super::read::read_desired(&sources, &previous).await {
-        Ok((snapshot, kind)) => {
-            sources.metrics.repo_db_reads.get_or_create(&crate::metrics::ReadLabel { kind: kind.as_str() }).inc();
-            Ok(snapshot)
-        }
-        Err(error) => Err(error),
-    };
+    let snapshot = super::read::read_desired(&sources, &previous).await.map(|(snapshot, _kind)| snapshot);
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
     let _ = snapshot_tx.send(Some(current));
 

@@ -133,6 +133,10 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     } else {
         reads.columns_throughout = reads.columns_throughout.intersection(columns);
     }
+    drop(reads);
+    let label = crate::metrics::ReadLabel { kind: kind.as_str() };
+    sources.metrics.repo_db_read_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+    sources.metrics.repo_db_reads.get_or_create(&label).inc();
     Ok((snapshot, kind))
 }
 
