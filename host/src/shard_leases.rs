@@ -93,6 +93,11 @@ impl Holdings {
         self.held.get(shard).is_some_and(|held| !held.releasing && now < held.until)
     }
 
+    /// The lease held on `shard`, if any.
+    pub fn get(&self, shard: &str) -> Option<&Held> {
+        self.held.get(shard)
+    }
+
     /// The leases held, in shard order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Held)> {
         self.held.iter().map(|(shard, held)| (shard.as_str(), held))

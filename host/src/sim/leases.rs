@@ -446,7 +446,7 @@ impl World {
             (LeaseAction::Take { shard }, Some(epoch)) | (LeaseAction::Renew { shard, epoch: _ }, Some(epoch)) => {
                 r.holdings.granted(&shard, epoch, sent, &TIMINGS);
                 if r.holdings.may_dispatch(&shard, now) {
-                    let until = r.holdings.iter().find(|(s, _)| *s == shard).map_or(now, |(_, held)| held.until);
+                    let until = r.holdings.get(&shard).map_or(now, |held| held.until);
                     let rights = self.rights.entry(shard).or_default();
                     match rights.iter_mut().rev().find(|right| right.replica == id && right.to >= now) {
                         Some(open) => open.to = open.to.max(until),
