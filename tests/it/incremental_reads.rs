@@ -98,17 +98,15 @@ async fn every_change_through_incremental_reads(shape: Shape) {
         (code == 200).then_some(body).ok_or_else(|| format!("/metrics answered {code}"))
     })
     .await;
-    let count = |kind: &str| -> f64 {
-        let prefix = format!("clonekeeper_repo_db_reads_total{{kind=\"{kind}\"}} ");
+    let sample = |series: &str, kind: &str| -> f64 {
+        let prefix = format!("{series}{{kind=\"{kind}\"}} ");
         metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())?.trim().parse().ok()).unwrap_or(0.0)
     };
+    let count = |kind: &str| sample("clonekeeper_repo_db_reads_total", kind);
     assert_eq!(count("full"), 1.0, "one full read, at start:\n{metrics}");
     assert!(count("incremental") >= 3.0, "the changes came through incremental reads:\n{metrics}");
     // Every read counted is timed too.
-    let timed = |kind: &str| -> f64 {
-        let prefix = format!("clonekeeper_repo_db_read_duration_seconds_count{{kind=\"{kind}\"}} ");
-        metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())?.trim().parse().ok()).unwrap_or(0.0)
-    };
+    let timed = |kind: &str| sample("clonekeeper_repo_db_read_duration_seconds_count", kind);
     assert_eq!(timed("full"), count("full"), "one duration per full read:\n{metrics}");
     assert_eq!(timed("incremental"), count("incremental"), "one duration per incremental read:\n{metrics}");
 }

@@ -102,7 +102,7 @@ pub async fn observe(
         }
     }
 
-    let snapshot = super::read::read_desired(&sources, &previous).await.map(|(snapshot, _kind)| snapshot);
+    let snapshot = super::read::read_desired(&sources, &previous).await;
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
     let _ = snapshot_tx.send(Some(current));
 

@@ -47,13 +47,13 @@ impl Reads {
 
 /// What kind of read a tick made, for logs and metrics.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReadKind {
+enum ReadKind {
     Full,
     Incremental,
 }
 
 impl ReadKind {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             ReadKind::Full => "full",
             ReadKind::Incremental => "incremental",
@@ -63,7 +63,7 @@ impl ReadKind {
 
 /// Reads the desired set, bounded by `sources.repo_db_timeout`; `previous` is the last good
 /// snapshot, on top of which an incremental read applies.
-pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result<(Arc<Snapshot>, ReadKind), String> {
+pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result<Arc<Snapshot>, String> {
     // Columns are read only while something uses them: at a million rows each costs the repo
     // DB and the reader time, and stars in `repo.metadata` more than all others together.
     let policy_columns = sources.policy.as_ref().map(|policy| policy.current().columns_read()).unwrap_or_default();
@@ -137,7 +137,7 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let label = crate::metrics::ReadLabel { kind: kind.as_str() };
     sources.metrics.repo_db_read_duration.get_or_create(&label).observe(started.elapsed().as_secs_f64());
     sources.metrics.repo_db_reads.get_or_create(&label).inc();
-    Ok((snapshot, kind))
+    Ok(snapshot)
 }
 
 enum Read {
