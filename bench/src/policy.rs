@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonekeeper::model::{CloneUrl, DesiredRepo, RecordedState, RepoName, ServiceType, Timestamp};
+use clonekeeper::model::{CloneUrl, DesiredRepo, DesiredRepos, RecordedState, RepoName, ServiceType, Timestamp};
 use clonekeeper::policy::{CallLimits, Columns, HostConfig, Interface, Module, PolicyEngine, PolicyHost, Source};
 use clonekeeper::reconcile::RepoState;
 use clonekeeper::schedule::{BuiltinRetry, Candidate, Prioritizer, Priority};
@@ -99,16 +99,16 @@ impl Prioritizer for NativePopularFirst {
             .iter()
             .map(|c| {
                 let repo = c.repo;
-                let stars = f64::from(repo.stars.unwrap_or(0));
-                let activity = repo.updated_at.map_or(0.0, |updated| {
+                let stars = f64::from(repo.stars().unwrap_or(0));
+                let activity = repo.updated_at().map_or(0.0, |updated| {
                     let age_days = (now.as_millis().saturating_sub(updated.as_millis())).max(0) as f64 / DAY_MS;
                     self.exp2(-age_days / 30.0)
                 });
                 let mut score = self.log2(1.0 + stars) + 10.0 * activity;
-                if repo.fork {
+                if repo.fork() {
                     score -= 1000.0;
                 }
-                if repo.archived {
+                if repo.archived() {
                     score -= 1000.0;
                 }
                 Priority::Score(score)
@@ -117,7 +117,7 @@ impl Prioritizer for NativePopularFirst {
     }
 }
 
-fn candidates(desired: &[DesiredRepo]) -> Vec<Candidate<'_>> {
+fn candidates(desired: &DesiredRepos) -> Vec<Candidate<'_>> {
     desired.iter().map(|repo| Candidate { repo, shard: 0, state: RepoState::Uncloned, record: None }).collect()
 }
 
@@ -175,7 +175,7 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
         "Policy engine: prioritize over {n_repos} repos in batches of {BATCH} ({name}, Rust guest)"
     ));
     let now = Timestamp::from_millis(NOW);
-    let desired: Vec<DesiredRepo> = (0..n_repos).map(desired_repo).collect();
+    let desired: DesiredRepos = (0..n_repos).map(desired_repo).collect();
     let all = candidates(&desired);
 
     // Compile vs load from the cache, on fresh engines.
@@ -297,10 +297,9 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
     #[cfg(feature = "rego")]
     {
         // Rego: the same decision, on fewer repos if asked (regorus is an interpreter).
-        let rego_repos = &desired[..n_rego.min(n_repos)];
-        let rego_candidates = candidates(rego_repos);
+        let rego_candidates = &all[..n_rego.min(n_repos)];
         let rego = time(runs.min(3), || {
-            let scores = rego_eval(rego_repos, now).expect("regorus evaluates");
+            let scores = rego_eval(rego_candidates, now).expect("regorus evaluates");
             checksum += scores.len() as f64;
         });
         let wasm_same = time(runs, || {
@@ -308,14 +307,14 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
                 checksum += host.prioritize_traced(batch, now).0.len() as f64;
             }
         });
-        let rego_scores = rego_eval(&rego_repos[..1000.min(rego_repos.len())], now)?;
+        let rego_scores = rego_eval(&rego_candidates[..1000.min(rego_candidates.len())], now)?;
         let native_scores = NATIVE.prioritize(&rego_candidates[..rego_scores.len()], now);
         for (x, y) in rego_scores.iter().zip(&native_scores) {
             let Priority::Score(y) = y else { anyhow::bail!("native said not-now") };
             anyhow::ensure!((x - y).abs() < 1e-6, "Rego and native disagree: {x} != {y}");
         }
-        section.row(&format!("the same decision in Rego (regorus), {} repos", rego_repos.len()), ms(rego), "");
-        section.row(&format!("the module on the same {} repos", rego_repos.len()), ms(wasm_same), "");
+        section.row(&format!("the same decision in Rego (regorus), {} repos", rego_candidates.len()), ms(rego), "");
+        section.row(&format!("the module on the same {} repos", rego_candidates.len()), ms(wasm_same), "");
         section.row("ratio Rego / module", ratio(rego, wasm_same), "goal ≥ 10×");
     }
     #[cfg(not(feature = "rego"))]
@@ -369,7 +368,7 @@ fn boundary_module(like: &Module, cache: &Path, now: Timestamp) -> anyhow::Resul
 }
 
 #[cfg(feature = "rego")]
-fn rego_eval(repos: &[DesiredRepo], now: Timestamp) -> anyhow::Result<Vec<f64>> {
+fn rego_eval(candidates: &[Candidate<'_>], now: Timestamp) -> anyhow::Result<Vec<f64>> {
     use std::collections::BTreeMap;
 
     use regorus::Value;
@@ -386,18 +385,19 @@ fn rego_eval(repos: &[DesiredRepo], now: Timestamp) -> anyhow::Result<Vec<f64>> 
     )?;
     engine.add_policy("popular_first.rego".to_string(), REGO.to_string())?;
     let key = |k: &str| Value::from(k);
-    let list: Vec<Value> = repos
+    let list: Vec<Value> = candidates
         .iter()
-        .map(|repo| {
+        .map(|candidate| {
+            let repo = candidate.repo;
             let mut object = BTreeMap::new();
-            object.insert(key("name"), Value::from(repo.name.as_str()));
-            object.insert(key("id"), Value::from(repo.id));
-            if let Some(stars) = repo.stars {
+            object.insert(key("name"), Value::from(repo.name()));
+            object.insert(key("id"), Value::from(repo.id()));
+            if let Some(stars) = repo.stars() {
                 object.insert(key("stars"), Value::from(i64::from(stars)));
             }
-            object.insert(key("updated_at"), repo.updated_at.map_or(Value::Null, |t| Value::from(t.as_millis())));
-            object.insert(key("fork"), Value::from(repo.fork));
-            object.insert(key("archived"), Value::from(repo.archived));
+            object.insert(key("updated_at"), repo.updated_at().map_or(Value::Null, |t| Value::from(t.as_millis())));
+            object.insert(key("fork"), Value::from(repo.fork()));
+            object.insert(key("archived"), Value::from(repo.archived()));
             Value::from(object)
         })
         .collect();

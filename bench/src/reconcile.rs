@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clonekeeper::model::{AttemptRecord, CloneUrl, DesiredRepo, RecordedState, RepoName, Timestamp};
+use clonekeeper::model::{AttemptRecord, CloneUrl, DesiredRepo, DesiredRepos, RecordedState, RepoName, Timestamp};
 use clonekeeper::reconcile::{self, Actual, Context, ShardActual};
 use clonekeeper::routing::{Routing, ShardMap};
 
@@ -20,14 +20,14 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     let shards = ShardMap::new((0..SHARDS).map(|i| format!("gitserver-{i}:3178")).collect(), Routing::Md5)
         .expect("eight shards");
     let before_inputs = alloc::live();
-    let desired: Vec<DesiredRepo> = (0..n_repos).map(desired_repo).collect();
-    let routes: Vec<u16> = desired.iter().map(|r| shards.shard_for(&r.name)).collect();
+    let desired: DesiredRepos = (0..n_repos).map(desired_repo).collect();
+    let routes: Vec<u16> = desired.names().map(|name| shards.shard_for(name)).collect();
     // 90% cloned on their owner, 1% of those listed on the wrong shard, 1,000 orphans per shard.
     let mut lists: Vec<Vec<RepoName>> = vec![Vec::new(); SHARDS];
     for (idx, (repo, &shard)) in desired.iter().zip(&routes).enumerate() {
         if !idx.is_multiple_of(10) {
             let holder = if idx % 100 == 1 { (usize::from(shard) + 1) % SHARDS } else { usize::from(shard) };
-            lists[holder].push(repo.name.clone());
+            lists[holder].push(repo.repo_name());
         }
     }
     for (shard, list) in lists.iter_mut().enumerate() {
@@ -46,7 +46,7 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     let mut attempts = HashMap::new();
     for repo in desired.iter().step_by(100) {
         attempts.insert(
-            repo.name.clone(),
+            repo.repo_name(),
             AttemptRecord {
                 attempts: 2,
                 last_error: Some("fatal: could not read from remote repository".into()),
@@ -82,7 +82,7 @@ pub fn run(n_repos: usize, runs: usize) -> Section {
     let mut baseline = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let set: HashSet<&str> = desired.iter().map(|r| r.name.as_str()).collect();
+        let set: HashSet<&str> = desired.names().collect();
         let hits = actual
             .shards
             .iter()

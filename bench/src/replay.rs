@@ -126,7 +126,7 @@ fn parts(repos: usize, uncloned_percent: usize) -> Parts {
             full_interval: Duration::from_secs(300),
             shards: shards.clone(),
         },
-        snapshot: Arc::new(Snapshot::routed(DesiredSet { repos: list, ..DesiredSet::default() }, &shards)),
+        snapshot: Arc::new(Snapshot::routed(DesiredSet { repos: list.into(), ..DesiredSet::default() }, &shards)),
         states,
         attempts: HashMap::new(),
         clones,

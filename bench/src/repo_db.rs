@@ -48,7 +48,7 @@ pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result
                 let set = repo_db.load_desired_reading(columns).await?;
                 times.push(started.elapsed());
                 anyhow::ensure!(set.repos.len() == live, "read {} rows, expected {live}", set.repos.len());
-                anyhow::ensure!(columns.stars || set.repos.iter().all(|r| r.stars.is_none()), "stars were read");
+                anyhow::ensure!(columns.stars || set.repos.iter().all(|r| r.stars().is_none()), "stars were read");
             }
             Ok::<_, anyhow::Error>(median(&mut times))
         }

@@ -87,7 +87,7 @@ fn measure(size: &Size, runs: usize) -> Measured {
         }
     }
     let lists: Vec<NameList> = lists.into_iter().map(NameListBuilder::finish).collect();
-    let snapshot = Arc::new(Snapshot { desired: DesiredSet { repos, ..DesiredSet::default() }, routes });
+    let snapshot = Arc::new(Snapshot { desired: DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes });
     let inputs_bytes = alloc::live() - before_inputs;
 
     let settings = Settings {
@@ -128,7 +128,7 @@ fn measure(size: &Size, runs: usize) -> Measured {
     let mut baseline = Vec::new();
     for _ in 0..runs.max(1) {
         let started = Instant::now();
-        let set: HashSet<&str> = snapshot.desired.repos.iter().map(|r| r.name.as_str()).collect();
+        let set: HashSet<&str> = snapshot.desired.repos.iter().map(|r| r.name()).collect();
         let hits = lists.iter().flat_map(NameList::iter).filter(|n| set.contains(n)).count();
         baseline.push(started.elapsed());
         assert_eq!(hits, lists.iter().map(NameList::len).sum::<usize>());

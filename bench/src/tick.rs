@@ -26,8 +26,12 @@ use crate::reconcile::fmt_duration;
 use crate::report::{median, Section};
 
 const SHARDS: usize = 8;
-const NOTE: &str = "The first tick is a full read of the repo DB (the columns a sidecar without policy modules and write-back reads: id, name, clone URL, created_at), a progress sweep of every repo the lists lack (100,000 names, 20 calls) and the first reconcile and order of 100,000 due repos; later ticks read only the rows changed since the last read (before each of the next four, 1,000 rows whose `updated_at` repo-updater rewrote, a column this sidecar does not read: the snapshot is kept as it is; before the last, 100 renamed repos, which the tick applies), ask progress only about the repos whose answer can change a decision (in flight, awaiting confirmation, the head of each shard's queue), and reconcile against lists shared rather than copied. The fake shards hold each `/repo-update` open, as gitserver does while it clones, so 40 dispatches stay in flight. Each of the three sidecars starts from a clean state; the peak differs from run to run with how the shards' answers interleave. Peak RSS is the whole process (tokio, wasmtime's engine, the admin API, the binary's pages) at its highest: the desired set (104 B per repo plus its name), each shard's list as one text buffer with a 4-byte end per name, and, while a tick reads the next lists, the answers' bytes and the new lists beside the last ones. Applying a real change copies the desired set beside the old one, which the last tick's observations still hold: that is the second peak figure, and a full read (every `full_interval`, not within these six ticks) does the same.";
-const TICKS: usize = 6;
+const NOTE: &str = "The first tick is a full read of the repo DB (the columns a sidecar without policy modules and write-back reads: id, name, clone URL, created_at), a progress sweep of every repo the lists lack (100,000 names, 20 calls) and the first reconcile and order of 100,000 due repos; later ticks read only the rows changed since the last read (before each of the next four, 1,000 rows whose `updated_at` repo-updater rewrote, a column this sidecar does not read: the snapshot is kept as it is; before the sixth, 100 renamed repos, which the tick applies; the seventh is the full read `[sync] full_interval` brings, set to 28 s here), ask progress only about the repos whose answer can change a decision (in flight, awaiting confirmation, the head of each shard's queue), and reconcile against lists shared rather than copied. The fake shards hold each `/repo-update` open, as gitserver does while it clones, so 40 dispatches stay in flight. Each of the three sidecars starts from a clean state; the peak differs from run to run with how the shards' answers interleave. Peak RSS is the whole process (tokio, wasmtime's engine, the admin API, the binary's pages) at its highest: the desired set (column by column: each name's bytes and 21 B per repo), each shard's list as one text buffer with a 4-byte end per name, and, while a tick reads the next lists, the answers' bytes and the new lists beside the last ones. Applying a real change builds the next desired set beside the old one, which the last tick's observations still hold (the second peak figure), and a full read does the same while it decodes a million rows (the third).";
+const TICKS: usize = 7;
+/// `[sync] full_interval`: between the sixth tick (25 s after the first) and the seventh (30 s),
+/// so the seventh reads the repo DB in full again beside the set at hand. The harness checks
+/// from the read counter that it did, and that no earlier tick did.
+const FULL_INTERVAL: &str = "28s";
 /// Sidecars started one after another: the peak RSS depends on how the shards' answers
 /// interleave, so one run is not a figure.
 const SIDECAR_RUNS: usize = 3;
@@ -81,17 +85,23 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
     }
     let mut firsts: Vec<Duration> = runs.iter().map(|m| m.ticks[0]).collect();
     let mut steadies: Vec<Duration> =
-        runs.iter().map(|m| m.ticks[1..].iter().sum::<Duration>() / (m.ticks.len() - 1) as u32).collect();
-    let mut peaks_before: Vec<u64> = runs.iter().map(|m| m.peak_before_renames).collect();
-    peaks_before.sort_unstable();
-    let mut peaks: Vec<u64> = runs.iter().map(|m| m.peak_rss).collect();
-    peaks.sort_unstable();
+        runs.iter().map(|m| m.ticks[1..TICKS - 1].iter().sum::<Duration>() / (TICKS - 2) as u32).collect();
+    let mut fulls: Vec<Duration> = runs.iter().map(|m| m.ticks[TICKS - 1]).collect();
+    let sorted = |peaks: fn(&Measured) -> u64| {
+        let mut peaks: Vec<u64> = runs.iter().map(peaks).collect();
+        peaks.sort_unstable();
+        peaks
+    };
+    let peaks_before = sorted(|m| m.peak_before_renames);
+    let peaks_renamed = sorted(|m| m.peak_after_renames);
+    let peaks = sorted(|m| m.peak_rss);
     let m = &runs[0];
 
     let mut reads: Vec<Duration> = runs.iter().map(|m| m.first_read).collect();
     let first = median(&mut firsts);
     let first_read = median(&mut reads);
     let steady = median(&mut steadies);
+    let full_again = median(&mut fulls);
     let per_repo = |bytes: u64| bytes as f64 / live as f64;
     let mut section = Section::new(format!(
         "The sidecar at scale: {live} desired repos, {SHARDS} shards (90% listed, 1,000 orphans each), no policy, interval 5s"
@@ -122,7 +132,7 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         "",
     );
     section.row(
-        &format!("later ticks, mean of {} per run, median of the runs", m.ticks.len() - 1),
+        &format!("later incremental ticks, mean of {} per run, median of the runs", TICKS - 2),
         fmt_duration(steady),
         "",
     );
@@ -130,6 +140,11 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         "ratio later ticks / floor",
         format!("{:.2}×", steady.as_secs_f64() / floor.as_secs_f64()),
         "goal: well below 1×",
+    );
+    section.row(
+        "the seventh tick, a full read again (full_interval), median of the runs",
+        format!("{} = {:.2}× the floor", fmt_duration(full_again), full_again.as_secs_f64() / floor.as_secs_f64()),
+        "",
     );
     let peak_row = |peaks: &[u64]| {
         let peak = peaks[peaks.len() / 2];
@@ -145,13 +160,18 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         &format!(
             "peak RSS of the process (VmHWM) through {} ticks, 1,000 rows rewritten before each later one, \
              median of {SIDECAR_RUNS} sidecar runs",
-            TICKS - 1
+            TICKS - 2
         ),
         peak_row(&peaks_before),
         "goal ≤ 300 bytes/repo",
     );
     section.row(
-        "the same after one more tick, which applies 100 renamed repos",
+        "the same after the sixth tick, which applies 100 renamed repos",
+        peak_row(&peaks_renamed),
+        "goal ≤ 300 bytes/repo",
+    );
+    section.row(
+        "the same after the seventh, which reads the repo DB in full beside the set at hand",
         peak_row(&peaks),
         "goal ≤ 300 bytes/repo",
     );
@@ -169,8 +189,11 @@ struct Measured {
     ticks: Vec<Duration>,
     /// The first tick's full read of the repo DB (`clonekeeper_repo_db_read_duration_seconds`).
     first_read: Duration,
-    /// VmHWM before the last tick, which applies the renames.
+    /// VmHWM before the sixth tick, which applies the renames.
     peak_before_renames: u64,
+    /// VmHWM after it.
+    peak_after_renames: u64,
+    /// VmHWM after the seventh, a full read.
     peak_rss: u64,
     first_sweep_names: u64,
     progress_names_per_tick: f64,
@@ -241,7 +264,7 @@ async fn run_sidecar(binary: &Path, db_url: &str, addrs: &[String], asked: &Aske
         &config,
         format!(
             "[repo_db]\nurl = \"{db_url}\"\n[state]\nurl = \"sqlite:{}\"\n[gitserver]\naddrs = [{shard_list}]\n\
-             [sync]\ninterval = \"5s\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"error\"\n",
+             [sync]\ninterval = \"5s\"\nfull_interval = \"{FULL_INTERVAL}\"\n[admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"error\"\n",
             dir.path().join("state.db").display()
         ),
     )?;
@@ -266,12 +289,14 @@ const RENAMED: &str = "-bench-renamed";
 
 /// Between ticks, what a deployment's repo DB sees between reads: repo-updater rewriting rows
 /// (1,000 per tick, `updated_at` only, which a sidecar without policies does not read), and
-/// before the last tick a real change (100 repos renamed).
+/// before the sixth tick a real change (100 repos renamed); nothing before the seventh.
 async fn change_rows(repo_db: &sqlx::PgPool, after_tick: usize) -> anyhow::Result<()> {
-    let sql = if after_tick + 1 < TICKS {
+    let sql = if after_tick + 2 < TICKS {
         format!("UPDATE repo SET updated_at = now() WHERE id % 1000 = {after_tick}")
-    } else {
+    } else if after_tick + 2 == TICKS {
         format!("UPDATE repo SET name = name || '{RENAMED}' WHERE id % 10000 = 7 AND deleted_at IS NULL")
+    } else {
+        return Ok(());
     };
     sqlx::query(&sql).execute(repo_db).await.with_context(|| format!("changing rows: {sql}"))?;
     Ok(())
@@ -298,6 +323,7 @@ async fn watch_ticks(
     let mut ticks = Vec::new();
     let mut asked_at = Vec::new();
     let mut peak_before_renames = 0;
+    let mut peak_after_renames = 0;
     let mut first_read = Duration::ZERO;
     while ticks.len() < TICKS {
         anyhow::ensure!(Instant::now() < deadline, "the sidecar completed {} ticks in 10 minutes", ticks.len());
@@ -322,8 +348,20 @@ async fn watch_ticks(
             ticks.push(Duration::from_secs_f64((sum - last_sum) / (count - last_count) as f64));
             asked_at.push((asked.progress_names.load(Ordering::Relaxed), asked.progress_calls.load(Ordering::Relaxed)));
             (last_count, last_sum) = (count, sum);
-            if ticks.len() == TICKS - 1 {
+            // Only the first tick and the last read in full.
+            let full_reads = metric(&text, "clonekeeper_repo_db_reads_total{kind=\"full\"}").unwrap_or(0.0);
+            let expected = if ticks.len() == TICKS { 2.0 } else { 1.0 };
+            anyhow::ensure!(
+                full_reads == expected,
+                "after tick {} the sidecar had made {full_reads} full reads, not {expected}: the ticks drifted \
+                 against full_interval = {FULL_INTERVAL}",
+                ticks.len()
+            );
+            if ticks.len() == TICKS - 2 {
                 peak_before_renames = vm_hwm(child.id())?;
+            }
+            if ticks.len() == TICKS - 1 {
+                peak_after_renames = vm_hwm(child.id())?;
             }
             if ticks.len() < TICKS {
                 change_rows(repo_db, ticks.len()).await?;
@@ -332,13 +370,16 @@ async fn watch_ticks(
     }
     let peak_rss = vm_hwm(child.id())?;
     let first_sweep_names = asked_at[0].0;
-    let later = (asked_at.len() - 1) as f64;
-    let names = (asked_at[asked_at.len() - 1].0 - asked_at[0].0) as f64 / later;
-    let calls = (asked_at[asked_at.len() - 1].1 - asked_at[0].1) as f64 / later;
+    // The incremental ticks only: the seventh sweeps again, as the first did.
+    let last_incremental = TICKS - 2;
+    let later = last_incremental as f64;
+    let names = (asked_at[last_incremental].0 - asked_at[0].0) as f64 / later;
+    let calls = (asked_at[last_incremental].1 - asked_at[0].1) as f64 / later;
     Ok(Measured {
         ticks,
         first_read,
         peak_before_renames,
+        peak_after_renames,
         peak_rss,
         first_sweep_names,
         progress_names_per_tick: names,

@@ -9,7 +9,7 @@
 use md5::{Digest, Md5};
 use twox_hash::XxHash64;
 
-use crate::model::{RepoName, ShardIdx};
+use crate::model::ShardIdx;
 
 /// The routing scheme, chosen in config (`[gitserver] routing`).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -60,11 +60,12 @@ impl ShardMap {
     }
 
     /// The shard that owns `name`.
-    pub fn shard_for(&self, name: &RepoName) -> ShardIdx {
+    pub fn shard_for<N: std::borrow::Borrow<str> + ?Sized>(&self, name: &N) -> ShardIdx {
+        let name: &str = name.borrow();
         let idx = match self.routing {
-            Routing::Md5 => md5_index(name.as_str(), self.addrs.len()),
+            Routing::Md5 => md5_index(name, self.addrs.len()),
             Routing::Rendezvous => {
-                let key = xxhash64(name.as_str());
+                let key = xxhash64(name);
                 let mut best = 0;
                 let mut best_weight = xorshift_mult64(key ^ self.addr_hashes[0]);
                 for (idx, addr_hash) in self.addr_hashes.iter().enumerate().skip(1) {
@@ -103,6 +104,7 @@ pub(crate) fn xorshift_mult64(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::RepoName;
 
     fn map(n: usize, routing: Routing) -> ShardMap {
         ShardMap::new((0..n).map(|i| format!("gitserver-{i}:3178")).collect(), routing).unwrap()
@@ -156,6 +158,7 @@ mod props {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::model::RepoName;
 
     /// DESIGN.md §5, written out again: md5 of the normalised name, the first 8 bytes as a
     /// big-endian u64, modulo the number of addresses.

@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 
 use super::Machine;
-use crate::model::RepoName;
 use crate::reconcile::RepoState;
 
 /// Entries kept between two takes; older ones are dropped first.
@@ -51,7 +50,7 @@ impl Machine {
 
     /// Why a repo is queued, from the last tick's plan and its attempt record: the reason the
     /// decision log gives for its place in the order.
-    pub fn due_reason(&self, name: &RepoName) -> String {
+    pub fn due_reason(&self, name: &str) -> String {
         let state = self.desired_index(name).and_then(|idx| self.plan.states.get(idx).copied());
         let record = self.attempts.get(name);
         match (state, record) {

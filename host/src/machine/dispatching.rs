@@ -26,14 +26,14 @@ impl Machine {
     pub(super) fn poll_dispatch(&mut self, now: Timestamp) -> Option<Command> {
         let snapshot = Arc::clone(&self.snapshot);
         let repos = &snapshot.desired.repos;
-        while let Some((job, name)) = self.scheduler.poll_dispatch(now, |idx| &repos[idx as usize].name) {
-            let repo = &repos[job.repo as usize];
+        while let Some((job, name)) = self.scheduler.poll_dispatch(now, |idx| repos.name(idx as usize)) {
+            let repo = repos.at(job.repo as usize);
             let Some(clone_url) = repo.clone_url().map(|url| url.into_owned()) else {
                 // Reconcile never makes a repo without URL due; stay defensive.
                 self.scheduler.handle_finished(&name);
                 continue;
             };
-            self.in_flight_repos.insert(name.clone(), repo.clone());
+            self.in_flight_repos.insert(name.clone(), repo.to_record());
             let record = self.attempts.entry(name.clone()).or_default();
             record.attempts += 1;
             record.last_attempt_at = Some(now);

@@ -15,7 +15,7 @@ impl Machine {
         let Some(repo) = RepoName::normalize(name) else {
             return Err(format!("{name:?} is not a repository name"));
         };
-        if self.desired_index(&repo).is_none() {
+        if self.desired_index(repo.as_str()).is_none() {
             return Err(format!("{repo} is not desired (not in the repo DB, or deleted)"));
         }
         if let Some(record) = self.attempts.get_mut(&repo) {
@@ -51,13 +51,13 @@ impl Machine {
             in_flight: self.scheduler.is_in_flight(&name),
             ..Explain::default()
         };
-        let Some(idx) = self.desired_index(&name) else {
+        let Some(idx) = self.desired_index(name.as_str()) else {
             return Ok(explain);
         };
-        let repo = &self.snapshot.desired.repos[idx];
+        let repo = self.snapshot.desired.repos.at(idx);
         let shard = self.snapshot.routes[idx];
         explain.desired = true;
-        explain.repo_id = Some(repo.id);
+        explain.repo_id = Some(repo.id());
         explain.shard = Some(shards.addr(shard).to_string());
         explain.state = self.plan.states.get(idx).map(|s| s.as_str().to_string());
         explain.shard_paused_until = self.scheduler.paused_until(shard).map(Timestamp::to_rfc3339);
@@ -77,16 +77,16 @@ impl Machine {
             explanation: (&**module == builtin).then(|| crate::schedule::BuiltinOrder::explain(&candidate)),
         });
         explain.rate_limit = self.limit_note(repo);
-        explain.problem = if repo.url.is_missing() {
+        explain.problem = if repo.url_missing() {
             Some("the repo DB row has no clone URL".to_string())
         } else {
-            self.snapshot.desired.problems.iter().find(|p| p.repo_id == repo.id).map(|p| p.to_string())
+            self.snapshot.desired.problems.iter().find(|p| p.repo_id == repo.id()).map(|p| p.to_string())
         };
         Ok(explain)
     }
 
     /// The rate limit in force on `repo`'s code host, with who set it.
-    fn limit_note(&self, repo: &crate::model::DesiredRepo) -> Option<crate::explain::LimitNote> {
+    fn limit_note(&self, repo: crate::model::DesiredRow<'_>) -> Option<crate::explain::LimitNote> {
         let key = crate::schedule::LimitKey::CodeHost(repo.code_host().into());
         let limit = self.scheduler.rate_limits().limit(&key)?;
         let in_flight = limit.max_in_flight.map_or(String::new(), |n| format!(", at most {n} in flight"));
@@ -116,9 +116,9 @@ impl Machine {
     /// a module's `explain`, asked off the loop).
     pub fn candidate_of(&self, name: &str) -> Option<OwnedCandidate> {
         let name = RepoName::normalize(name)?;
-        let idx = self.desired_index(&name)?;
+        let idx = self.desired_index(name.as_str())?;
         Some(OwnedCandidate {
-            repo: self.snapshot.desired.repos[idx].clone(),
+            repo: self.snapshot.desired.repos.at(idx).to_record(),
             shard: self.snapshot.routes[idx],
             state: self.plan.states.get(idx).copied().unwrap_or(RepoState::Uncloned),
             record: self.attempts.get(&name).cloned(),
@@ -138,10 +138,10 @@ impl Machine {
                     self.decisions.get(&job.repo).cloned().unwrap_or((0.0, Arc::from(crate::schedule::BUILTIN)));
                 Some(QueueEntry {
                     position: position as u64,
-                    name: repo.name.to_string(),
+                    name: repo.name().to_string(),
                     shard: self.settings.shards.addr(job.shard).to_string(),
                     state: self.plan.states.get(job.repo as usize).map_or("unknown", |s| s.as_str()).to_string(),
-                    attempts: self.attempts.get(&repo.name).map_or(0, |r| r.attempts),
+                    attempts: self.attempts.get(repo.name()).map_or(0, |r| r.attempts),
                     score,
                     module: module.to_string(),
                 })

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{NameList, RepoName, ShardIdx, Timestamp};
+use crate::model::{ListTooLarge, NameList, RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
@@ -24,12 +24,12 @@ impl Snapshot {
     /// A full read's snapshot: every repo routed.
     pub fn routed(desired: DesiredSet, shards: &ShardMap) -> Snapshot {
         use rayon::prelude::*;
-        let route = |r: &crate::model::DesiredRepo| shards.shard_for(&r.name);
+        let route = |idx: usize| shards.shard_for(desired.repos.name(idx));
         // An md5 per repo: on every core for a large set (the order of the routes is kept).
         let routes = if desired.repos.len() >= PARALLEL_FROM {
-            desired.repos.par_iter().map(route).collect()
+            (0..desired.repos.len()).into_par_iter().map(route).collect()
         } else {
-            desired.repos.iter().map(route).collect()
+            (0..desired.repos.len()).map(route).collect()
         };
         Snapshot { desired, routes }
     }
@@ -49,29 +49,33 @@ impl Snapshot {
     /// The snapshot after an incremental read's `changes`: `previous` itself (no copy) when the
     /// delta holds nothing `previous` lacks, which is the common case between full reads (see
     /// `DesiredChanges::without_rows_held_by`). The sidecar and the simulator apply deltas alike
-    /// through this.
-    pub fn after_changes(previous: &Arc<Snapshot>, changes: DesiredChanges, shards: &ShardMap) -> Arc<Snapshot> {
+    /// through this. Fails only when the names would pass what one set holds (4 GiB).
+    pub fn after_changes(
+        previous: &Arc<Snapshot>,
+        changes: DesiredChanges,
+        shards: &ShardMap,
+    ) -> Result<Arc<Snapshot>, ListTooLarge> {
         let changes = changes.without_rows_held_by(&previous.desired);
         if changes.ids.is_empty() {
-            return Arc::clone(previous);
+            return Ok(Arc::clone(previous));
         }
-        Arc::new(previous.with_changes(changes, shards))
+        Ok(Arc::new(previous.with_changes(changes, shards)?))
     }
 
     /// The snapshot after an incremental read's `changes` (see `DesiredSet::apply`): repos
     /// carried over keep their route, only changed ones are routed again.
-    pub fn with_changes(&self, changes: DesiredChanges, shards: &ShardMap) -> Snapshot {
-        let (desired, origins) = self.desired.apply(changes);
+    pub fn with_changes(&self, changes: DesiredChanges, shards: &ShardMap) -> Result<Snapshot, ListTooLarge> {
+        let (desired, origins) = self.desired.apply(changes)?;
         let routes = desired
             .repos
-            .iter()
+            .names()
             .zip(origins)
-            .map(|(repo, origin)| match origin.and_then(|idx| self.routes.get(idx as usize)) {
+            .map(|(name, origin)| match origin.and_then(|idx| self.routes.get(idx as usize)) {
                 Some(&route) => route,
-                None => shards.shard_for(&repo.name),
+                None => shards.shard_for(name),
             })
             .collect();
-        Snapshot { desired, routes }
+        Ok(Snapshot { desired, routes })
     }
 }
 
@@ -116,8 +120,9 @@ mod tests {
         let repos: Vec<DesiredRepo> = (0..PARALLEL_FROM as i64 + 1_000)
             .map(|i| DesiredRepo::new(i, RepoName::from_normalized(format!("github.com/o/r-{i}")), ""))
             .collect();
-        let expected: Vec<ShardIdx> = repos.iter().map(|r| shards.shard_for(&r.name)).collect();
-        let snapshot = Snapshot::routed(DesiredSet { repos, ..DesiredSet::default() }, &shards);
-        assert_eq!(snapshot.routes, expected);
+        let snapshot = Snapshot::routed(DesiredSet { repos: repos.into(), ..DesiredSet::default() }, &shards);
+        let expected: Vec<ShardIdx> = snapshot.desired.repos.names().map(|name| shards.shard_for(name)).collect();
+        assert_eq!(snapshot.routes.len(), PARALLEL_FROM + 1_000);
+        assert_eq!(snapshot.routes, expected, "the routes of the parallel pass are those of one pass in order");
     }
 }

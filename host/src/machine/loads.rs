@@ -5,19 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Machine;
-use crate::model::{DesiredRepo, ServiceType, ShardIdx};
+use crate::model::{DesiredRepos, ServiceType, ShardIdx};
 use crate::reconcile::Plan;
 use crate::schedule::{self, KeyLoad, LimitKey};
 
 impl Machine {
     /// The load on every code host and shard, for the rate-limit policy: code hosts in name
     /// order, then the shards in address order.
-    pub(super) fn key_loads(&self, desired: &[DesiredRepo], plan: &Plan, jobs: &[schedule::Job]) -> Vec<KeyLoad> {
+    pub(super) fn key_loads(&self, desired: &DesiredRepos, plan: &Plan, jobs: &[schedule::Job]) -> Vec<KeyLoad> {
         let mut hosts: HashMap<&str, HostLoad> = HashMap::new();
-        for repo in desired {
+        for repo in desired.iter() {
             let host = hosts.entry(repo.code_host()).or_default();
             host.repos += 1;
-            host.count_service_type(repo.service_type.as_ref());
+            host.count_service_type(repo.service_type());
         }
         let mut shard_queued = vec![0u32; self.settings.shards.len()];
         for job in jobs {

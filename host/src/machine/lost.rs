@@ -23,17 +23,18 @@ impl Machine {
         }
         let repos = &snapshot.desired.repos;
         let empty = Default::default();
+        // Records of the lost repos (a few), which the retry policy sees and the cases keep.
+        let lost_repos: Vec<crate::model::DesiredRepo> =
+            lost.iter().map(|&i| repos.at(i as usize).to_record()).collect();
         let batch: Vec<Failure<'_>> = lost
             .iter()
-            .map(|&i| {
-                let repo = &repos[i as usize];
-                Failure {
-                    name: &repo.name,
-                    record: self.attempts.get(&repo.name).unwrap_or(&empty),
-                    repo: Some(repo),
-                    shard: snapshot.routes[i as usize],
-                    state: RepoState::Lost,
-                }
+            .zip(&lost_repos)
+            .map(|(&i, repo)| Failure {
+                name: &repo.name,
+                record: self.attempts.get(&repo.name).unwrap_or(&empty),
+                repo: Some(repo),
+                shard: snapshot.routes[i as usize],
+                state: RepoState::Lost,
             })
             .collect();
         let (decisions, decided_by) = self.policies.retry.on_failures_traced(&batch, now);
@@ -56,8 +57,8 @@ impl Machine {
         }
         let decided_by = short_digest(&decided_by).to_string();
         let mut not_now = Vec::new();
-        for (&idx, decision) in lost.iter().zip(decisions.into_iter().map(Some).chain(std::iter::repeat(None))) {
-            let repo = &repos[idx as usize];
+        let decisions = decisions.into_iter().map(Some).chain(std::iter::repeat(None));
+        for ((&idx, repo), decision) in lost.iter().zip(&lost_repos).zip(decisions) {
             let shard = self.settings.shards.addr(snapshot.routes[idx as usize]).to_string();
             let record = self.attempts.entry(repo.name.clone()).or_default();
             record.last_error = Some(LOST.to_string());

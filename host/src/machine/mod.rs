@@ -285,11 +285,11 @@ impl Machine {
     }
 
     /// The last tick's prioritisation of each queued repo: name, score and deciding module.
-    pub fn decisions(&self) -> impl Iterator<Item = (&RepoName, f64, &str)> {
+    pub fn decisions(&self) -> impl Iterator<Item = (&str, f64, &str)> {
         let repos = &self.snapshot.desired.repos;
         self.decisions
             .iter()
-            .filter_map(|(&idx, (score, module))| Some((&repos.get(idx as usize)?.name, *score, &**module)))
+            .filter_map(|(&idx, (score, module))| Some((repos.get(idx as usize)?.name(), *score, &**module)))
     }
 
     /// The last dispatch outcomes (at most 10,000), oldest first.
@@ -308,7 +308,7 @@ impl Machine {
                 let state =
                     self.plan.states.get(idx as usize).copied().unwrap_or(crate::reconcile::RepoState::Uncloned);
                 let record =
-                    self.snapshot.desired.repos.get(idx as usize).and_then(|r| self.attempts.get(&r.name)).cloned();
+                    self.snapshot.desired.repos.get(idx as usize).and_then(|r| self.attempts.get(r.name())).cloned();
                 (idx, state, record)
             })
             .collect();
@@ -347,8 +347,8 @@ impl Machine {
         (self.settings.interval * 2).max(Duration::from_secs(1))
     }
 
-    fn desired_index(&self, name: &RepoName) -> Option<usize> {
-        self.snapshot.desired.repos.binary_search_by(|r| r.name.cmp(name)).ok()
+    fn desired_index(&self, name: &str) -> Option<usize> {
+        self.snapshot.desired.repos.binary_search(name).ok()
     }
 }
 

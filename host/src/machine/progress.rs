@@ -63,7 +63,7 @@ impl ProgressScope {
     ///
     /// A sweep indexes the list once; between sweeps the scope's few hundred names are checked
     /// against one pass over the list, so no index of a shard's whole list is built.
-    pub fn missing<'s>(&self, snapshot: &'s Snapshot, shard: ShardIdx, listed: &NameList) -> Vec<&'s RepoName> {
+    pub fn missing<'s>(&self, snapshot: &'s Snapshot, shard: ShardIdx, listed: &NameList) -> Vec<&'s str> {
         let repos = &snapshot.desired.repos;
         let owned = |idx: usize| snapshot.routes.get(idx) == Some(&shard);
         if self.all {
@@ -73,21 +73,21 @@ impl ProgressScope {
             index.extend(listed.iter());
             let listed = index;
             return repos
-                .iter()
+                .names()
                 .enumerate()
-                .filter(|&(idx, repo)| owned(idx) && !listed.contains(repo.name.as_str()))
-                .map(|(_, repo)| &repo.name)
+                .filter(|&(idx, name)| owned(idx) && !listed.contains(name))
+                .map(|(_, name)| name)
                 .collect();
         }
         let mut wanted: HashSet<usize> = self
             .names
             .iter()
-            .filter_map(|name| repos.binary_search_by(|repo| repo.name.cmp(name)).ok())
+            .filter_map(|name| repos.binary_search(name.as_str()).ok())
             .filter(|&idx| owned(idx))
             .collect();
         if !wanted.is_empty() {
             let by_name: std::collections::HashMap<&str, usize> =
-                wanted.iter().map(|&idx| (repos[idx].name.as_str(), idx)).collect();
+                wanted.iter().map(|&idx| (repos.name(idx), idx)).collect();
             for name in listed.iter() {
                 if let Some(idx) = by_name.get(name) {
                     wanted.remove(idx);
@@ -96,7 +96,7 @@ impl ProgressScope {
         }
         let mut missing: Vec<usize> = wanted.into_iter().collect();
         missing.sort_unstable();
-        missing.into_iter().map(|idx| &repos[idx].name).collect()
+        missing.into_iter().map(|idx| repos.name(idx)).collect()
     }
 }
 
@@ -122,7 +122,7 @@ impl Machine {
         names.extend(awaiting.map(|(name, _)| name.clone()));
         let head = (self.settings.limits.max_in_flight_per_shard as usize * 4).max(HEAD_MIN);
         let repos = &self.snapshot.desired.repos;
-        names.extend(self.scheduler.heads(head).filter_map(|job| repos.get(job.repo as usize)).map(|r| r.name.clone()));
+        names.extend(self.scheduler.heads(head).filter_map(|job| repos.get(job.repo as usize)).map(|r| r.repo_name()));
         ProgressScope { all: false, names }
     }
 }

@@ -49,7 +49,7 @@ fn desired(names: &[&str]) -> Arc<Snapshot> {
     let mut repos: Vec<DesiredRepo> = names.iter().enumerate().map(|(i, n)| repo(i as i64 + 1, n)).collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     let routes = vec![0; repos.len()];
-    Arc::new(Snapshot { desired: DesiredSet { repos, ..DesiredSet::default() }, routes })
+    Arc::new(Snapshot { desired: DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes })
 }
 
 fn answered(cloned: &[&str], cloning: &[&str]) -> ShardObservation {
@@ -189,7 +189,7 @@ fn a_scope_asks_a_shard_only_about_the_repos_it_owns_lacks_and_names() {
     let four = desired(&["x/a", "x/b", "x/c", "x/d"]);
     let two_shards = Snapshot { desired: four.desired.clone(), routes: vec![0, 1, 0, 0] };
     let listed = vec![name("x/a"), name("x/orphan")];
-    let names = |found: Vec<&RepoName>| found.into_iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let names = |found: Vec<&str>| found.into_iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(
         names(sweep.missing(&two_shards, 0, &listed.clone().into())),
         vec!["x/c", "x/d"],
@@ -245,7 +245,7 @@ fn the_decision_log_gets_retries_with_their_failure_and_limits_once_with_their_l
         )
     };
     observe(&mut m, t(0));
-    assert_eq!(m.due_reason(&name("x/a")), "uncloned, never dispatched");
+    assert_eq!(m.due_reason("x/a"), "uncloned, never dispatched");
     let limits = m.take_decision_log();
     assert_eq!(limits.len(), 1, "one code host, limited once: {limits:?}");
     assert_eq!((limits[0].subject.as_str(), limits[0].interface), ("code host x", "rate-limits"));
@@ -267,8 +267,11 @@ fn the_decision_log_gets_retries_with_their_failure_and_limits_once_with_their_l
 
     observe(&mut m, t(2));
     assert!(m.take_decision_log().is_empty(), "an unchanged limit is not logged again");
-    assert_eq!(m.due_reason(&name(&sent[0])), "failed 1 time(s), retry due; last error: git: repository not found");
-    assert_eq!(m.due_reason(&name("x/gone")), "not desired any more");
+    assert_eq!(
+        m.due_reason(name(&sent[0]).as_str()),
+        "failed 1 time(s), retry due; last error: git: repository not found"
+    );
+    assert_eq!(m.due_reason("x/gone"), "not desired any more");
 }
 
 #[test]

@@ -38,8 +38,8 @@ impl Machine {
 
         // Records of repos confirmed cloned are no longer needed.
         for (repo, state) in desired.iter().zip(&plan.states) {
-            if *state == RepoState::Cloned && self.attempts.remove(&repo.name).is_some() {
-                self.commands.push_back(Command::Forget { name: repo.name.clone() });
+            if *state == RepoState::Cloned && self.attempts.remove(repo.name()).is_some() {
+                self.commands.push_back(Command::Forget { name: repo.repo_name() });
             }
         }
 

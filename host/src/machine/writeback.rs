@@ -28,7 +28,7 @@ impl Machine {
                 RepoState::Uncloned | RepoState::Failed | RepoState::Lost => CloneStatus::NotCloned,
                 RepoState::Unknown => continue,
             };
-            let stale = match repo.recorded {
+            let stale = match repo.recorded() {
                 RecordedState::NotTracked => false,
                 RecordedState::ClonedFlag(cloned) => cloned != (status == CloneStatus::Cloned),
                 RecordedState::Status { status: recorded, shard: recorded_shard } => {
@@ -40,11 +40,11 @@ impl Machine {
             };
             if stale {
                 changes.push(WriteBack {
-                    repo_id: repo.id,
+                    repo_id: repo.id(),
                     status,
                     shard: self.settings.shards.addr(*shard).to_string(),
-                    last_error: self.attempts.get(&repo.name).and_then(|r| r.last_error.clone()),
-                    name: repo.name.clone(),
+                    last_error: self.attempts.get(repo.name()).and_then(|r| r.last_error.clone()),
+                    name: repo.repo_name(),
                 });
             }
         }

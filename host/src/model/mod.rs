@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use gitserver_api::canonical_repo_name;
 
+mod desired_repos;
 mod name_list;
 
+pub use desired_repos::{DesiredRepos, DesiredReposBuilder, DesiredRow, NameClash};
 pub use name_list::{ListTooLarge, NameList, NameListBuilder};
 
 /// Milliseconds since the Unix epoch.
@@ -116,8 +118,8 @@ pub enum RecordedState {
 }
 
 /// Where a `gitserver_repos.shard_id` value stands in the load's `recorded_shards`, stored one
-/// up so that an `Option` of it takes two bytes: a million desired repos each hold one, and it
-/// keeps [`DesiredRepo`] a word smaller.
+/// up so that an `Option` of it takes two bytes: a million desired repos each hold one (in the
+/// recorded-state column of [`DesiredRepos`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecordedShard(std::num::NonZeroU16);
 
@@ -199,7 +201,9 @@ impl RepoColumns {
 }
 
 /// One repo that should exist on some shard (`deleted_at IS NULL`), with what a policy may
-/// want to know about it.
+/// want to know about it, as an owned record: what a read decodes a row into, a delta's few
+/// rows, a snapshot file's lines. The desired set itself keeps its repos column by column
+/// ([`DesiredRepos`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredRepo {
     /// `repo.id`.
@@ -251,8 +255,7 @@ impl DesiredRepo {
 }
 
 /// A `repo.external_service_type` value. A handful of them are shared by a million repos, so
-/// readers intern them; behind a thin pointer, so an `Option` of it takes one word of every
-/// [`DesiredRepo`].
+/// a [`DesiredRepos`] keeps each once and a 2-byte index per repo.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServiceType(Arc<String>);
 
@@ -352,11 +355,10 @@ pub struct AttemptRecord {
 mod tests {
     use super::*;
 
-    /// The desired set holds one `DesiredRepo` per repo: at a million, every word is 8 MB.
+    /// The desired set holds a `RecordedState` per repo where write-back reads it.
     #[test]
-    fn a_desired_repo_takes_104_bytes() {
+    fn a_recorded_state_takes_4_bytes() {
         assert_eq!(size_of::<RecordedState>(), 4);
-        assert_eq!(size_of::<DesiredRepo>(), 104);
         assert_eq!(RecordedShard::new(0).map(RecordedShard::index), Some(0));
         assert_eq!(RecordedShard::new(65_534).map(RecordedShard::index), Some(65_534));
         assert_eq!(RecordedShard::new(65_535), None);

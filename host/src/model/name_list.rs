@@ -25,6 +25,22 @@ impl NameList {
         self.ends.is_empty()
     }
 
+    /// Name `idx`. Panics past the end, as indexing a slice does.
+    pub fn get(&self, idx: usize) -> &str {
+        let start = if idx == 0 { 0 } else { self.ends[idx - 1] as usize };
+        &self.text[start..self.ends[idx] as usize]
+    }
+
+    /// Bytes of all names together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Bytes held: the text and the ends.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.len() + self.ends.len() * size_of::<u32>()
+    }
+
     /// The names, in list order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         let mut start = 0;
@@ -124,6 +140,13 @@ impl NameListBuilder {
     /// outside, and it uses [`NameListBuilder::try_push`].
     pub fn push(&mut self, name: &str) {
         self.try_push(name).expect("a name list holds less than 4 GiB of text");
+    }
+
+    /// The name pushed last.
+    pub fn last(&self) -> Option<&str> {
+        let end = *self.ends.last()? as usize;
+        let start = self.ends.len().checked_sub(2).map_or(0, |at| self.ends[at] as usize);
+        Some(&self.text[start..end])
     }
 
     pub fn finish(self) -> NameList {

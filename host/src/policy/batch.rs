@@ -168,29 +168,29 @@ pub(super) struct CandidateRow<'a> {
 
 impl Row for CandidateRow<'_> {
     fn id(&self) -> i64 {
-        self.candidate.repo.id
+        self.candidate.repo.id()
     }
     fn name(&self) -> &str {
-        self.candidate.repo.name.as_str()
+        self.candidate.repo.name()
     }
     fn code_host(&self) -> &str {
         self.candidate.repo.code_host()
     }
     fn service_type(&self) -> &str {
-        self.candidate.repo.service_type.as_deref().unwrap_or_default()
+        self.candidate.repo.service_type().map(|kind| kind.as_str()).unwrap_or_default()
     }
     fn private_fork_archived(&self) -> (bool, bool, bool) {
         let repo = self.candidate.repo;
-        (repo.private, repo.fork, repo.archived)
+        (repo.private(), repo.fork(), repo.archived())
     }
     fn stars(&self) -> Option<u32> {
-        self.candidate.repo.stars
+        self.candidate.repo.stars()
     }
     fn created_at(&self) -> Option<i64> {
-        self.candidate.repo.created_at.map(Timestamp::as_millis)
+        self.candidate.repo.created_at().map(Timestamp::as_millis)
     }
     fn updated_at(&self) -> Option<i64> {
-        self.candidate.repo.updated_at.map(Timestamp::as_millis)
+        self.candidate.repo.updated_at().map(Timestamp::as_millis)
     }
     fn size_bytes(&self) -> Option<u64> {
         None

@@ -115,7 +115,7 @@ impl PolicyHost {
         figures.slots = a.slots as u64;
         figures.top_overlap = a.top_overlap;
         figures.not_now = a.not_now as u64;
-        figures.shadow_first = a.shadow_first.iter().map(|&i| input.queued[i].repo.name.to_string()).collect();
+        figures.shadow_first = a.shadow_first.iter().map(|&i| input.queued[i].repo.name().to_string()).collect();
         let order = shadow_order(answers);
         let mut rank = vec![0usize; answers.len()];
         for (position, &serving) in order.iter().enumerate() {
@@ -126,7 +126,7 @@ impl PolicyHost {
                 Priority::Score(score) => format!("score {score}"),
                 Priority::NotNow => "not now".to_string(),
             };
-            decisions.entry(input.queued[serving].repo.name.clone()).or_default().push(ShadowDecision {
+            decisions.entry(input.queued[serving].repo.repo_name()).or_default().push(ShadowDecision {
                 module: module.name.to_string(),
                 digest: module.digest.to_string(),
                 decision,

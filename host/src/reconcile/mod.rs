@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use counts::Counts;
 
-use crate::model::{AttemptRecord, DesiredRepo, NameList, RepoName, ShardIdx, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepos, NameList, RepoName, ShardIdx, Timestamp};
 
 /// What one shard reported this tick (or last reported, if it is unreachable now). The lists
 /// are shared with the tick loop's view of the shard: a million names are not copied per tick.
@@ -124,7 +124,7 @@ pub struct Context<'a> {
 /// A name listed on a shard counts as cloned only on the shard that owns it: a clone left on
 /// another shard after the address list changed is *misplaced* (counted on the shard that
 /// holds it) and its repo still needs cloning on its owner, as gitserver's Go client decided.
-pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, ctx: &Context<'_>) -> Plan {
+pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, ctx: &Context<'_>) -> Plan {
     debug_assert_eq!(desired.len(), routes.len());
     let n_shards = actual.shards.len();
     let mut plan = Plan {
@@ -174,6 +174,7 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
 
     for (idx, repo) in desired.iter().enumerate() {
         let shard = usize::from(routes[idx]);
+        let url_missing = repo.url_missing();
         let record = records.next_if(|&(at, _)| at as usize == idx).map(|(_, record)| record);
         let listed = actual.shards.get(shard).is_some_and(|s| s.cloned.is_some());
         let state = if cloned[idx] {
@@ -182,8 +183,8 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             RepoState::Unknown
         } else if cloning[idx] {
             RepoState::Cloning
-        } else if repo.url.is_missing() {
-            plan.problems.push(Problem::NoCloneUrl { name: repo.name.clone() });
+        } else if url_missing {
+            plan.problems.push(Problem::NoCloneUrl { name: repo.repo_name() });
             RepoState::Failed
         } else if record.is_some_and(|r| r.gave_up.is_some() || r.last_error.is_some()) {
             RepoState::Failed
@@ -205,13 +206,13 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
             RepoState::Unknown => counts.unknown += 1,
         }
         if matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Unknown | RepoState::Lost) {
-            if let Some(created) = repo.created_at {
+            if let Some(created) = repo.created_at() {
                 counts.oldest_uncloned_created_at =
                     Some(counts.oldest_uncloned_created_at.map_or(created, |t| t.min(created)));
             }
         }
 
-        let dispatchable = !repo.url.is_missing()
+        let dispatchable = !url_missing
             && matches!(state, RepoState::Uncloned | RepoState::Failed | RepoState::Lost)
             && record.is_none_or(|r| r.gave_up.is_none());
         if dispatchable {
@@ -236,19 +237,18 @@ pub fn reconcile(desired: &[DesiredRepo], routes: &[ShardIdx], actual: &Actual, 
 /// The desired set's names → their index, holding only a `u32` per repo (the names stay in
 /// `desired`): at a million repos a tenth of the memory of a `HashMap<&str, u32>`.
 struct NameIndex<'d> {
-    desired: &'d [DesiredRepo],
+    desired: &'d DesiredRepos,
     table: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl<'d> NameIndex<'d> {
-    fn new(desired: &'d [DesiredRepo]) -> NameIndex<'d> {
+    fn new(desired: &'d DesiredRepos) -> NameIndex<'d> {
         let hasher = hashbrown::DefaultHashBuilder::default();
         let mut table = hashbrown::HashTable::with_capacity(desired.len());
-        let name_of = |idx: &u32| desired[*idx as usize].name.as_str();
-        for (idx, repo) in desired.iter().enumerate() {
+        let name_of = |idx: &u32| desired.name(*idx as usize);
+        for (idx, name) in desired.names().enumerate() {
             let idx = u32::try_from(idx).expect("fewer than 4 billion desired repos");
-            let name = repo.name.as_str();
             let hash = hasher.hash_one(name);
             // The first of equal names wins (the reader makes them unique anyway).
             if table.find(hash, |other| name_of(other) == name).is_none() {
@@ -260,6 +260,6 @@ impl<'d> NameIndex<'d> {
 
     fn get(&self, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
-        self.table.find(hash, |&idx| self.desired[idx as usize].name.as_str() == name).copied()
+        self.table.find(hash, |&idx| self.desired.name(idx as usize) == name).copied()
     }
 }

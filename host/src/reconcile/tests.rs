@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::*;
+use crate::model::{DesiredRepo, DesiredRepos};
 
 fn t(secs: i64) -> Timestamp {
     Timestamp::from_millis(secs * 1000)
@@ -56,7 +57,7 @@ fn fixture(desired: &str, actual: &[&str]) -> Fixture {
 impl Fixture {
     fn run(&self, now: Timestamp) -> Plan {
         let ctx = Context { attempts: &self.attempts, in_flight: &self.in_flight, now };
-        reconcile(&self.desired, &self.routes, &self.actual, &ctx)
+        reconcile(&DesiredRepos::in_given_order(&self.desired), &self.routes, &self.actual, &ctx)
     }
 
     fn states(&self, plan: &Plan) -> String {

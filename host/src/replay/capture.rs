@@ -128,20 +128,20 @@ pub fn write(parts: &Parts, out: impl Write) -> io::Result<()> {
     write_line(&mut out, &Line::Header(header))?;
     let repos = &parts.snapshot.desired.repos;
     for (idx, repo) in repos.iter().enumerate() {
-        let record = parts.attempts.get(&repo.name);
+        let record = parts.attempts.get(repo.name());
         let state = parts.states.get(idx).copied().unwrap_or(RepoState::Unknown);
         let shard = parts.snapshot.routes.get(idx).and_then(|&s| addrs.get(usize::from(s)));
         let line = RepoLine {
-            id: repo.id,
-            name: repo.name.to_string(),
+            id: repo.id(),
+            name: repo.name().to_string(),
             code_host: repo.code_host().to_string(),
-            service_type: repo.service_type.as_deref().map(str::to_string),
-            private: repo.private,
-            fork: repo.fork,
-            archived: repo.archived,
-            stars: repo.stars,
-            created_at: repo.created_at.map(Timestamp::to_rfc3339),
-            updated_at: repo.updated_at.map(Timestamp::to_rfc3339),
+            service_type: repo.service_type().map(|kind| kind.as_str().to_string()),
+            private: repo.private(),
+            fork: repo.fork(),
+            archived: repo.archived(),
+            stars: repo.stars(),
+            created_at: repo.created_at().map(Timestamp::to_rfc3339),
+            updated_at: repo.updated_at().map(Timestamp::to_rfc3339),
             size_bytes: None,
             state: state.as_str().to_string(),
             shard: shard.cloned().unwrap_or_default(),

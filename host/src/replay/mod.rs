@@ -216,11 +216,13 @@ fn explain_at_snapshot(capture: &Capture, loaded: &policies::Loaded, name: &str)
     let idx = capture.repos.binary_search_by(|r| r.repo.name.as_str().cmp(name)).ok()?;
     let c = &capture.repos[idx];
     match &loaded.host {
-        None => {
-            let candidate =
-                crate::schedule::Candidate { repo: &c.repo, shard: c.shard, state: c.state, record: c.record.as_ref() };
-            Some(crate::schedule::BuiltinOrder::explain(&candidate))
-        }
+        None => Some(crate::schedule::Candidate::of_record(
+            &c.repo,
+            c.shard,
+            c.state,
+            c.record.as_ref(),
+            crate::schedule::BuiltinOrder::explain,
+        )),
         Some(host) => {
             let digest = host.serving_digest(crate::policy::Interface::Prioritize);
             let view = crate::policy::RepoView::from_repo(

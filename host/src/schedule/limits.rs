@@ -358,7 +358,7 @@ mod tests {
         let mut scheduler = Scheduler::new(1, Limits { max_in_flight_per_shard: 10, max_in_flight: 10 });
         scheduler.handle_plan(&[Job { repo: 0, shard: 0 }, Job { repo: 1, shard: 0 }, Job { repo: 2, shard: 0 }]);
         scheduler.handle_rate_limits(vec![(LimitKey::CodeHost("github.com".into()), limit(60, 1, None))], t(0));
-        let name_of = |idx: u32| &names[idx as usize];
+        let name_of = |idx: u32| names[idx as usize].as_str();
         assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(0));
         // github.com is used up for a minute: gitlab.com goes ahead of github.com/a/2.
         assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(2));
@@ -373,7 +373,7 @@ mod tests {
             ["github.com/a/1", "github.com/a/2"].iter().map(|n| RepoName::normalize(n).expect("name")).collect();
         let mut scheduler = Scheduler::new(1, Limits::default());
         scheduler.handle_plan(&[Job { repo: 1, shard: 0 }, Job { repo: 0, shard: 0 }]);
-        let name_of = |idx: u32| &names[idx as usize];
+        let name_of = |idx: u32| names[idx as usize].as_str();
         assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(1));
         assert_eq!(scheduler.poll_dispatch(t(0), name_of).map(|(job, _)| job.repo), Some(0));
         assert!(scheduler.rate_limits().is_empty());

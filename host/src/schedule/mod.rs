@@ -158,11 +158,7 @@ impl Scheduler {
 
     /// The next job allowed by the caps and shard pauses at `now`, marked in flight; `None`
     /// when nothing may go now. `name_of` resolves a queued index to its name.
-    pub fn poll_dispatch<'a>(
-        &mut self,
-        now: Timestamp,
-        name_of: impl Fn(u32) -> &'a RepoName,
-    ) -> Option<(Job, RepoName)> {
+    pub fn poll_dispatch<'a>(&mut self, now: Timestamp, name_of: impl Fn(u32) -> &'a str) -> Option<(Job, RepoName)> {
         if !self.rates.is_empty() {
             self.rates.expire(now);
         }
@@ -190,7 +186,7 @@ impl Scheduler {
                         queue
                             .iter()
                             .take(RATE_SCAN_WINDOW)
-                            .position(|q| !rates.host_refuses(code_host_of(name_of(q.repo).as_str()), now))?
+                            .position(|q| !rates.host_refuses(code_host_of(name_of(q.repo)), now))?
                     };
                     Some((queue[pos].rank, idx, pos))
                 })
@@ -202,15 +198,16 @@ impl Scheduler {
                 continue;
             }
             let shard_idx = ShardIdx::try_from(shard).expect("shard count fits ShardIdx");
-            if !self.rates.is_empty() && self.rates.try_acquire(shard_idx, code_host_of(name.as_str()), now).is_err() {
+            if !self.rates.is_empty() && self.rates.try_acquire(shard_idx, code_host_of(name), now).is_err() {
                 // The refusing key is now marked blocked; look again.
                 continue;
             }
             let queued = self.queues[shard].remove(pos).expect("position found above");
             let shard = shard_idx;
+            let name = RepoName::from_normalized(name);
             self.in_flight.insert(name.clone(), shard);
             self.in_flight_per_shard[usize::from(shard)] += 1;
-            return Some((Job { repo: queued.repo, shard }, name.clone()));
+            return Some((Job { repo: queued.repo, shard }, name));
         }
     }
 

@@ -5,16 +5,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Job;
-use crate::model::{AttemptRecord, DesiredRepo, RepoName, ShardIdx, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepo, DesiredRepos, DesiredRow, RepoName, ShardIdx, Timestamp};
 use crate::reconcile::{Plan, RepoState};
 
 /// One due repo as a prioritizer sees it.
 #[derive(Copy, Clone, Debug)]
 pub struct Candidate<'a> {
-    pub repo: &'a DesiredRepo,
+    pub repo: DesiredRow<'a>,
     pub shard: ShardIdx,
     pub state: RepoState,
     pub record: Option<&'a AttemptRecord>,
+}
+
+impl Candidate<'_> {
+    /// `f` of the candidate made of an owned record (an explanation, a snapshot file's row):
+    /// the record is a one-row set for the time of the call.
+    pub fn of_record<R>(
+        repo: &DesiredRepo,
+        shard: ShardIdx,
+        state: RepoState,
+        record: Option<&AttemptRecord>,
+        f: impl FnOnce(&Candidate<'_>) -> R,
+    ) -> R {
+        let row = DesiredRepos::from_records(vec![repo.clone()]);
+        f(&Candidate { repo: row.at(0), shard, state, record })
+    }
 }
 
 /// A prioritizer's answer for one candidate.
@@ -59,7 +74,7 @@ impl Prioritizer for BuiltinOrder {
                     let last = c.record.and_then(|r| r.last_attempt_at).map_or(0, |t| t.as_millis());
                     -(last as f64)
                 } else {
-                    let created = c.repo.created_at.map_or(0, |t| t.as_millis());
+                    let created = c.repo.created_at().map_or(0, |t| t.as_millis());
                     2.0 * BAND - created as f64
                 };
                 Priority::Score(score)
@@ -81,7 +96,7 @@ impl BuiltinOrder {
             ),
             None => format!(
                 "never attempted, created {}: never-attempted repos go first, the oldest first",
-                c.repo.created_at.map_or_else(|| "at an unknown time".to_string(), day)
+                c.repo.created_at().map_or_else(|| "at an unknown time".to_string(), day)
             ),
         }
     }
@@ -102,7 +117,7 @@ pub struct Ordered {
 /// Asks `prioritizer` about the plan's due repos in batches of `batch_size` and sorts them,
 /// best first; ties go to the lower repo id so the order is deterministic.
 pub fn order(
-    desired: &[DesiredRepo],
+    desired: &DesiredRepos,
     routes: &[ShardIdx],
     plan: &Plan,
     attempts: &HashMap<RepoName, AttemptRecord>,
@@ -116,12 +131,12 @@ pub fn order(
     for chunk in plan.due.chunks(batch_size.max(1)) {
         batch.clear();
         batch.extend(chunk.iter().map(|&idx| {
-            let repo = &desired[idx as usize];
+            let repo = desired.at(idx as usize);
             Candidate {
                 repo,
                 shard: routes[idx as usize],
                 state: plan.states[idx as usize],
-                record: attempts.get(&repo.name),
+                record: attempts.get(repo.name()),
             }
         }));
         let (mut answers, mut source) = prioritizer.prioritize_traced(&batch, now);
@@ -138,7 +153,7 @@ pub fn order(
             match answer {
                 Priority::Score(score) => scored.push((
                     score,
-                    candidate.repo.id,
+                    candidate.repo.id(),
                     Job { repo: idx, shard: candidate.shard },
                     Arc::clone(&source),
                 )),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
-use crate::model::{AttemptRecord, DesiredRepo, Timestamp};
+use crate::model::{AttemptRecord, DesiredRepo, DesiredRepos, Timestamp};
 use crate::reconcile::{Plan, RepoState};
 
 fn names(n: usize) -> Vec<RepoName> {
@@ -16,7 +16,7 @@ fn jobs(spec: &[(u32, ShardIdx)]) -> Vec<Job> {
 }
 
 fn drain(s: &mut Scheduler, names: &[RepoName]) -> Vec<u32> {
-    std::iter::from_fn(|| s.poll_dispatch(Timestamp::default(), |i| &names[i as usize]))
+    std::iter::from_fn(|| s.poll_dispatch(Timestamp::default(), |i| names[i as usize].as_str()))
         .map(|(job, _)| job.repo)
         .collect()
 }
@@ -124,7 +124,8 @@ fn builtin_order_puts_never_attempted_first_then_oldest() {
     };
     attempts.insert(repos[2].name.clone(), failed_at(900));
     attempts.insert(repos[3].name.clone(), failed_at(500));
-    let ordered = order(&repos, &routes, &plan, &attempts, &BuiltinOrder, 2, Timestamp::default());
+    let ordered =
+        order(&DesiredRepos::in_given_order(&repos), &routes, &plan, &attempts, &BuiltinOrder, 2, Timestamp::default());
     let ids: Vec<i64> = ordered.jobs.iter().map(|j| repos[j.repo as usize].id).collect();
     assert_eq!(ids, vec![2, 1, 4, 3]);
     assert_eq!(ordered.fallbacks, 0);
@@ -142,7 +143,7 @@ impl Prioritizer for OnlyEven {
     fn prioritize(&self, batch: &[Candidate<'_>], _: Timestamp) -> Vec<Priority> {
         batch
             .iter()
-            .map(|c| if c.repo.id % 2 == 0 { Priority::Score(c.repo.id as f64) } else { Priority::NotNow })
+            .map(|c| if c.repo.id() % 2 == 0 { Priority::Score(c.repo.id() as f64) } else { Priority::NotNow })
             .collect()
     }
 }
@@ -153,11 +154,12 @@ fn unusable_answers_fall_back_and_not_now_defers() {
     let plan = Plan { states: vec![RepoState::Uncloned; 4], due: vec![0, 1, 2, 3], ..Plan::default() };
     let routes = vec![0; 4];
     let none = HashMap::new();
-    let ordered = order(&repos, &routes, &plan, &none, &Broken, 3, Timestamp::default());
+    let ordered = order(&DesiredRepos::in_given_order(&repos), &routes, &plan, &none, &Broken, 3, Timestamp::default());
     assert_eq!(ordered.fallbacks, 2);
     assert_eq!(ordered.jobs.len(), 4);
 
-    let ordered = order(&repos, &routes, &plan, &none, &OnlyEven, 3, Timestamp::default());
+    let ordered =
+        order(&DesiredRepos::in_given_order(&repos), &routes, &plan, &none, &OnlyEven, 3, Timestamp::default());
     let ids: Vec<i64> = ordered.jobs.iter().map(|j| repos[j.repo as usize].id).collect();
     assert_eq!(ids, vec![4, 2]);
     assert_eq!(ordered.deferred, 2);
@@ -172,7 +174,9 @@ fn a_down_shard_is_paused_with_growing_pauses_and_resumes_when_up() {
     s.handle_shard_down(0, t(100));
     assert_eq!(s.paused_until(0), Some(t(101)));
     let poll = |s: &mut Scheduler, at| {
-        std::iter::from_fn(|| s.poll_dispatch(at, |i| &names[i as usize])).map(|(j, _)| j.repo).collect::<Vec<_>>()
+        std::iter::from_fn(|| s.poll_dispatch(at, |i| names[i as usize].as_str()))
+            .map(|(j, _)| j.repo)
+            .collect::<Vec<_>>()
     };
     assert_eq!(poll(&mut s, t(100)), vec![1, 3], "shard 0 is paused");
     assert_eq!(s.poll_timeout(), Some(t(101)));
@@ -193,7 +197,8 @@ fn the_builtin_order_explains_why_in_its_own_terms() {
     use crate::schedule::{BuiltinOrder, Candidate};
     let mut repo = DesiredRepo::new(1, RepoName::from_normalized("github.com/a/b"), "https://github.com/a/b");
     repo.created_at = Some(Timestamp::from_millis(1_600_000_000_000));
-    let fresh = Candidate { repo: &repo, shard: 0, state: RepoState::Uncloned, record: None };
+    let one = crate::model::DesiredRepos::in_given_order(std::slice::from_ref(&repo));
+    let fresh = Candidate { repo: one.at(0), shard: 0, state: RepoState::Uncloned, record: None };
     assert_eq!(
         BuiltinOrder::explain(&fresh),
         "never attempted, created 2020-09-13: never-attempted repos go first, the oldest first"

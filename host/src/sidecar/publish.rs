@@ -64,19 +64,23 @@ impl Sidecar {
             let reason = self.machine.due_reason(repo);
             let decision = format!("score {score}");
             if to_explain.len() < EXPLAINED_PER_TICK && (module == crate::schedule::BUILTIN || explainer_free) {
-                if let Some(candidate) = self.machine.candidate_of(repo.as_str()) {
+                if let Some(candidate) = self.machine.candidate_of(repo) {
                     to_explain.push((module.to_string(), decision, reason, candidate));
                     continue;
                 }
             }
-            log_decision(repo.as_str(), &decision, module, &reason, None);
+            log_decision(repo, &decision, module, &reason, None);
         }
         let (builtin, modules): (Vec<_>, Vec<_>) =
             to_explain.into_iter().partition(|(module, ..)| module == crate::schedule::BUILTIN);
         for (module, decision, reason, c) in builtin {
-            let candidate =
-                crate::schedule::Candidate { repo: &c.repo, shard: c.shard, state: c.state, record: c.record.as_ref() };
-            let why = crate::schedule::BuiltinOrder::explain(&candidate);
+            let why = crate::schedule::Candidate::of_record(
+                &c.repo,
+                c.shard,
+                c.state,
+                c.record.as_ref(),
+                crate::schedule::BuiltinOrder::explain,
+            );
             log_decision(c.repo.name.as_str(), &decision, &module, &reason, Some(&why));
         }
         if let (Some(policy), false) = (self.parts.policy.as_ref(), modules.is_empty()) {

@@ -86,7 +86,7 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
         };
         let read = match changes {
             Some(changes) => Read::Changes(changes),
-            None => Read::Full(sources.repo_db.load_desired_reading(columns).await?),
+            None => Read::Full(Box::new(sources.repo_db.load_desired_reading(columns).await?)),
         };
         Ok::<_, RepoDbError>((mark, read))
     };
@@ -109,18 +109,24 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let shards = sources.shards.clone();
     let previous = Arc::clone(previous);
     let snapshot = tokio::task::spawn_blocking(move || match read {
-        Read::Full(desired) => Arc::new(Snapshot::routed(desired, &shards)),
+        Read::Full(desired) => Ok(Arc::new(Snapshot::routed(*desired, &shards))),
         Read::Changes(changes) => {
             let rows = changes.ids.len();
-            let snapshot = Snapshot::after_changes(&previous, changes, &shards);
+            let snapshot = Snapshot::after_changes(&previous, changes, &shards)?;
             if !Arc::ptr_eq(&snapshot, &previous) {
                 tracing::debug!(rows, repos = snapshot.desired.repos.len(), "Applied an incremental read.");
             }
-            snapshot
+            Ok(snapshot)
         }
     })
     .await
-    .map_err(|e| format!("routing the desired set failed: {e}"))?;
+    .map_err(|e| format!("routing the desired set failed: {e}"))?
+    .map_err(|_: crate::model::ListTooLarge| {
+        format!(
+            "{}: the desired repos' names after an incremental read pass 4 GiB, more than one set holds",
+            sources.repo_db.database().describe()
+        )
+    })?;
 
     let mut reads = sources.reads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     reads.mark = mark;
@@ -141,6 +147,7 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
 }
 
 enum Read {
-    Full(DesiredSet),
+    /// Boxed: a set of columns is a few hundred bytes of handles.
+    Full(Box<DesiredSet>),
     Changes(DesiredChanges),
 }

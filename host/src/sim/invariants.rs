@@ -107,10 +107,10 @@ impl Checks {
             return Err(format!("{name} dispatched to shard {} but its owner is shard {owner}", dispatch.shard));
         }
         let snapshot = process.machine.snapshot();
-        let Ok(idx) = snapshot.desired.repos.binary_search_by(|r| r.name.cmp(name)) else {
+        let Some(repo) = snapshot.desired.repos.find(name.as_str()) else {
             return Err(format!("{name} dispatched but not in the machine's desired set"));
         };
-        let url = snapshot.desired.repos[idx].clone_url();
+        let url = repo.clone_url();
         if url.as_deref() != Some(dispatch.clone_url.as_str()) {
             return Err(format!("{name} dispatched with {:?}, the latest read says {url:?}", dispatch.clone_url));
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::machine::Snapshot;
-use crate::model::{DesiredRepo, RepoName, Timestamp};
+use crate::model::{DesiredRepo, DesiredRepos, RepoName, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 use rand::Rng;
@@ -173,6 +173,7 @@ impl RepoDb {
         let mut repos: Vec<DesiredRepo> = self.rows.values().filter(|r| !r.deleted).map(Self::desired_repo).collect();
         repos.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         repos.dedup_by(|later, first| later.name == first.name);
+        let repos = DesiredRepos::from_records(repos);
         Arc::new(Snapshot::routed(DesiredSet { repos, ..DesiredSet::default() }, shards))
     }
 }

@@ -133,7 +133,7 @@ impl Shard {
             .missing(snapshot, idx, &cloned)
             .into_iter()
             .filter(|name| self.cloning.contains_key(*name))
-            .cloned()
+            .map(RepoName::from_normalized)
             .collect();
         ShardObservation::Answered(ShardAnswer { cloned, cloning })
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{load, CliError, LoadArgs};
-use crate::model::{DesiredRepo, RepoName, ServiceType, Timestamp};
+use crate::model::{DesiredRepo, DesiredRepos, RepoName, ServiceType, Timestamp};
 use crate::policy::{Interface, Module};
 use crate::reconcile::RepoState;
 use crate::replay::capture::{Capture, CapturedRepo};
@@ -43,22 +43,36 @@ pub enum Repos {
 
 /// Runs `module`'s `prioritize` over `repos` synthetic repos, in [`BATCH`]es.
 pub fn measure(module: &Module, repos: usize, now: Timestamp) -> Result<Measured, CliError> {
-    let desired: Vec<DesiredRepo> = (0..repos).map(|idx| synthetic(idx, now)).collect();
+    let desired: DesiredRepos = (0..repos).map(|idx| synthetic(idx, now)).collect();
     let candidates: Vec<Candidate<'_>> =
         desired.iter().map(|repo| Candidate { repo, shard: 0, state: RepoState::Uncloned, record: None }).collect();
     measure_candidates(module, &candidates, &["gitserver-0:3178".to_string()], now)
 }
 
-/// A snapshot's due repos as candidates (every repo when none is due), with its shards.
-fn snapshot_candidates(capture: &Capture) -> Vec<Candidate<'_>> {
-    let due = |r: &&CapturedRepo| r.state != RepoState::Cloned;
-    let all = !capture.repos.iter().any(|r| due(&r));
-    capture
-        .repos
-        .iter()
-        .filter(|r| all || due(r))
-        .map(|r| Candidate { repo: &r.repo, shard: r.shard, state: r.state, record: r.record.as_ref() })
-        .collect()
+/// A snapshot's due repos (every repo when none is due), held as the rows its candidates read.
+struct SnapshotDue<'c> {
+    rows: DesiredRepos,
+    /// By row: the captured repo (its shard, state and record).
+    captured: Vec<&'c CapturedRepo>,
+}
+
+impl<'c> SnapshotDue<'c> {
+    fn of(capture: &'c Capture) -> SnapshotDue<'c> {
+        let due = |r: &&CapturedRepo| r.state != RepoState::Cloned;
+        let all = !capture.repos.iter().any(|r| due(&r));
+        let captured: Vec<&CapturedRepo> = capture.repos.iter().filter(|r| all || due(r)).collect();
+        // The capture is sorted by name, so row i is captured[i].
+        let rows = DesiredRepos::from_records(captured.iter().map(|r| r.repo.clone()).collect());
+        SnapshotDue { rows, captured }
+    }
+
+    fn candidates(&self) -> Vec<Candidate<'_>> {
+        self.rows
+            .iter()
+            .zip(&self.captured)
+            .map(|(repo, r)| Candidate { repo, shard: r.shard, state: r.state, record: r.record.as_ref() })
+            .collect()
+    }
 }
 
 /// Runs `prioritize` over `candidates` in [`BATCH`]es, as the sidecar does.
@@ -125,7 +139,12 @@ pub fn bench(
             let capture = read_snapshot(file)?;
             let _ =
                 writeln!(out, "{}: {} repos, taken {}", file.display(), capture.repos.len(), capture.header.taken_at);
-            measure_candidates(&module, &snapshot_candidates(&capture), capture.shards.addrs(), capture.taken_at)?
+            measure_candidates(
+                &module,
+                &SnapshotDue::of(&capture).candidates(),
+                capture.shards.addrs(),
+                capture.taken_at,
+            )?
         }
     };
     let share = |part: Duration, whole: Duration| 100.0 * part.as_secs_f64() / whole.as_secs_f64().max(1e-9);
@@ -196,8 +215,8 @@ pub fn warn_if_over_budget(
         return Ok(());
     }
     let capture = read_snapshot(snapshot)?;
-    let candidates = snapshot_candidates(&capture);
-    let m = measure_candidates(module, &candidates, capture.shards.addrs(), capture.taken_at)?;
+    let due = SnapshotDue::of(&capture);
+    let m = measure_candidates(module, &due.candidates(), capture.shards.addrs(), capture.taken_at)?;
     let line = format!(
         "{} for the {} due repos of {} ({:.0}% of tick_budget {})",
         fmt(m.total),

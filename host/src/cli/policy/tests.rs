@@ -162,7 +162,7 @@ fn snapshot(dir: &Path, repos: usize, due: usize) -> PathBuf {
     let states = (0..repos)
         .map(|i| if i < due { crate::reconcile::RepoState::Uncloned } else { crate::reconcile::RepoState::Cloned })
         .collect();
-    let desired = crate::sources::repo_db::DesiredSet { repos: list, ..Default::default() };
+    let desired = crate::sources::repo_db::DesiredSet { repos: list.into(), ..Default::default() };
     let parts = Parts {
         settings: crate::machine::Settings {
             shards: shards.clone(),

@@ -62,7 +62,7 @@ fn once_a_tick_has_spent_its_policy_budget_its_remaining_batches_use_the_builtin
     host.reload(now()).expect("reload");
     // Less than one call of the module: the first batch spends it.
     host.set_tick_budget(Duration::from_millis(1));
-    let desired = desired(REPOS);
+    let desired = crate::model::DesiredRepos::in_given_order(&desired(REPOS));
     let plan = crate::reconcile::Plan {
         states: vec![crate::reconcile::RepoState::Uncloned; REPOS],
         due: (0..REPOS as u32).collect(),
@@ -97,7 +97,7 @@ fn calls_outside_a_tick_are_not_budgeted() {
     let host = patient_host(dir.path());
     host.reload(now()).expect("reload");
     host.set_tick_budget(Duration::from_millis(1));
-    let desired = desired(6);
+    let desired = crate::model::DesiredRepos::in_given_order(&desired(6));
     let plan = crate::reconcile::Plan {
         states: vec![crate::reconcile::RepoState::Uncloned; 6],
         due: (0..6).collect(),

@@ -443,7 +443,8 @@ fn without_a_good_module_the_builtin_answers() {
         private: false,
         recorded: crate::model::RecordedState::NotTracked,
     };
-    let candidate = Candidate { repo: &repo, shard: 0, state: crate::reconcile::RepoState::Uncloned, record: None };
+    let one = crate::model::DesiredRepos::in_given_order(std::slice::from_ref(&repo));
+    let candidate = Candidate { repo: one.at(0), shard: 0, state: crate::reconcile::RepoState::Uncloned, record: None };
     let (answers, by) = host.prioritize_traced(&[candidate], now());
     assert_eq!(answers.len(), 1);
     assert_eq!(&*by, BUILTIN);
@@ -593,6 +594,7 @@ fn the_host_orders_a_plan_through_the_prioritizer_trait() {
         due: vec![0, 1, 2],
         ..Default::default()
     };
+    let desired = crate::model::DesiredRepos::in_given_order(&desired);
     let ordered = crate::schedule::order(&desired, &[0, 0, 0], &plan, &Default::default(), host.as_ref(), 2, now());
     let ids: Vec<u32> = ordered.jobs.iter().map(|j| j.repo).collect();
     assert_eq!(ids, vec![1, 2, 0], "most stars first");

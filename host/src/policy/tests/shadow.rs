@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::machine::{LimitsAsked, RetryCase};
-use crate::model::{AttemptRecord, DesiredRepo, RepoName};
+use crate::model::{AttemptRecord, DesiredRepo, DesiredRepos, RepoName};
 use crate::policy::shadow::ShadowInput;
 use crate::reconcile::RepoState;
 use crate::schedule::{Candidate, KeyLoad, LimitKey, RateLimit, RetryDecision};
@@ -11,7 +11,7 @@ use crate::schedule::{Candidate, KeyLoad, LimitKey, RateLimit, RetryDecision};
 const SHADOW_TOML: &str = "[clonekeeper]\nmode = \"shadow\"\nshadows = \"prioritize\"\n";
 
 /// Repos in serving order, the least starred first: the stars module's exact reverse.
-fn queued() -> Vec<DesiredRepo> {
+fn queued() -> DesiredRepos {
     (0..30u32)
         .map(|i| {
             let name = RepoName::from_normalized(format!("github.com/s/r{i:02}"));
@@ -26,7 +26,7 @@ fn input<'a>(queued: &'a [Candidate<'a>], retries: &'a [RetryCase]) -> ShadowInp
     ShadowInput { queued, slots: 5, limits: None, retries }
 }
 
-fn candidates(repos: &[DesiredRepo]) -> Vec<Candidate<'_>> {
+fn candidates(repos: &DesiredRepos) -> Vec<Candidate<'_>> {
     repos.iter().map(|repo| Candidate { repo, shard: 0, state: RepoState::Uncloned, record: None }).collect()
 }
 

@@ -31,7 +31,7 @@ fn parts() -> Parts {
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     let states = vec![RepoState::Cloned, RepoState::Failed, RepoState::Uncloned];
     let failed = repos[1].name.clone();
-    let snapshot = Snapshot::routed(DesiredSet { repos, ..DesiredSet::default() }, &shards);
+    let snapshot = Snapshot::routed(DesiredSet { repos: repos.into(), ..DesiredSet::default() }, &shards);
     let record = AttemptRecord {
         attempts: 2,
         last_error: Some("fatal: \"remote\" hung up\n".into()),
@@ -90,15 +90,15 @@ fn a_written_snapshot_reads_back_with_every_column_state_record_and_clone() {
     assert_eq!(capture.backoff, parts.settings.backoff);
     assert_eq!(capture.taken_at, AT);
     assert_eq!(capture.repos.len(), 3);
-    for (idx, (got, want)) in capture.repos.iter().zip(&parts.snapshot.desired.repos).enumerate() {
-        assert_eq!(got.repo.name, want.name);
-        assert_eq!((got.repo.id, got.repo.stars, got.repo.fork), (want.id, want.stars, want.fork));
-        assert_eq!((got.repo.updated_at, &got.repo.service_type), (want.updated_at, &want.service_type));
+    for (idx, (got, want)) in capture.repos.iter().zip(parts.snapshot.desired.repos.iter()).enumerate() {
+        assert_eq!(got.repo.name.as_str(), want.name());
+        assert_eq!((got.repo.id, got.repo.stars, got.repo.fork), (want.id(), want.stars(), want.fork()));
+        assert_eq!((got.repo.updated_at, got.repo.service_type.as_ref()), (want.updated_at(), want.service_type()));
         assert_eq!(got.state, parts.states[idx]);
         assert_eq!(got.shard, parts.snapshot.routes[idx]);
-        assert_eq!(got.record.as_ref(), parts.attempts.get(&want.name));
+        assert_eq!(got.record.as_ref(), parts.attempts.get(want.name()));
         // The credentials of the clone URL stay out of the file.
-        assert_eq!(got.repo.clone_url().as_deref(), Some(format!("https://{}", want.name).as_str()));
+        assert_eq!(got.repo.clone_url().as_deref(), Some(format!("https://{}", want.name()).as_str()));
     }
     assert_eq!(capture.clones.len(), 2);
     assert_eq!((capture.clones[0].took, capture.clones[0].succeeded), (Duration::from_millis(4_500), false));

@@ -65,7 +65,7 @@ struct StarsFirst;
 
 impl Prioritizer for StarsFirst {
     fn prioritize(&self, batch: &[Candidate<'_>], _now: Timestamp) -> Vec<Priority> {
-        batch.iter().map(|c| Priority::Score(f64::from(c.repo.stars.unwrap_or(0)))).collect()
+        batch.iter().map(|c| Priority::Score(f64::from(c.repo.stars().unwrap_or(0)))).collect()
     }
 }
 

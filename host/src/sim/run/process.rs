@@ -285,7 +285,10 @@ fn read_desired(
                 previous,
             ) =>
         {
-            Some(Snapshot::after_changes(previous, repo_db.changes_since(*mark), shard_map))
+            Some(
+                Snapshot::after_changes(previous, repo_db.changes_since(*mark), shard_map)
+                    .expect("a simulated set holds far less than 4 GiB of names"),
+            )
         }
         _ => None,
     };

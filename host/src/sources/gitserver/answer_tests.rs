@@ -79,7 +79,7 @@ async fn progress_separates_cloning_from_just_cloned() {
         .iter()
         .map(|n| RepoName::normalize(n).unwrap())
         .collect();
-    let refs: Vec<&RepoName> = names.iter().collect();
+    let refs: Vec<&str> = names.iter().map(RepoName::as_str).collect();
     let progress = client(1 << 20).clone_progress(&addr, &refs).await.unwrap();
     assert_eq!(progress.cloning, vec![names[0].clone()]);
     assert_eq!(progress.cloned, vec![names[1].clone()]);

@@ -76,7 +76,7 @@ impl GitserverClient {
     /// `POST /repo-clone-progress` in batches: which of `names` the shard is cloning now, and
     /// which it finished cloning since its list was read (they count as cloned at once, so a
     /// clone that completes between the two calls is not dispatched again).
-    pub async fn clone_progress(&self, addr: &str, names: &[&RepoName]) -> Result<Progress, GitserverError> {
+    pub async fn clone_progress(&self, addr: &str, names: &[&str]) -> Result<Progress, GitserverError> {
         let mut progress = Progress::default();
         for batch in names.chunks(self.config.progress_batch.max(1)) {
             let body = ReposRequest { repos: batch.iter().map(|n| n.to_string()).collect() };

@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
+use super::desired::clash_problem;
 use super::{DesiredSet, RowProblem};
-use crate::model::DesiredRepo;
+use crate::model::{DesiredRepo, DesiredReposBuilder, ListTooLarge};
 
 /// Where a read stood in the repo DB's history: every change that read could not see was made
 /// by a transaction whose id is at or past this one (Postgres `txid_snapshot_xmin` of a
@@ -51,7 +52,7 @@ impl DesiredChanges {
         self.repos.retain(|repo| {
             let same = !reported.contains(&repo.id)
                 && !base_reports(repo.id)
-                && base.repos.binary_search_by(|r| r.name.cmp(&repo.name)).is_ok_and(|idx| base.repos[idx] == *repo);
+                && base.repos.find(repo.name.as_str()).is_some_and(|row| row.holds(repo));
             if same {
                 held.insert(repo.id);
             }
@@ -63,7 +64,7 @@ impl DesiredChanges {
         let gone: HashSet<i64> =
             self.ids.iter().copied().filter(|id| !fresh.contains(id) && !reported.contains(id)).collect();
         if !gone.is_empty() {
-            let in_base: HashSet<i64> = base.repos.iter().map(|repo| repo.id).filter(|id| gone.contains(id)).collect();
+            let in_base: HashSet<i64> = base.repos.iter().map(|row| row.id()).filter(|id| gone.contains(id)).collect();
             held.extend(gone.into_iter().filter(|&id| !in_base.contains(&id) && !base_reports(id)));
         }
         if !held.is_empty() {
@@ -82,49 +83,56 @@ impl DesiredSet {
     /// Names stay unique: on a clash the lower id wins and the other is reported, as in a full
     /// read. (A repo that lost such a clash in an earlier read comes back only with the next
     /// full read, `[sync] full_interval` later at most.)
-    pub fn apply(&self, changes: DesiredChanges) -> (DesiredSet, Vec<Option<u32>>) {
+    pub fn apply(&self, changes: DesiredChanges) -> Result<(DesiredSet, Vec<Option<u32>>), ListTooLarge> {
         let changed: HashSet<i64> = changes.ids.iter().copied().collect();
-        let kept = self.repos.iter().enumerate().filter(|(_, repo)| !changed.contains(&repo.id));
-        let mut kept = kept.map(|(idx, repo)| (u32::try_from(idx).ok(), repo)).peekable();
+        let mut kept = self.repos.iter().filter(|row| !changed.contains(&row.id())).peekable();
+        let fresh_bytes: usize = changes.repos.iter().map(|repo| repo.name.as_str().len()).sum();
         let mut fresh = changes.repos.into_iter().peekable();
         let mut problems: Vec<RowProblem> =
             self.problems.iter().filter(|p| !changed.contains(&p.repo_id)).cloned().collect();
         problems.extend(changes.problems);
 
-        let mut repos: Vec<DesiredRepo> = Vec::with_capacity(self.repos.len() + fresh.len());
-        let mut origins: Vec<Option<u32>> = Vec::with_capacity(repos.capacity());
+        let rows = self.repos.len() + fresh.len();
+        let mut repos = DesiredReposBuilder::with_capacity(rows, self.repos.name_bytes() + fresh_bytes);
+        let mut origins: Vec<Option<u32>> = Vec::with_capacity(rows);
         loop {
             // Merge by (name, id); the kept set and the fresh rows are each sorted and unique.
             let take_kept = match (kept.peek(), fresh.peek()) {
-                (Some((_, old)), Some(new)) => (&old.name, old.id) <= (&new.name, new.id),
+                (Some(old), Some(new)) => (old.name(), old.id()) <= (new.name.as_str(), new.id),
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => break,
             };
-            let (origin, repo) = if take_kept {
-                let (idx, repo) = kept.next().expect("peeked");
-                (idx, repo.clone())
+            let (id, name) = if take_kept {
+                let row = kept.peek().expect("peeked");
+                (row.id(), row.name())
             } else {
-                (None, fresh.next().expect("peeked"))
+                let repo = fresh.peek().expect("peeked");
+                (repo.id, repo.name.as_str())
             };
-            if let Some(previous) = repos.last().filter(|last| last.name == repo.name) {
-                problems.push(RowProblem {
-                    repo_id: repo.id,
-                    name: repo.name.to_string(),
-                    message: format!(
-                        "name normalises to the same name as repo row {}; skipped in favour of the lower id",
-                        previous.id
-                    ),
-                });
+            if let Some(kept_id) = repos.last_id().filter(|_| repos.last_name() == Some(name)) {
+                problems.push(clash_problem(id, name, kept_id));
+                if take_kept {
+                    kept.next();
+                } else {
+                    fresh.next();
+                }
                 continue;
             }
-            repos.push(repo);
-            origins.push(origin);
+            if take_kept {
+                let row = kept.next().expect("peeked");
+                repos.push_row(row)?;
+                origins.push(u32::try_from(row.index()).ok());
+            } else {
+                let repo = fresh.next().expect("peeked");
+                repos.push(&repo)?;
+                origins.push(None);
+            }
         }
         problems.sort_by_key(|problem| problem.repo_id);
         let recorded_shards =
             if changes.recorded_shards.is_empty() { self.recorded_shards.clone() } else { changes.recorded_shards };
-        (DesiredSet { repos, problems, recorded_shards }, origins)
+        Ok((DesiredSet { repos: repos.finish_in_order(), problems, recorded_shards }, origins))
     }
 }
 
@@ -140,11 +148,14 @@ mod tests {
     fn set(repos: Vec<DesiredRepo>) -> DesiredSet {
         let mut repos = repos;
         repos.sort_by(|a, b| a.name.cmp(&b.name));
-        DesiredSet { repos, ..DesiredSet::default() }
+        DesiredSet { repos: repos.into(), ..DesiredSet::default() }
     }
 
     fn render(set: &DesiredSet) -> Vec<String> {
-        set.repos.iter().map(|r| format!("{} {} {}", r.id, r.name, r.clone_url().as_deref().unwrap_or("-"))).collect()
+        set.repos
+            .iter()
+            .map(|r| format!("{} {} {}", r.id(), r.name(), r.clone_url().as_deref().unwrap_or("-")))
+            .collect()
     }
 
     #[test]
@@ -163,7 +174,7 @@ mod tests {
         ];
         fresh.sort_by(|a, b| a.name.cmp(&b.name));
         let changes = DesiredChanges { ids: vec![2, 3, 4, 5], repos: fresh, ..DesiredChanges::default() };
-        let (after, origins) = before.apply(changes);
+        let (after, origins) = before.apply(changes).expect("room");
         assert_eq!(
             render(&after),
             vec![
@@ -173,15 +184,17 @@ mod tests {
                 "2 github.com/a/zwei u2"
             ]
         );
-        let one = before.repos.iter().position(|r| r.id == 1).map(|i| i as u32);
+        let one = before.repos.iter().position(|r| r.id() == 1).map(|i| i as u32);
         assert_eq!(origins, vec![None, None, one, None], "only the unchanged repo is carried over");
 
         // An undelete is an insert of the same id.
-        let (back, _) = after.apply(DesiredChanges {
-            ids: vec![3],
-            repos: vec![repo(3, "github.com/a/three", "u3")],
-            ..DesiredChanges::default()
-        });
+        let (back, _) = after
+            .apply(DesiredChanges {
+                ids: vec![3],
+                repos: vec![repo(3, "github.com/a/three", "u3")],
+                ..DesiredChanges::default()
+            })
+            .expect("room");
         assert_eq!(back.repos.len(), 5);
     }
 
@@ -221,11 +234,13 @@ mod tests {
     #[test]
     fn a_rename_onto_a_taken_name_keeps_the_lower_id_and_reports_the_other() {
         let before = set(vec![repo(1, "github.com/a/one", "u1"), repo(7, "github.com/a/seven", "u7")]);
-        let (after, _) = before.apply(DesiredChanges {
-            ids: vec![7],
-            repos: vec![repo(7, "github.com/a/one", "u7")],
-            ..DesiredChanges::default()
-        });
+        let (after, _) = before
+            .apply(DesiredChanges {
+                ids: vec![7],
+                repos: vec![repo(7, "github.com/a/one", "u7")],
+                ..DesiredChanges::default()
+            })
+            .expect("room");
         assert_eq!(render(&after), vec!["1 github.com/a/one u1"]);
         assert_eq!(after.problems.len(), 1);
         assert_eq!(after.problems[0].repo_id, 7);
@@ -238,11 +253,13 @@ mod tests {
             RowProblem { repo_id: 1, name: "github.com/a/one".into(), message: "old".into() },
             RowProblem { repo_id: 9, name: "x".into(), message: "untouched".into() },
         ];
-        let (after, _) = before.apply(DesiredChanges {
-            ids: vec![1],
-            repos: vec![repo(1, "github.com/a/one", "u1")],
-            ..DesiredChanges::default()
-        });
+        let (after, _) = before
+            .apply(DesiredChanges {
+                ids: vec![1],
+                repos: vec![repo(1, "github.com/a/one", "u1")],
+                ..DesiredChanges::default()
+            })
+            .expect("room");
         let messages: Vec<&str> = after.problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages, vec!["untouched"]);
     }

@@ -10,7 +10,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::model::{
-    CloneStatus, CloneUrl, DesiredRepo, RecordedShard, RecordedState, RepoColumns, RepoName, ServiceType, Timestamp,
+    CloneStatus, CloneUrl, DesiredRepo, DesiredReposBuilder, RecordedShard, RecordedState, RepoColumns, RepoName,
+    ServiceType, Timestamp,
 };
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
@@ -84,7 +85,10 @@ pub(super) struct Builder {
     shape: SchemaShape,
     /// The optional columns the query fills; the others are left unknown.
     columns: RepoColumns,
-    repos: Vec<DesiredRepo>,
+    /// A full read's rows, column by column.
+    repos: DesiredReposBuilder,
+    /// An incremental read's rows: a few, as records.
+    changed_repos: Vec<DesiredRepo>,
     problems: Vec<RowProblem>,
     /// Interned `external_service_type` values: a handful per load, shared by every repo.
     service_types: HashSet<ServiceType>,
@@ -100,7 +104,8 @@ impl Builder {
         Builder {
             shape,
             columns,
-            repos: Vec::new(),
+            repos: DesiredReposBuilder::default(),
+            changed_repos: Vec::new(),
             problems: Vec::new(),
             service_types: HashSet::new(),
             recorded_shards: Vec::new(),
@@ -122,7 +127,8 @@ impl Builder {
 
     /// Room for about `rows` repos.
     pub(super) fn reserve(&mut self, rows: usize) {
-        self.repos.reserve(rows);
+        // Names average ~32 bytes; the buffer grows if they are longer.
+        self.repos = DesiredReposBuilder::with_capacity(rows, rows.saturating_mul(32));
     }
 
     /// Adds one row. Fails only when the row has no readable id, which means the query and
@@ -182,7 +188,7 @@ impl Builder {
         };
         let recorded = self.recorded(id, raw_name, row);
 
-        self.repos.push(DesiredRepo {
+        let repo = DesiredRepo {
             id,
             name,
             url,
@@ -194,37 +200,39 @@ impl Builder {
             archived: archived.unwrap_or(false),
             private: private.unwrap_or(false),
             recorded,
-        });
+        };
+        if self.changes.is_some() {
+            self.changed_repos.push(repo);
+        } else {
+            self.repos.push(&repo).map_err(|_| {
+                sqlx::Error::Protocol("the desired repos' names pass 4 GiB, more than one set can hold".into())
+            })?;
+        }
         Ok(())
     }
 
-    /// The changes of an incremental read.
-    pub(super) fn finish_changes(mut self) -> DesiredChanges {
-        let ids = self.changes.take().unwrap_or_default();
-        let DesiredSet { repos, problems, recorded_shards } = self.finish();
-        DesiredChanges { ids, repos, problems, recorded_shards }
-    }
-
-    /// Sorts by name and keeps the lowest id of each name, reporting the others.
-    pub(super) fn finish(self) -> DesiredSet {
-        let Builder { mut repos, mut problems, recorded_shards, .. } = self;
-        sort_by_name_then_id(&mut repos);
-        repos.dedup_by(|later, kept| {
+    /// The changes of an incremental read: its rows sorted by name, the lowest id of each name
+    /// kept and the others reported.
+    pub(super) fn finish_changes(self) -> DesiredChanges {
+        let Builder { mut changed_repos, mut problems, recorded_shards, changes, .. } = self;
+        sort_by_name_then_id(&mut changed_repos);
+        changed_repos.dedup_by(|later, kept| {
             if later.name != kept.name {
                 return false;
             }
-            problems.push(RowProblem {
-                repo_id: later.id,
-                name: later.name.to_string(),
-                message: format!(
-                    "name normalises to the same name as repo row {}; skipped in favour of the \
-                     lower id",
-                    kept.id
-                ),
-            });
+            problems.push(clash_problem(later.id, later.name.as_str(), kept.id));
             true
         });
-        repos.shrink_to_fit();
+        problems.sort_by_key(|problem| problem.repo_id);
+        DesiredChanges { ids: changes.unwrap_or_default(), repos: changed_repos, problems, recorded_shards }
+    }
+
+    /// A full read's set: sorted by name, the lowest id of each name kept and the others
+    /// reported.
+    pub(super) fn finish(self) -> DesiredSet {
+        let Builder { repos, mut problems, recorded_shards, .. } = self;
+        let (repos, clashes) = repos.finish_sorted(crate::machine::PARALLEL_FROM);
+        problems.extend(clashes.iter().map(|clash| clash_problem(clash.id, clash.name.as_str(), clash.kept_id)));
         problems.sort_by_key(|problem| problem.repo_id);
         DesiredSet { repos, problems, recorded_shards }
     }
@@ -291,34 +299,16 @@ impl Builder {
     }
 }
 
-/// Sorts by name, then id. A million records: on every core for a large set (a total order, so
-/// the result is the same either way).
-fn sort_by_name_then_id(repos: &mut [DesiredRepo]) {
-    let by_name_then_id = |a: &DesiredRepo, b: &DesiredRepo| a.name.cmp(&b.name).then(a.id.cmp(&b.id));
-    if repos.len() >= crate::machine::PARALLEL_FROM {
-        rayon::slice::ParallelSliceMut::par_sort_unstable_by(repos, by_name_then_id);
-    } else {
-        repos.sort_unstable_by(by_name_then_id);
+/// The problem of a row whose name another row with a lower id holds too.
+pub(super) fn clash_problem(id: i64, name: &str, kept_id: i64) -> RowProblem {
+    RowProblem {
+        repo_id: id,
+        name: name.to_owned(),
+        message: format!("name normalises to the same name as repo row {kept_id}; skipped in favour of the lower id"),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_large_set_sorts_on_every_core_into_the_same_order() {
-        // Ids and names in a scrambled order, with names repeated under other ids.
-        let n = crate::machine::PARALLEL_FROM as i64 + 10_000;
-        let repo = |i: i64| {
-            let id = (i * 7_919) % n;
-            DesiredRepo::new(id, RepoName::from_normalized(format!("github.com/o/r-{}", id % 40_000)), "")
-        };
-        let mut large: Vec<DesiredRepo> = (0..n).map(repo).collect();
-        sort_by_name_then_id(&mut large);
-        assert!(large.windows(2).all(|w| (&w[0].name, w[0].id) < (&w[1].name, w[1].id)), "sorted, no ties");
-        let mut one_core: Vec<DesiredRepo> = (0..n).map(repo).collect();
-        one_core.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        assert_eq!(large, one_core);
-    }
+/// Sorts by name, then id.
+fn sort_by_name_then_id(repos: &mut [DesiredRepo]) {
+    repos.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 }

@@ -8,7 +8,7 @@
 //! **Invariants.**
 //! - One load is one streaming query: no per-repo round trip, no intermediate `Vec` of rows.
 //! - A bad row never fails a load: it becomes a [`RowProblem`] and the rest is still read.
-//! - Only this module knows the repo DB's SQL; the rest of clonekeeper sees [`DesiredRepo`].
+//! - Only this module knows the repo DB's SQL; the rest of clonekeeper sees [`DesiredRepos`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 
 use crate::db::refusal::Refused;
 use crate::db::Database;
-use crate::model::{CloneStatus, DesiredRepo, RepoColumns, RepoName};
+use crate::model::{CloneStatus, DesiredRepos, RepoColumns, RepoName};
 
 mod changes;
 mod desired;
@@ -94,7 +94,7 @@ impl fmt::Display for SchemaShape {
 pub struct DesiredSet {
     /// Sorted by name, names unique (the lowest `repo.id` wins a clash), so callers can
     /// binary-search and diff against sorted shard lists without another sort.
-    pub repos: Vec<DesiredRepo>,
+    pub repos: DesiredRepos,
     /// Sorted by `repo_id`. A row here may still be in `repos` (e.g. without a clone URL).
     pub problems: Vec<RowProblem>,
     /// The distinct `gitserver_repos.shard_id` values, which `RecordedState::Status` indexes.
@@ -195,8 +195,8 @@ impl RepoDb {
     /// are unknown in every repo): at a million rows every column costs the repo DB and the
     /// reader time, and stars in `repo.metadata` cost more than all the others together.
     ///
-    /// Rows are decoded as they arrive and only the resulting [`DesiredRepo`]s are kept, so a
-    /// million repos cost a few hundred MB at most. Names are normalised; rows that cannot be
+    /// Rows are decoded as they arrive into the set's columns ([`DesiredRepos`]), so a million
+    /// repos cost their names and ~23 B each. Names are normalised; rows that cannot be
     /// used as they are become [`RowProblem`]s instead of failing the load.
     pub async fn load_desired_reading(&self, columns: RepoColumns) -> Result<DesiredSet, RepoDbError> {
         let sql = self.desired_sql(columns);

@@ -21,22 +21,22 @@ async fn run(db: &Database, sql: &str) {
 /// One line per repo and per problem, for expect tests.
 fn render(set: &DesiredSet) -> String {
     let mut out = String::new();
-    for repo in &set.repos {
+    for repo in set.repos.iter() {
         writeln!(
             out,
             "{} {} url={} type={} created={} updated={} stars={:?} fork={} archived={} \
              private={} recorded={}",
-            repo.id,
-            repo.name,
+            repo.id(),
+            repo.name(),
             repo.clone_url().as_deref().unwrap_or("-"),
-            repo.service_type.as_deref().unwrap_or("-"),
-            repo.created_at.map_or("-".to_owned(), |t| t.to_rfc3339()),
-            repo.updated_at.map_or("-".to_owned(), |t| t.to_rfc3339()),
-            repo.stars,
-            repo.fork,
-            repo.archived,
-            repo.private,
-            describe(set, repo.recorded),
+            repo.service_type().map_or("-", |kind| kind.as_str()),
+            repo.created_at().map_or("-".to_owned(), |t| t.to_rfc3339()),
+            repo.updated_at().map_or("-".to_owned(), |t| t.to_rfc3339()),
+            repo.stars(),
+            repo.fork(),
+            repo.archived(),
+            repo.private(),
+            describe(set, repo.recorded()),
         )
         .expect("writing to a String");
     }
@@ -63,8 +63,8 @@ fn describe(set: &DesiredSet, recorded: RecordedState) -> String {
 }
 
 fn recorded_of(set: &DesiredSet, id: i64) -> String {
-    let repo = set.repos.iter().find(|repo| repo.id == id).unwrap_or_else(|| panic!("repo {id} is desired"));
-    describe(set, repo.recorded)
+    let repo = set.repos.iter().find(|repo| repo.id() == id).unwrap_or_else(|| panic!("repo {id} is desired"));
+    describe(set, repo.recorded())
 }
 
 fn change(repo_id: i64, status: CloneStatus, shard: &str, last_error: Option<&str>) -> WriteBack {
@@ -217,9 +217,9 @@ async fn check_2021_without_recorded(repo_db: &RepoDb) {
     let set = repo_db.load_desired_reading(columns).await.expect("loading without recorded state");
     let full = repo_db.load_desired().await.expect("loading");
     assert_eq!(set.repos.len(), full.repos.len());
-    for (repo, full) in set.repos.iter().zip(&full.repos) {
-        assert_eq!(repo.recorded, RecordedState::NotTracked, "{}", repo.name);
-        assert_eq!(DesiredRepo { recorded: full.recorded, ..repo.clone() }, *full);
+    for (repo, full) in set.repos.iter().zip(full.repos.iter()) {
+        assert_eq!(repo.recorded(), RecordedState::NotTracked, "{}", repo.name());
+        assert_eq!(crate::model::DesiredRepo { recorded: full.recorded(), ..repo.to_record() }, full.to_record());
     }
     assert!(set.problems.iter().all(|p| !p.message.contains("gitserver_repos")), "{:?}", set.problems);
 }
@@ -237,8 +237,8 @@ async fn check_2020_10(db: Database) {
     // Without any policy module and write-back: only id, name, clone URL and created_at.
     let minimal = repo_db.load_desired_reading(RepoColumns::default()).await.expect("loading the minimum");
     assert_eq!(render(&minimal), EXPECT_2020_10_MINIMAL);
-    let github = set.repos[0].service_type.as_ref().expect("github");
-    let github_too = set.repos[1].service_type.as_ref().expect("github");
+    let github = set.repos.at(0).service_type().expect("github");
+    let github_too = set.repos.at(1).service_type().expect("github");
     assert!(github.ptr_eq(github_too), "service types are interned");
 
     let changes = [
@@ -451,8 +451,8 @@ async fn postgres_streams_twenty_thousand_generated_rows() {
     let set = repo_db.load_desired().await.expect("loading");
     assert_eq!(set.repos.len(), 20_000);
     assert!(set.problems.is_empty(), "{:?}", set.problems.first());
-    assert!(set.repos.windows(2).all(|pair| pair[0].name < pair[1].name));
-    let stars: u64 = set.repos.iter().filter_map(|repo| repo.stars).map(u64::from).sum();
+    assert!(set.repos.names().collect::<Vec<_>>().windows(2).all(|pair| pair[0] < pair[1]));
+    let stars: u64 = set.repos.iter().filter_map(|repo| repo.stars()).map(u64::from).sum();
     assert_eq!(stars, 20_000 * 20_001 / 2);
 }
 
