@@ -1,8 +1,8 @@
 //! The policy engine: `prioritize` over N repos in batches of 10,000 through a Rust-built
 //! module (`--policy-module`, e.g. target/policies/popular-first.wasm), against the same
 //! scoring compiled into the host, and against the same decision in Rego (regorus). All three
-//! start from the host's repo records (`DesiredRepo`), so each pays for its own input
-//! conversion. Also: the per-call cost of a fresh instance, compiling against loading cached
+//! start from the host's desired set (`DesiredRepos`, column by column, read through
+//! `DesiredRow`), so each pays for its own input conversion. Also: the per-call cost of a fresh instance, compiling against loading cached
 //! code, and how long a written file takes to go live.
 //!
 //! The scoring is popular-first's (policies/popular-first): `log2(1 + stars)` plus an activity
@@ -61,7 +61,7 @@ fn desired_repo(idx: usize) -> DesiredRepo {
     }
 }
 
-const LIBM_NOTE: &str = "The second native baseline scores with the pure-Rust `libm` that the Wasm guest's standard library uses for `log2` and `exp2` (wasm32-unknown-unknown has no C library). The ratio against it is what the engine costs (the boundary, instantiation, Cranelift's code) without the difference between the two math libraries. Where that ratio is above 3×, the boundary row is the reason (mostly the first touch of each `DesiredRepo` record while building the columns); a desired set kept column by column would let the batch copy plain arrays.";
+const LIBM_NOTE: &str = "The second native baseline scores with the pure-Rust `libm` that the Wasm guest's standard library uses for `log2` and `exp2` (wasm32-unknown-unknown has no C library). The ratio against it is what the engine costs (the boundary, instantiation, Cranelift's code) without the difference between the two math libraries. Where that ratio is above 3×, the boundary row is the reason: building the batch's columns from the desired set's, and lifting the answers.";
 
 /// popular-first's scoring, compiled into the host, with the C library's `log2`/`exp2`
 /// (`std`) or with the pure-Rust `libm` the Wasm guest's standard library uses
@@ -341,9 +341,9 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
             .to_string(),
     );
     section.notes.push(
-        "Every path starts from the host's `DesiredRepo` records and returns one answer per repo; the module's and the native answers are compared for equality, and Rego's on the first 1000 repos. \
+        "Every path starts from the host's desired set (`DesiredRepos`, its columns read through `DesiredRow` handles) and returns one answer per repo; the module's and the native answers are compared for equality, and Rego's on the first 1000 repos. \
          The module path is the live one (`PolicyHost` as the scheduler's `Prioritizer`: build the columns the module reads, a fresh instance and `init` per call, copy the columns into guest memory, lift and check the answers). \
-         Rego has no logarithm or power builtins, so `log2` and `exp2` are regorus extensions written in Rust; the input is built as regorus `Value`s from the same records. \
+         Rego has no logarithm or power builtins, so `log2` and `exp2` are regorus extensions written in Rust; the input is built as regorus `Value`s from the same rows. \
          Compile and cached-load times are for one fresh engine each."
             .to_string(),
     );
