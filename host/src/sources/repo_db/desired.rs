@@ -180,7 +180,8 @@ impl Builder {
             archived = self.field(id, raw_name, "archived", row.flag(ARCHIVED));
             private = self.field(id, raw_name, "private", row.flag(PRIVATE));
         }
-        let stars = match self.field(id, raw_name, "stars", if self.columns.stars { row.int(STARS) } else { Ok(None) }) {
+        let stars = match self.field(id, raw_name, "stars", if self.columns.stars { row.int(STARS) } else { Ok(None) })
+        {
             Some(stars) => match u32::try_from(stars) {
                 Ok(stars) => Some(stars),
                 Err(_) => {
