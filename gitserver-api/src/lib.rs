@@ -8,7 +8,7 @@
 mod name;
 mod wire;
 
-pub use name::{canonical_repo_name, normalize_repo_name};
+pub use name::{canonical_repo_name, is_canonical_repo_name, normalize_repo_name};
 
 #[cfg(test)]
 mod name_props;

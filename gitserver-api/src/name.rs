@@ -47,6 +47,17 @@ pub fn canonical_repo_name(name: &str) -> String {
     normal
 }
 
+/// Whether `name` is its own [`canonical_repo_name`], checked without building a string: no
+/// ASCII upper-case letter (so nothing is lower-cased), no `.git` to strip, and a clean path
+/// (no empty, `.` or `..` segment, so no leading or trailing slash). Nearly every name in a
+/// repo DB is, and a full read normalises a million of them.
+pub fn is_canonical_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.ends_with(".git")
+        && !name.bytes().any(|b| b.is_ascii_uppercase())
+        && name.split('/').all(|segment| !matches!(segment, "" | "." | ".."))
+}
+
 /// Go's `strings.ToLower`: each character through its simple lower-case mapping.
 ///
 /// Rust's `str::to_lowercase` differs in two places that would change the name and so its

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use crate::{canonical_repo_name, normalize_repo_name};
+use crate::{canonical_repo_name, is_canonical_repo_name, normalize_repo_name};
 
 /// Text that exercises every rule: path syntax, `.git`, hosts, upper case outside ASCII
 /// (final sigma, dotted capital I, the Kelvin sign), NUL and arbitrary characters.
@@ -112,6 +112,19 @@ proptest! {
         let once = normalize_repo_name(&raw);
         if normalize_repo_name(&once) == once {
             prop_assert_eq!(canonical, once);
+        }
+    }
+
+    /// The reader's shortcut: a name it takes as canonical without normalising is canonical,
+    /// and every canonical name with no upper-case letter is taken.
+    #[test]
+    fn the_canonical_check_agrees_with_normalising(raw in raw_name()) {
+        let canonical = canonical_repo_name(&raw);
+        if is_canonical_repo_name(&raw) {
+            prop_assert_eq!(&canonical, &raw);
+        }
+        if !canonical.is_empty() && !canonical.bytes().any(|b| b.is_ascii_uppercase()) {
+            prop_assert!(is_canonical_repo_name(&canonical), "{canonical:?} is canonical");
         }
     }
 

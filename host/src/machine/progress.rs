@@ -72,11 +72,15 @@ impl ProgressScope {
             let mut index = hashbrown::HashSet::with_capacity(listed.len());
             index.extend(listed.iter());
             let listed = index;
-            return repos
-                .names()
+            // The routes are a small array: only the names of the repos this shard owns are
+            // looked at, not a million names for each of the shards.
+            return snapshot
+                .routes
+                .iter()
                 .enumerate()
-                .filter(|&(idx, name)| owned(idx) && !listed.contains(name))
-                .map(|(_, name)| name)
+                .filter(|&(_, &route)| route == shard)
+                .map(|(idx, _)| repos.name(idx))
+                .filter(|name| !listed.contains(name))
                 .collect();
         }
         let mut wanted: HashSet<usize> = self

@@ -398,63 +398,65 @@ impl DesiredReposBuilder {
 
     /// Appends `repo`, unless the names would pass the 4 GiB a `u32` offset addresses.
     pub fn push(&mut self, repo: &DesiredRepo) -> Result<(), ListTooLarge> {
-        let url = match &repo.url {
-            CloneUrl::Missing => (UrlForm::Missing, None),
-            CloneUrl::FromName { git: false } => (UrlForm::Https, None),
-            CloneUrl::FromName { git: true } => (UrlForm::HttpsGit, None),
-            CloneUrl::Other(url) => (UrlForm::Other, Some(&**url)),
-        };
-        self.push_values(Values {
+        self.push_values(DesiredValues {
             id: repo.id,
             name: repo.name.as_str(),
-            url,
+            url: &repo.url,
             service_type: repo.service_type.as_ref(),
             created_at: repo.created_at,
             updated_at: repo.updated_at,
             stars: repo.stars,
-            flags: flag_bits(repo.fork, repo.archived, repo.private),
+            fork: repo.fork,
+            archived: repo.archived,
+            private: repo.private,
             recorded: repo.recorded,
         })
     }
 
-    /// Appends a row of another set, without building a record.
+    /// Appends a row of another set.
     pub fn push_row(&mut self, row: DesiredRow<'_>) -> Result<(), ListTooLarge> {
-        let form = row.repos.urls[row.idx];
-        let other = if form == UrlForm::Other { row.other_url() } else { None };
-        self.push_values(Values {
+        self.push_values(DesiredValues {
             id: row.id(),
             name: row.name(),
-            url: (form, other),
+            url: &row.url(),
             service_type: row.service_type(),
             created_at: row.created_at(),
             updated_at: row.updated_at(),
             stars: row.stars(),
-            flags: row.flags() & !HAS_STARS,
+            fork: row.fork(),
+            archived: row.archived(),
+            private: row.private(),
             recorded: row.recorded(),
         })
     }
 
-    fn push_values(&mut self, values: Values<'_>) -> Result<(), ListTooLarge> {
+    /// Appends one row's values, without a record: what a full read does a million times.
+    pub fn push_values(&mut self, values: DesiredValues<'_>) -> Result<(), ListTooLarge> {
         let row = self.len();
         self.names.try_push(values.name)?;
         let repos = &mut self.repos;
         repos.ids.push(values.id);
-        let (form, other) = values.url;
-        match (form, other, u32::try_from(row)) {
-            (UrlForm::Other, Some(url), Ok(row)) => {
-                repos.urls.push(UrlForm::Other);
-                repos.other_urls.push((row, url.into()));
-            }
-            (UrlForm::Other, _, _) => repos.urls.push(UrlForm::Missing),
-            (form, _, _) => repos.urls.push(form),
-        }
+        let form = match values.url {
+            CloneUrl::Missing => UrlForm::Missing,
+            CloneUrl::FromName { git: false } => UrlForm::Https,
+            CloneUrl::FromName { git: true } => UrlForm::HttpsGit,
+            CloneUrl::Other(url) => match u32::try_from(row) {
+                Ok(row) => {
+                    repos.other_urls.push((row, url.clone()));
+                    UrlForm::Other
+                }
+                Err(_) => UrlForm::Missing,
+            },
+        };
+        repos.urls.push(form);
         let service_type = values.service_type.map_or(0, |kind| self.service_type_index(kind));
         let repos = &mut self.repos;
         push_lazily(&mut repos.service_type, row, service_type, 0);
         push_lazily(&mut repos.created_at, row, values.created_at.map_or(NO_TIME, Timestamp::as_millis), NO_TIME);
         push_lazily(&mut repos.updated_at, row, values.updated_at.map_or(NO_TIME, Timestamp::as_millis), NO_TIME);
         push_lazily(&mut repos.stars, row, values.stars.unwrap_or(0), 0);
-        let flags = values.flags | if values.stars.is_some() { HAS_STARS } else { 0 };
+        let flags = flag_bits(values.fork, values.archived, values.private)
+            | if values.stars.is_some() { HAS_STARS } else { 0 };
         push_lazily(&mut repos.flags, row, flags, 0);
         push_lazily(&mut repos.recorded, row, values.recorded, RecordedState::NotTracked);
         Ok(())
@@ -561,17 +563,22 @@ fn name_order(repos: &DesiredRepos, parallel_from: usize) -> Vec<u32> {
     keyed.into_iter().map(|(_, _, row)| row).collect()
 }
 
-/// One row's values, borrowed, as the builder takes them.
-struct Values<'a> {
-    id: i64,
-    name: &'a str,
-    url: (UrlForm, Option<&'a str>),
-    service_type: Option<&'a ServiceType>,
-    created_at: Option<Timestamp>,
-    updated_at: Option<Timestamp>,
-    stars: Option<u32>,
-    flags: u8,
-    recorded: RecordedState,
+/// One row's values, borrowed, as [`DesiredReposBuilder::push_values`] takes them: the fields
+/// of a [`DesiredRepo`] without owning a name.
+#[derive(Copy, Clone, Debug)]
+pub struct DesiredValues<'a> {
+    pub id: i64,
+    /// In gitserver's normal form (see [`RepoName`]).
+    pub name: &'a str,
+    pub url: &'a CloneUrl,
+    pub service_type: Option<&'a ServiceType>,
+    pub created_at: Option<Timestamp>,
+    pub updated_at: Option<Timestamp>,
+    pub stars: Option<u32>,
+    pub fork: bool,
+    pub archived: bool,
+    pub private: bool,
+    pub recorded: RecordedState,
 }
 
 fn flag_bits(fork: bool, archived: bool, private: bool) -> u8 {

@@ -14,7 +14,7 @@ use gitserver_api::canonical_repo_name;
 mod desired_repos;
 mod name_list;
 
-pub use desired_repos::{DesiredRepos, DesiredReposBuilder, DesiredRow, NameClash};
+pub use desired_repos::{DesiredRepos, DesiredReposBuilder, DesiredRow, DesiredValues, NameClash};
 pub use name_list::{ListTooLarge, NameList, NameListBuilder};
 
 /// Milliseconds since the Unix epoch.
@@ -229,7 +229,7 @@ impl DesiredRepo {
     pub fn new(id: i64, name: RepoName, clone_url: &str) -> DesiredRepo {
         DesiredRepo {
             id,
-            url: CloneUrl::for_repo(clone_url, &name),
+            url: CloneUrl::for_repo(clone_url, name.as_str()),
             name,
             service_type: None,
             created_at: None,
@@ -309,9 +309,9 @@ pub enum CloneUrl {
 }
 
 impl CloneUrl {
-    /// `url` as the clone URL of the repo named `name`.
-    pub fn for_repo(url: &str, name: &RepoName) -> CloneUrl {
-        match url.strip_prefix("https://").and_then(|rest| rest.strip_prefix(name.as_str())) {
+    /// `url` as the clone URL of the repo named `name` (its normal form).
+    pub fn for_repo(url: &str, name: &str) -> CloneUrl {
+        match url.strip_prefix("https://").and_then(|rest| rest.strip_prefix(name)) {
             Some("") => CloneUrl::FromName { git: false },
             Some(".git") => CloneUrl::FromName { git: true },
             _ => CloneUrl::Other(url.into()),
@@ -376,7 +376,7 @@ mod tests {
             ("https://github.com/acme/widget-two.git", false),
             ("http://github.com/acme/widget", false),
         ] {
-            let stored = CloneUrl::for_repo(url, &name);
+            let stored = CloneUrl::for_repo(url, name.as_str());
             assert_eq!(matches!(stored, CloneUrl::FromName { .. }), derived, "{url}");
             assert_eq!(stored.resolve(&name).as_deref(), Some(url));
         }

@@ -312,7 +312,7 @@ fn captured_repo(
     });
     let repo = DesiredRepo {
         id: line.id,
-        url: CloneUrl::for_repo(&format!("https://{name}"), &name),
+        url: CloneUrl::for_repo(&format!("https://{name}"), name.as_str()),
         service_type,
         created_at: optional(line.created_at.clone(), "created_at")?,
         updated_at: optional(line.updated_at.clone(), "updated_at")?,

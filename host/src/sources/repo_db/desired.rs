@@ -1,6 +1,7 @@
 //! Turns rows of the desired-repos query into [`DesiredRepo`]s as they stream in, collecting a
 //! [`RowProblem`] for every value that cannot be used as it is.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -9,9 +10,11 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use gitserver_api::{canonical_repo_name, is_canonical_repo_name};
+
 use crate::model::{
-    CloneStatus, CloneUrl, DesiredRepo, DesiredReposBuilder, RecordedShard, RecordedState, RepoColumns, RepoName,
-    ServiceType, Timestamp,
+    CloneStatus, CloneUrl, DesiredRepo, DesiredReposBuilder, DesiredValues, RecordedShard, RecordedState, RepoColumns,
+    RepoName, ServiceType, Timestamp,
 };
 
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
@@ -153,9 +156,21 @@ impl Builder {
                 return Ok(());
             }
         };
-        let Some(name) = RepoName::normalize(raw_name) else {
-            self.problem(id, raw_name, "name normalises to nothing, so no shard could hold it; skipped".to_owned());
-            return Ok(());
+        // Nearly every name is in normal form already: taken as it is, without a copy.
+        let name: Cow<'_, str> = if is_canonical_repo_name(raw_name) {
+            Cow::Borrowed(raw_name)
+        } else {
+            match canonical_repo_name(raw_name) {
+                normal if normal.is_empty() => {
+                    self.problem(
+                        id,
+                        raw_name,
+                        "name normalises to nothing, so no shard could hold it; skipped".to_owned(),
+                    );
+                    return Ok(());
+                }
+                normal => Cow::Owned(normal),
+            }
         };
 
         let url = match self.field(id, raw_name, "clone URL", row.text(CLONE_URL)) {
@@ -193,11 +208,11 @@ impl Builder {
         };
         let recorded = self.recorded(id, raw_name, row);
 
-        let repo = DesiredRepo {
+        let values = DesiredValues {
             id,
-            name,
-            url,
-            service_type,
+            name: &name,
+            url: &url,
+            service_type: service_type.as_ref(),
             created_at,
             updated_at,
             stars,
@@ -207,9 +222,22 @@ impl Builder {
             recorded,
         };
         if self.changes.is_some() {
+            let repo = DesiredRepo {
+                id,
+                name: RepoName::from_normalized(&*name),
+                url: url.clone(),
+                service_type: service_type.clone(),
+                created_at,
+                updated_at,
+                stars,
+                fork: values.fork,
+                archived: values.archived,
+                private: values.private,
+                recorded,
+            };
             self.changed_repos.push(repo);
         } else {
-            self.repos.push(&repo).map_err(|_| {
+            self.repos.push_values(values).map_err(|_| {
                 sqlx::Error::Protocol("the desired repos' names pass 4 GiB, more than one set can hold".into())
             })?;
         }
