@@ -109,7 +109,7 @@ pub async fn run(admin_url: &str, n_repos: usize, runs: usize) -> anyhow::Result
     );
     section.row("desired set kept", format!("{:.0} MB ({:.0} bytes/repo)", kept as f64 / 1e6, per_repo(kept)), "");
     section.notes.push(
-        "Stars live in `repo.metadata` JSON in this schema: parsing it costs about as much as all the other columns together. The sidecar reads only the columns something uses (`RepoColumns`): id, name, clone URL and created_at always; stars and the details (service type, updated_at, fork, archived, private) while a module that may be asked sees them; the recorded clone state only with write-back on. The last rows are the sidecar's read without a policy module. What is left of the gap to the floor is the reader's work (sqlx's rows, name normalisation, one record per repo) and created_at; the `DISTINCT ON` that picks one clone URL per repo adds little to the statement (next section)."
+        "Stars live in `repo.metadata` JSON in this schema: parsing it costs about as much as all the other columns together. The sidecar reads only the columns something uses (`RepoColumns`): id, name, clone URL and created_at always; stars and the details (service type, updated_at, fork, archived, private) while a module that may be asked sees them; the recorded clone state only with write-back on. The last rows are the sidecar's read without a policy module. What separates the default read from the floor is the reader's work (sqlx's rows, the check that a name is in normal form, the sort by name) and created_at; the `DISTINCT ON` that picks one clone URL per repo adds little to the statement (next section)."
             .to_string(),
     );
     Ok((section, db_url))
