@@ -37,7 +37,7 @@ const DELETED: usize = 12;
 
 /// Typed access to one row of the desired-repos query, whatever the backend. Values borrow
 /// from the row, so decoding allocates only what a [`DesiredRepo`] keeps.
-pub(super) trait DesiredRow {
+pub(super) trait QueryRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
     fn flag(&self, index: usize) -> Result<Option<bool>, sqlx::Error>;
     fn text(&self, index: usize) -> Result<Option<&str>, sqlx::Error>;
@@ -45,7 +45,7 @@ pub(super) trait DesiredRow {
     fn millis(&self, index: usize) -> Result<Option<i64>, sqlx::Error>;
 }
 
-impl DesiredRow for PgRow {
+impl QueryRow for PgRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(index)
     }
@@ -64,7 +64,7 @@ impl DesiredRow for PgRow {
     }
 }
 
-impl DesiredRow for SqliteRow {
+impl QueryRow for SqliteRow {
     fn int(&self, index: usize) -> Result<Option<i64>, sqlx::Error> {
         self.try_get(index)
     }
@@ -136,7 +136,7 @@ impl Builder {
 
     /// Adds one row. Fails only when the row has no readable id, which means the query and
     /// the schema disagree (a bug, not bad data); every other bad value becomes a problem.
-    pub(super) fn accept(&mut self, row: &impl DesiredRow) -> Result<(), sqlx::Error> {
+    pub(super) fn accept(&mut self, row: &impl QueryRow) -> Result<(), sqlx::Error> {
         let id = row.int(ID)?.ok_or_else(|| sqlx::Error::Decode("repo.id is NULL".into()))?;
         if let Some(ids) = &mut self.changes {
             ids.push(id);
@@ -270,7 +270,7 @@ impl Builder {
         DesiredSet { repos, problems, recorded_shards }
     }
 
-    fn recorded(&mut self, id: i64, raw_name: &str, row: &impl DesiredRow) -> RecordedState {
+    fn recorded(&mut self, id: i64, raw_name: &str, row: &impl QueryRow) -> RecordedState {
         match self.shape {
             _ if !self.columns.recorded => RecordedState::NotTracked,
             SchemaShape::Sources2020_06 => RecordedState::NotTracked,
