@@ -198,6 +198,37 @@ mod tests {
         assert_eq!(back.repos.len(), 5);
     }
 
+    /// Rows carried over are copied column by column into the new set: every value of theirs
+    /// (a clone URL not made of the name, a service type, stars of 0, flags, timestamps, the
+    /// recorded state) survives, and a new row's values land beside them.
+    #[test]
+    fn rows_carried_over_keep_every_value() {
+        use crate::model::{CloneStatus, RecordedShard, RecordedState, ServiceType, Timestamp};
+        let full = |id: i64, name: &str| DesiredRepo {
+            service_type: Some(ServiceType::new(if id % 2 == 0 { "github" } else { "gitlab" })),
+            created_at: Some(Timestamp::from_millis(id * 1000)),
+            updated_at: Some(Timestamp::from_millis(id * 2000)),
+            stars: Some(u32::try_from(id % 3).expect("small")),
+            fork: id % 2 == 0,
+            archived: id % 3 == 0,
+            private: true,
+            recorded: RecordedState::Status { status: Some(CloneStatus::Cloned), shard: RecordedShard::new(1) },
+            ..repo(id, name, &format!("git@example.com:{name}.git"))
+        };
+        let records: Vec<DesiredRepo> = (1..=6).map(|id| full(id, &format!("github.com/a/r{id}"))).collect();
+        let before = set(records.clone());
+        let mut fresh = full(9, "github.com/a/r9");
+        fresh.stars = None;
+        fresh.service_type = Some(ServiceType::new("bitbucket"));
+        let (after, origins) = before
+            .apply(DesiredChanges { ids: vec![3, 9], repos: vec![fresh.clone()], ..DesiredChanges::default() })
+            .expect("room");
+        let mut want: Vec<DesiredRepo> = records.into_iter().filter(|r| r.id != 3).collect();
+        want.push(fresh);
+        assert_eq!(after.repos.iter().map(|row| row.to_record()).collect::<Vec<_>>(), want);
+        assert_eq!(origins.iter().filter(|origin| origin.is_some()).count(), 5);
+    }
+
     #[test]
     fn rows_rewritten_as_they_were_are_no_change() {
         let mut before = set(vec![
