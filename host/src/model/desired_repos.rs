@@ -151,7 +151,8 @@ impl DesiredRepos {
         builder.finish_in_order()
     }
 
-    /// Bytes held, for the benchmark's accounting.
+    /// Bytes the columns hold on the heap: what this module's memory claims are checked
+    /// against (a unit test pins them).
     pub fn heap_bytes(&self) -> usize {
         self.names.heap_bytes()
             + self.ids.capacity() * size_of::<i64>()
