@@ -57,13 +57,16 @@ struct SnapshotDue<'c> {
 }
 
 impl<'c> SnapshotDue<'c> {
-    fn of(capture: &'c Capture) -> SnapshotDue<'c> {
+    /// Fails only when the due repos' names pass the 4 GiB one set holds.
+    fn of(capture: &'c Capture, file: &Path) -> Result<SnapshotDue<'c>, CliError> {
         let due = |r: &&CapturedRepo| r.state != RepoState::Cloned;
         let all = !capture.repos.iter().any(|r| due(&r));
         let captured: Vec<&CapturedRepo> = capture.repos.iter().filter(|r| all || due(r)).collect();
         // The capture is sorted by name, so row i is captured[i].
-        let rows = DesiredRepos::from_records(captured.iter().map(|r| r.repo.clone()).collect());
-        SnapshotDue { rows, captured }
+        let rows = DesiredRepos::try_from_records(captured.iter().map(|r| r.repo.clone()).collect()).map_err(|_| {
+            CliError::Usage(format!("{}: the due repos' names pass 4 GiB, more than one set holds", file.display()))
+        })?;
+        Ok(SnapshotDue { rows, captured })
     }
 
     fn candidates(&self) -> Vec<Candidate<'_>> {
@@ -141,7 +144,7 @@ pub fn bench(
                 writeln!(out, "{}: {} repos, taken {}", file.display(), capture.repos.len(), capture.header.taken_at);
             measure_candidates(
                 &module,
-                &SnapshotDue::of(&capture).candidates(),
+                &SnapshotDue::of(&capture, file)?.candidates(),
                 capture.shards.addrs(),
                 capture.taken_at,
             )?
@@ -215,7 +218,7 @@ pub fn warn_if_over_budget(
         return Ok(());
     }
     let capture = read_snapshot(snapshot)?;
-    let due = SnapshotDue::of(&capture);
+    let due = SnapshotDue::of(&capture, snapshot)?;
     let m = measure_candidates(module, &due.candidates(), capture.shards.addrs(), capture.taken_at)?;
     let line = format!(
         "{} for the {} due repos of {} ({:.0}% of tick_budget {})",

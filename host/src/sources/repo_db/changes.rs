@@ -151,6 +151,12 @@ mod tests {
         DesiredSet { repos: repos.into(), ..DesiredSet::default() }
     }
 
+    /// `set` after a delta of one row, `repo`, under its own id.
+    fn apply_row(set: &DesiredSet, repo: DesiredRepo) -> DesiredSet {
+        let changes = DesiredChanges { ids: vec![repo.id], repos: vec![repo], ..DesiredChanges::default() };
+        set.apply(changes).expect("room").0
+    }
+
     fn render(set: &DesiredSet) -> Vec<String> {
         set.repos
             .iter()
@@ -188,13 +194,7 @@ mod tests {
         assert_eq!(origins, vec![None, None, one, None], "only the unchanged repo is carried over");
 
         // An undelete is an insert of the same id.
-        let (back, _) = after
-            .apply(DesiredChanges {
-                ids: vec![3],
-                repos: vec![repo(3, "github.com/a/three", "u3")],
-                ..DesiredChanges::default()
-            })
-            .expect("room");
+        let back = apply_row(&after, repo(3, "github.com/a/three", "u3"));
         assert_eq!(back.repos.len(), 5);
     }
 
@@ -265,13 +265,7 @@ mod tests {
     #[test]
     fn a_rename_onto_a_taken_name_keeps_the_lower_id_and_reports_the_other() {
         let before = set(vec![repo(1, "github.com/a/one", "u1"), repo(7, "github.com/a/seven", "u7")]);
-        let (after, _) = before
-            .apply(DesiredChanges {
-                ids: vec![7],
-                repos: vec![repo(7, "github.com/a/one", "u7")],
-                ..DesiredChanges::default()
-            })
-            .expect("room");
+        let after = apply_row(&before, repo(7, "github.com/a/one", "u7"));
         assert_eq!(render(&after), vec!["1 github.com/a/one u1"]);
         assert_eq!(after.problems.len(), 1);
         assert_eq!(after.problems[0].repo_id, 7);
@@ -284,13 +278,7 @@ mod tests {
             RowProblem { repo_id: 1, name: "github.com/a/one".into(), message: "old".into() },
             RowProblem { repo_id: 9, name: "x".into(), message: "untouched".into() },
         ];
-        let (after, _) = before
-            .apply(DesiredChanges {
-                ids: vec![1],
-                repos: vec![repo(1, "github.com/a/one", "u1")],
-                ..DesiredChanges::default()
-            })
-            .expect("room");
+        let after = apply_row(&before, repo(1, "github.com/a/one", "u1"));
         let messages: Vec<&str> = after.problems.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages, vec!["untouched"]);
     }
