@@ -1,6 +1,7 @@
 ;; The boundary alone: a prioritizer that asks for popular-first's columns (flags, stars,
-;; updated-at) and answers `score(stars)` without computing anything else. Timing it beside
-;; popular-first splits a call into what crossing costs and what the guest's arithmetic does.
+;; updated-at) and answers `rank` with scores = stars, computing nothing else. Timing it
+;; beside popular-first splits a call into what crossing costs and what the guest's
+;; arithmetic does.
 (module
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 1024))
@@ -19,30 +20,31 @@
         (if (i32.eq (memory.grow (i32.add (i32.shr_u (local.get $need) (i32.const 16)) (i32.const 1))) (i32.const -1))
           (then unreachable))))
     (local.get $ptr))
-  (func $return_list (param $ptr i32) (param $n i32) (result i32)
-    (i32.store (i32.const 32) (local.get $ptr))
-    (i32.store (i32.const 36) (local.get $n))
-    (i32.const 32))
-  (func (export "clonekeeper:policy/lifecycle@0.2.0#init") (param i32 i32) (result i32)
+  (func (export "clonekeeper:policy/lifecycle@0.2.2#init") (param i32 i32) (result i32)
     (i32.store8 (i32.const 48) (i32.const 0))
     (i32.const 48))
   ;; [flags, stars, updated-at], by their index in `column`.
-  (func (export "clonekeeper:policy/prioritize@0.2.0#columns") (result i32)
-    (call $return_list (i32.const 16) (i32.const 3)))
+  (func (export "clonekeeper:policy/rank@0.2.2#columns") (result i32)
+    (i32.store (i32.const 32) (i32.const 16))
+    (i32.store (i32.const 36) (i32.const 3))
+    (i32.const 32))
   ;; The argument area: `now` at 0, then the repo-batch: `len` at 8, `stars` (list<u32>) at 68.
-  (func (export "clonekeeper:policy/prioritize@0.2.0#prioritize") (param $args i32) (result i32)
-    (local $n i32) (local $stars i32) (local $out i32) (local $i i32) (local $dst i32)
+  ;; The answer, a `ranking`: `scores` (list<f64>) at 64 and 68, an empty `not-now` at 72.
+  (func (export "clonekeeper:policy/rank@0.2.2#rank") (param $args i32) (result i32)
+    (local $n i32) (local $stars i32) (local $out i32) (local $i i32)
     (local.set $n (i32.load offset=8 (local.get $args)))
     (local.set $stars (i32.load offset=68 (local.get $args)))
-    (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 8) (i32.mul (local.get $n) (i32.const 16))))
+    (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 8) (i32.mul (local.get $n) (i32.const 8))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $dst (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 16))))
-        (i32.store8 (local.get $dst) (i32.const 0))
-        (f64.store offset=8 (local.get $dst)
+        (f64.store (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 8)))
           (f64.convert_i32_u (i32.load (i32.add (local.get $stars) (i32.mul (local.get $i) (i32.const 4))))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
-    (call $return_list (local.get $out) (local.get $n)))
+    (i32.store (i32.const 64) (local.get $out))
+    (i32.store (i32.const 68) (local.get $n))
+    (i32.store (i32.const 72) (i32.const 8))
+    (i32.store (i32.const 76) (i32.const 0))
+    (i32.const 64))
 )

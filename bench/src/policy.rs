@@ -246,11 +246,20 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
             checksum += answers.len() as f64;
         }
     });
-    // The boundary alone: the same columns into a module that only copies stars out.
-    let boundary = boundary_module(&module, cache.path(), now)?;
+    // The boundary alone: the same columns into a module that only copies stars out, answering
+    // `rank` (0.2.2) as popular-first does, and `prioritize` (0.2.1's list of variants).
+    let boundary = boundary_module(include_bytes!("boundary.wat"), "boundary", &module, cache.path(), now)?;
     let wasm_boundary = time(runs, || {
         for batch in all.chunks(BATCH) {
             let answers = boundary.prioritize_candidates(batch, &shard_addrs, now).expect("answers");
+            checksum += answers.len() as f64;
+        }
+    });
+    let boundary_variants =
+        boundary_module(include_bytes!("boundary_variants.wat"), "boundary_variants", &module, cache.path(), now)?;
+    let wasm_boundary_variants = time(runs, || {
+        for batch in all.chunks(BATCH) {
+            let answers = boundary_variants.prioritize_candidates(batch, &shard_addrs, now).expect("answers");
             checksum += answers.len() as f64;
         }
     });
@@ -283,6 +292,19 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
         "",
     );
     section.row("  the rest: the guest's arithmetic (log2, exp2 in Wasm)", ms(wasm.saturating_sub(wasm_boundary)), "");
+    section.row(
+        "the boundary with 0.2.1's answer, a list<priority> of variants (modules built before 0.2.2)",
+        ms(wasm_boundary_variants.saturating_sub(instantiate * batches)),
+        "",
+    );
+    section.row(
+        "ratio list<priority> / list<f64> boundary",
+        ratio(
+            wasm_boundary_variants.saturating_sub(instantiate * batches),
+            wasm_boundary.saturating_sub(instantiate * batches),
+        ),
+        "what rank's answer shape saves",
+    );
     section.row("the same module fed every column (names and other strings included)", ms(wasm_all_columns), "");
     section.row("ratio every column / native", ratio(wasm_all_columns, native), "what reading only its columns saves");
     section.row(
@@ -352,18 +374,18 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
     Ok(section)
 }
 
-/// `boundary.wat` as a loaded module, asking for the same columns as `like`.
-fn boundary_module(like: &Module, cache: &Path, now: Timestamp) -> anyhow::Result<Module> {
-    let bytes = clonekeeper::policy::componentize::componentize(include_bytes!("boundary.wat"), Some("prioritizer"))
-        .map_err(|e| anyhow::anyhow!("boundary.wat: {e}"))?;
+/// A boundary WAT (`name`.wat) as a loaded module, asking for the same columns as `like`.
+fn boundary_module(wat: &[u8], name: &str, like: &Module, cache: &Path, now: Timestamp) -> anyhow::Result<Module> {
+    let bytes = clonekeeper::policy::componentize::componentize(wat, Some("prioritizer"))
+        .map_err(|e| anyhow::anyhow!("{name}.wat: {e}"))?;
     let engine = PolicyEngine::new(
         CallLimits { call_timeout: Duration::from_secs(10), memory_limit_bytes: 1 << 30 },
         Some(cache.to_path_buf()),
     )?;
     let source =
-        Source { name: "boundary".to_string(), path: PathBuf::from("boundary.wat"), bytes, config: String::new() };
+        Source { name: name.to_string(), path: PathBuf::from(format!("{name}.wat")), bytes, config: String::new() };
     let module = Module::load(&engine, &source, None, now).map_err(|e| anyhow::anyhow!("{e}"))?;
-    anyhow::ensure!(module.columns == like.columns, "boundary.wat reads {:?}, not {:?}", module.columns, like.columns);
+    anyhow::ensure!(module.columns == like.columns, "{name}.wat reads {:?}, not {:?}", module.columns, like.columns);
     Ok(module)
 }
 

@@ -3,13 +3,13 @@
 // A repository in tier 1 of `tiers` scores above every one in tier 2, and so on; repositories
 // in no tier come last. Within a tier never-attempted repositories go before failed ones, and
 // the host breaks the remaining ties by the lower repo id. Outside the off-peak hours (UTC,
-// from `now`) large repositories (size_bytes above large_bytes) and archived ones are answered
+// from `now`) large repositories (size_bytes above large_bytes) and archived ones are put in
 // `not-now`: the host asks again next tick. See org-tiers.toml.
 //
 // Batches arrive column by column (`repo-batch`); `columns` asks the host for the four this
 // module reads, and the others arrive empty.
 
-import { log } from 'clonekeeper:policy/log@0.2.1';
+import { log } from 'clonekeeper:policy/log@0.2.2';
 
 const DEFAULTS = {
   tiers: [],
@@ -35,32 +35,35 @@ export const lifecycle = {
   },
 };
 
-export const prioritize = {
-  /** The repo-batch columns `prioritize` reads: names, sizes, flags (archived), attempts. */
+export const rank = {
+  /** The repo-batch columns `rank` reads: names, sizes, flags (archived), attempts. */
   columns() {
     return ['name', 'size-bytes', 'flags', 'attempts'];
   },
 
-  prioritize(now, repos) {
+  rank(now, repos) {
     const offPeak = isOffPeak(Number(now));
     const { len, names, sizeBytes, flags, attempts } = repos;
-    const out = new Array(len);
+    // One score per repository; those held back are listed by position in notNow, and their
+    // scores are ignored.
+    const scores = new Float64Array(len);
+    const notNow = [];
     for (let i = 0; i < len; i++) {
       // size-bytes is a u64 (a BigInt), 0 when unknown: an unknown size is not large.
       const large = Number(sizeBytes[i]) > config.large_bytes;
       if (!offPeak && (large || (flags[i].archived && config.archived_off_peak))) {
-        out[i] = { tag: 'not-now' };
+        notNow.push(i);
         continue;
       }
       const neverAttempted = attempts[i] === 0 ? 1 : 0;
-      out[i] = { tag: 'score', val: tierRank(names[i]) * 2 + neverAttempted };
+      scores[i] = tierRank(names[i]) * 2 + neverAttempted;
     }
-    return out;
+    return { scores, notNow: new Uint32Array(notNow) };
   },
 };
 
 export const explain = {
-  /** Why `repo` gets the answer `prioritize` gives it at `now`, in one sentence. */
+  /** Why `repo` gets the answer `rank` gives it at `now`, in one sentence. */
   explainPriority(now, repo) {
     const rank = tierRank(repo.name);
     const tier = rank === 0 ? 'in no tier' : `in tier ${config.tiers.length - rank + 1}`;

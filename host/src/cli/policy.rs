@@ -278,7 +278,7 @@ fn check(path: &Path, args: &LoadArgs, cost: &CostArgs, out: &mut dyn Write) -> 
     let started = Instant::now();
     let module = load(path, args)?;
     let took = started.elapsed();
-    let interfaces: Vec<&str> = module.interfaces.iter().map(|i| i.as_str()).collect();
+    let interfaces: Vec<&str> = module.interfaces.iter().map(|&i| module.exported_name(i)).collect();
     let _ = writeln!(out, "{}: ok", path.display());
     let _ = writeln!(out, "  digest      sha256:{}", module.digest);
     let _ = writeln!(out, "  world       {}", world_of(&module));
@@ -293,13 +293,16 @@ fn check(path: &Path, args: &LoadArgs, cost: &CostArgs, out: &mut dyn Write) -> 
             says.push(format!("cannot explain its {what}: rebuild against wit/policy.wit (0.2.1 adds explain)"));
         }
     }
+    if module.exported_name(Interface::Prioritize) == "prioritize" {
+        says.push("answers through prioritize's list of variants: rebuild against wit/policy.wit for rank (0.2.2), whose scores cross in one copy".to_string());
+    }
     let explains = if says.is_empty() { "nothing to explain".to_string() } else { says.join("; ") };
     let _ = writeln!(out, "  contract    clonekeeper:policy@{} ({explains})", module.contract);
     let _ = writeln!(out, "  interfaces  {}", interfaces.join(", "));
     if module.implements(Interface::Prioritize) {
         let columns = module.columns.names();
         let columns = if columns.is_empty() { "none (only the batch length)".to_string() } else { columns.join(", ") };
-        let _ = writeln!(out, "  columns     {columns} (what prioritize reads)");
+        let _ = writeln!(out, "  columns     {columns} (what {} reads)", module.exported_name(Interface::Prioritize));
     }
     let config = match &args.config {
         Some(config) => format!("{} (accepted by init)", config.display()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::answers;
-use super::bindings::{prioritize, rate_limits, reenqueue};
+use super::bindings::{prioritize, rank, rate_limits, reenqueue};
 use super::module::CallFailure;
 use super::view::{KeyLimit, KeyLoad, LimitKey, Retry};
 use crate::model::Timestamp;
@@ -254,6 +254,45 @@ proptest! {
                 };
                 check_refusal(&error, Some(&names[i]), "not finite")?;
             }
+        }
+    }
+
+    /// `rank`: accepted exactly with one score per repo, every not-now position inside the
+    /// batch, and every score finite except those held back (whatever they are); what is
+    /// accepted keeps each score bit for bit and holds back exactly the positions named.
+    #[test]
+    fn rank_answers_are_one_score_per_repo_and_positions_inside_the_batch(
+        (names, scores) in answered(score),
+        picks in prop::collection::vec(0u32..10, 0..4),
+    ) {
+        let not_now: Vec<u32> = picks;
+        let ranking = rank::Ranking { scores: scores.clone(), not_now: not_now.clone() };
+        let result = answers::ranking(ranking, names.iter().map(String::as_str));
+        let held = |i: usize| not_now.contains(&(i as u32));
+        let past_end = not_now.iter().find(|&&p| p as usize >= scores.len());
+        let bad_score = (0..scores.len()).find(|&i| !held(i) && !scores[i].is_finite());
+        match result {
+            Ok(priorities) => {
+                prop_assert_eq!(priorities.len(), names.len());
+                prop_assert!(scores.len() == names.len() && past_end.is_none() && bad_score.is_none());
+                for (i, got) in priorities.iter().enumerate() {
+                    match got {
+                        Priority::NotNow => prop_assert!(held(i), "position {} held back unasked", i),
+                        Priority::Score(got) => {
+                            prop_assert!(!held(i), "position {} not held back", i);
+                            prop_assert_eq!(got.to_bits(), scores[i].to_bits());
+                        }
+                    }
+                }
+            }
+            Err(error) if scores.len() != names.len() => {
+                check_refusal(&error, None, &format!("{} answers for {} inputs", scores.len(), names.len()))?;
+            }
+            Err(error) => match (past_end, bad_score) {
+                (Some(p), _) => check_refusal(&error, None, &format!("position {p} in not-now"))?,
+                (None, Some(i)) => check_refusal(&error, Some(&names[i]), "not finite")?,
+                (None, None) => return Err(TestCaseError::fail(format!("refused a good answer: {error}"))),
+            },
         }
     }
 

@@ -1,4 +1,4 @@
-//! The checks of a module's answers: what `prioritize`, `reenqueue` and `rate-limits` returned,
+//! The checks of a module's answers: what `rank`, `prioritize`, `reenqueue` and `rate-limits` returned,
 //! turned into the host's values or refused with a [`CallFailure::BadAnswer`].
 //!
 //! Pure functions of the lifted answer and the inputs it answers, apart from [`Module`]'s calls
@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::bindings::{prioritize, rate_limits, reenqueue};
+use super::bindings::{prioritize, rank, rate_limits, reenqueue};
 use super::module::{CallFailure, MAX_REASON_BYTES, MAX_RETRY_DELAY};
 use super::view::{KeyLimit, KeyLoad, LimitKey, Retry};
 use crate::schedule::Priority;
@@ -18,6 +18,41 @@ use crate::text;
 
 /// Longest repo name or limit key quoted in a refusal (the rest of a message is short and fixed).
 pub const NAMED_MAX_BYTES: usize = 256;
+
+/// `rank`'s answers for the repos named by `names`, in batch order: one score per repo, every
+/// position in `not-now` inside the batch, every other score finite.
+pub(super) fn ranking<'n>(
+    ranking: rank::Ranking,
+    names: impl ExactSizeIterator<Item = &'n str>,
+) -> Result<Vec<Priority>, CallFailure> {
+    let rank::Ranking { scores, not_now } = ranking;
+    check_len("rank", scores.len(), names.len())?;
+    let mut later = vec![false; if not_now.is_empty() { 0 } else { scores.len() }];
+    for &position in &not_now {
+        match later.get_mut(position as usize) {
+            Some(later) => *later = true,
+            None => {
+                return Err(CallFailure::BadAnswer(format!(
+                    "rank put position {position} in not-now, past the end of a batch of {} repos",
+                    scores.len()
+                )))
+            }
+        }
+    }
+    scores
+        .into_iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (score, name))| match score {
+            _ if later.get(i) == Some(&true) => Ok(Priority::NotNow),
+            score if score.is_finite() => Ok(Priority::Score(score)),
+            score => Err(CallFailure::BadAnswer(format!(
+                "rank gave repo {} the score {score}, which is not finite",
+                named(name)
+            ))),
+        })
+        .collect()
+}
 
 /// `prioritize`'s answers for the repos named by `names`, in batch order: one per repo, every
 /// score finite.

@@ -10,17 +10,17 @@ use wit_parser::Resolve;
 
 use super::bindings::WIT_TEXT;
 
-/// The contract as it was at 0.2.0 (before `explain`): a module whose names say `@0.2.0` is
-/// given its world from this text, so modules written against it still build and load.
-const WIT_0_2_0: &str = include_str!("contract-0.2.0.wit");
+/// The contract as it was at 0.2.0 (before `explain`) and at 0.2.1 (before `rank`): a module
+/// whose names say `@0.2.0` or `@0.2.1` is given its world from that text, so modules written
+/// against them still build and load.
+const EARLIER_CONTRACTS: [(&[u8], &str); 2] =
+    [(b"@0.2.0", include_str!("contract-0.2.0.wit")), (b"@0.2.1", include_str!("contract-0.2.1.wit"))];
 
-/// The contract text for a module whose imports and exports name `@0.2.0`, else the current.
+/// The contract text for a module whose imports and exports name an earlier version, else the
+/// current.
 fn contract_for(names: &[u8]) -> &'static str {
-    if names.windows(b"@0.2.0".len()).any(|w| w == b"@0.2.0") {
-        WIT_0_2_0
-    } else {
-        WIT_TEXT
-    }
+    let names_version = |version: &[u8]| names.windows(version.len()).any(|w| w == version);
+    EARLIER_CONTRACTS.iter().find(|(version, _)| names_version(version)).map_or(WIT_TEXT, |(_, text)| text)
 }
 
 /// The worlds of `wit/policy.wit`.

@@ -3,11 +3,12 @@
 
 use std::fmt;
 
-use super::bindings::{VERSION, VERSIONS};
+use super::bindings::VERSIONS;
 
 /// The interfaces a module can export.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Interface {
+    /// What to clone first: exported as `rank` (0.2.2) or as `prioritize` (0.2.0, 0.2.1).
     Prioritize,
     RateLimits,
     Reenqueue,
@@ -48,14 +49,25 @@ impl Interface {
         Interface::ALL.into_iter().find(|i| i.as_str() == name)
     }
 
-    /// Whether `name` exports this interface, in any contract version the host loads.
-    pub(super) fn is_export(self, name: &str) -> bool {
-        VERSIONS.iter().any(|v| name == format!("clonekeeper:policy/{}@{v}", self.as_str()))
+    /// The names a component exports this interface under, newest first: `prioritize` is
+    /// answered by `rank` since 0.2.2, and by `prioritize` in modules built before.
+    pub fn wit_names(self) -> &'static [&'static str] {
+        match self {
+            Interface::Prioritize => &["rank", "prioritize"],
+            Interface::RateLimits => &["rate-limits"],
+            Interface::Reenqueue => &["reenqueue"],
+            Interface::Lifecycle => &["lifecycle"],
+            Interface::Explain => &["explain"],
+            Interface::ExplainLimits => &["explain-limits"],
+        }
     }
 
-    /// The export name in a component, e.g. `clonekeeper:policy/rate-limits@0.2.0`.
-    pub fn export_name(self) -> String {
-        format!("clonekeeper:policy/{}@{VERSION}", self.as_str())
+    /// The WIT name `name` exports this interface under (e.g. `rank` for
+    /// `clonekeeper:policy/rank@0.2.2`), in any contract version the host loads.
+    pub(super) fn exported_as(self, name: &str) -> Option<&'static str> {
+        let (interface, version) = name.strip_prefix("clonekeeper:policy/")?.split_once('@')?;
+        VERSIONS.contains(&version).then_some(())?;
+        self.wit_names().iter().copied().find(|n| *n == interface)
     }
 }
 

@@ -23,7 +23,8 @@ use wasmtime::Store;
 use super::answers;
 use super::batch::{self, CandidateRow, Columns, Row};
 use super::bindings::{
-    explain, explain_limits, lifecycle, prioritize, rate_limits, reenqueue, PACKAGE, VERSION, VERSIONS,
+    explain, explain_limits, lifecycle, prioritize, rank, rate_limits, reenqueue, EARLIER_VERSIONS, PACKAGE, VERSION,
+    VERSIONS,
 };
 use super::engine::{digest_of, PolicyEngine, StoreData};
 use super::health::Health;
@@ -93,13 +94,23 @@ impl fmt::Display for Rejection {
 }
 
 /// Interface indices resolved at load, so a call does no string lookups.
+#[derive(Clone)]
 struct Exports {
     explain: Option<explain::GuestIndices>,
     explain_limits: Option<explain_limits::GuestIndices>,
     lifecycle: Option<lifecycle::GuestIndices>,
-    prioritize: Option<prioritize::GuestIndices>,
+    prioritize: Option<Prioritizer>,
     rate_limits: Option<rate_limits::GuestIndices>,
     reenqueue: Option<reenqueue::GuestIndices>,
+}
+
+/// How a module answers what to clone first.
+#[derive(Clone)]
+enum Prioritizer {
+    /// `rank` (0.2.2): scores in one `list<f64>`, which leaves the module in one copy.
+    Rank(rank::GuestIndices),
+    /// `prioritize` (0.2.0, 0.2.1): a `list<priority>` of variants, lifted one at a time.
+    Variants(prioritize::GuestIndices),
 }
 
 /// A validated module, ready to call from any thread.
@@ -116,7 +127,8 @@ pub struct Module {
     pub mode: super::mode::Mode,
     /// The interfaces a shadow answers beside the serving module (empty while serving).
     pub shadowed: Vec<Interface>,
-    /// The contract version it was built against (`0.2.0`, or `0.2.1` which can explain).
+    /// The contract version it was built against: `0.2.0`, `0.2.1` (which can explain) or
+    /// `0.2.2` (which answers `rank`).
     pub contract: &'static str,
     /// Exported interfaces, in [`Interface`] order.
     pub interfaces: Vec<Interface>,
@@ -170,8 +182,8 @@ impl Module {
         if let Some(other) = names.filter_map(contract_version).find(|v| !VERSIONS.contains(v)) {
             return Err(reject(format!(
                 "was built against clonekeeper:policy@{other}, and this clonekeeper speaks {PACKAGE} (and \
-                 loads 0.2.0): rebuild it against wit/policy.wit (docs/policies.md lists what changed \
-                 between versions)"
+                 loads {EARLIER_VERSIONS}): rebuild it against wit/policy.wit (docs/policies.md lists what \
+                 changed between versions)"
             )));
         }
 
@@ -199,13 +211,19 @@ impl Module {
 
         let mut interfaces = Vec::new();
         let mut exported = Vec::new();
+        let mut ranks = false;
         for (name, item) in component_type.exports(wasm_engine) {
             exported.push(name.to_string());
-            let known = Interface::ALL.into_iter().find(|i| i.is_export(name));
+            let known = Interface::ALL.into_iter().find_map(|i| Some((i, i.exported_as(name)?)));
             match (known, item.ty) {
-                (Some(interface), ComponentItem::ComponentInstance(_)) => interfaces.push(interface),
-                (Some(interface), _) => {
-                    return Err(reject(format!("exports {name} but not as an instance of interface {interface}")))
+                (Some((interface, wit_name)), ComponentItem::ComponentInstance(_)) => {
+                    ranks |= wit_name == "rank";
+                    if !interfaces.contains(&interface) {
+                        interfaces.push(interface);
+                    }
+                }
+                (Some((_, wit_name)), _) => {
+                    return Err(reject(format!("exports {name} but not as an instance of interface {wit_name}")))
                 }
                 (None, _) => {
                     tracing::debug!(module = %source.name, export = name, "Ignoring an export outside the contract.")
@@ -215,7 +233,7 @@ impl Module {
         interfaces.sort();
         if !interfaces.iter().any(|i| Interface::DECISIONS.contains(i)) {
             return Err(reject(format!(
-                "implements none of {PACKAGE}'s prioritize, rate-limits or reenqueue (it exports: {}); \
+                "implements none of {PACKAGE}'s rank, rate-limits or reenqueue (it exports: {}); \
                  build it for one of the worlds in wit/policy.wit",
                 if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
             )));
@@ -224,32 +242,38 @@ impl Module {
         let pre =
             engine.linker().instantiate_pre(&component).map_err(|e| reject(format!("cannot be linked: {e:#}")))?;
         let has = |i: Interface| interfaces.contains(&i);
-        let indices_error = |i: Interface, e: wasmtime::Error| reject(type_error(i, &e));
+        let indices_error = |i: &str, e: wasmtime::Error| reject(type_error(i, &e));
         let exports = Exports {
             explain: has(Interface::Explain)
                 .then(|| explain::GuestIndices::new(&pre))
                 .transpose()
-                .map_err(|e| indices_error(Interface::Explain, e))?,
+                .map_err(|e| indices_error("explain", e))?,
             explain_limits: has(Interface::ExplainLimits)
                 .then(|| explain_limits::GuestIndices::new(&pre))
                 .transpose()
-                .map_err(|e| indices_error(Interface::ExplainLimits, e))?,
+                .map_err(|e| indices_error("explain-limits", e))?,
             lifecycle: has(Interface::Lifecycle)
                 .then(|| lifecycle::GuestIndices::new(&pre))
                 .transpose()
-                .map_err(|e| indices_error(Interface::Lifecycle, e))?,
-            prioritize: has(Interface::Prioritize)
-                .then(|| prioritize::GuestIndices::new(&pre))
-                .transpose()
-                .map_err(|e| indices_error(Interface::Prioritize, e))?,
+                .map_err(|e| indices_error("lifecycle", e))?,
+            // A module that exports both answers through `rank`.
+            prioritize: match (has(Interface::Prioritize), ranks) {
+                (false, _) => None,
+                (true, true) => {
+                    Some(Prioritizer::Rank(rank::GuestIndices::new(&pre).map_err(|e| indices_error("rank", e))?))
+                }
+                (true, false) => Some(Prioritizer::Variants(
+                    prioritize::GuestIndices::new(&pre).map_err(|e| indices_error("prioritize", e))?,
+                )),
+            },
             rate_limits: has(Interface::RateLimits)
                 .then(|| rate_limits::GuestIndices::new(&pre))
                 .transpose()
-                .map_err(|e| indices_error(Interface::RateLimits, e))?,
+                .map_err(|e| indices_error("rate-limits", e))?,
             reenqueue: has(Interface::Reenqueue)
                 .then(|| reenqueue::GuestIndices::new(&pre))
                 .transpose()
-                .map_err(|e| indices_error(Interface::Reenqueue, e))?,
+                .map_err(|e| indices_error("reenqueue", e))?,
         };
         let split = super::mode::split(&source.config).map_err(|e| reject(format!("{}.toml: {e}", source.name)))?;
         let shadowed = match split.mode {
@@ -294,43 +318,58 @@ impl Module {
         self.interfaces.contains(&interface)
     }
 
+    /// The WIT name it answers `interface` through: `rank` or, built before 0.2.2, `prioritize`.
+    pub fn exported_name(&self, interface: Interface) -> &'static str {
+        match (interface, &self.exports.prioritize) {
+            (Interface::Prioritize, Some(Prioritizer::Variants(_))) => "prioritize",
+            (other, _) => other.wit_names()[0],
+        }
+    }
+
     /// Instantiates once, type-checks every export against the contract (a wrong signature
     /// fails here, not mid-tick), runs `init`, and asks `prioritize` which columns it reads.
     fn check_types_and_init(&self) -> Result<Columns, String> {
         let (mut store, instance) = self.instantiate().map_err(|e| e.to_string())?;
         let e = &self.exports;
-        let prioritizer = match &e.prioritize {
-            Some(indices) => {
-                Some(indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Prioritize, &e))?)
+        let ranker = match &e.prioritize {
+            Some(Prioritizer::Rank(indices)) => {
+                Some(indices.load(&mut store, &instance).map_err(|e| type_error("rank", &e))?)
             }
-            None => None,
+            _ => None,
+        };
+        let prioritizer = match &e.prioritize {
+            Some(Prioritizer::Variants(indices)) => {
+                Some(indices.load(&mut store, &instance).map_err(|e| type_error("prioritize", &e))?)
+            }
+            _ => None,
         };
         if let Some(indices) = &e.rate_limits {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::RateLimits, &e))?;
+            indices.load(&mut store, &instance).map_err(|e| type_error("rate-limits", &e))?;
         }
         if let Some(indices) = &e.reenqueue {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Reenqueue, &e))?;
+            indices.load(&mut store, &instance).map_err(|e| type_error("reenqueue", &e))?;
         }
         if let Some(indices) = &e.lifecycle {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Lifecycle, &e))?;
+            indices.load(&mut store, &instance).map_err(|e| type_error("lifecycle", &e))?;
         }
         if let Some(indices) = &e.explain {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::Explain, &e))?;
+            indices.load(&mut store, &instance).map_err(|e| type_error("explain", &e))?;
         }
         if let Some(indices) = &e.explain_limits {
-            indices.load(&mut store, &instance).map_err(|e| type_error(Interface::ExplainLimits, &e))?;
+            indices.load(&mut store, &instance).map_err(|e| type_error("explain-limits", &e))?;
         }
         self.init(&mut store, &instance).map_err(|e| match e {
             CallFailure::BadAnswer(message) => message,
             other => format!("init {other}"),
         })?;
-        match prioritizer {
-            Some(guest) => guest
-                .call_columns(&mut store)
-                .map(|columns| Columns::from_wit(&columns))
-                .map_err(|e| format!("prioritize's columns {}", self.failure(e))),
-            None => Ok(Columns::default()),
-        }
+        let columns = match (ranker, prioritizer) {
+            (Some(guest), _) => guest.call_columns(&mut store).map_err(|e| format!("rank's columns {}", self.failure(e))),
+            (None, Some(guest)) => {
+                guest.call_columns(&mut store).map_err(|e| format!("prioritize's columns {}", self.failure(e)))
+            }
+            (None, None) => Ok(Vec::new()),
+        };
+        columns.map(|columns| Columns::from_wit(&columns))
     }
 
     /// A fresh store and instance, with `init` not yet called.
@@ -425,15 +464,26 @@ impl Module {
         rows: &[R],
         now: Timestamp,
     ) -> Result<(Vec<Priority>, usize), CallFailure> {
-        let Some(indices) = &self.exports.prioritize else {
-            return Err(CallFailure::BadAnswer("does not implement prioritize".to_string()));
+        let Some(prioritizer) = &self.exports.prioritize else {
+            return Err(CallFailure::BadAnswer("does not implement rank".to_string()));
         };
         let repos = batch::build(rows, self.columns);
         let (mut store, instance) = self.ready()?;
-        let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
-        let answers = guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
-        let peak = store.data().memory_peak();
-        Ok((answers::priorities(answers, rows.iter().map(R::name))?, peak))
+        let names = rows.iter().map(R::name);
+        let answers = match prioritizer {
+            Prioritizer::Rank(indices) => {
+                let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+                let ranking = guest.call_rank(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
+                answers::ranking(ranking, names)?
+            }
+            Prioritizer::Variants(indices) => {
+                let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
+                let answers =
+                    guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
+                answers::priorities(answers, names)?
+            }
+        };
+        Ok((answers, store.data().memory_peak()))
     }
 
     /// `reenqueue` on a batch, answers checked: one per failure, delays at most 30 days.
@@ -545,14 +595,7 @@ impl Module {
             engine: Arc::clone(&self.engine),
             pre: self.pre.clone(),
             contract: self.contract,
-            exports: Exports {
-                explain: self.exports.explain.clone(),
-                explain_limits: self.exports.explain_limits.clone(),
-                lifecycle: self.exports.lifecycle.clone(),
-                prioritize: self.exports.prioritize.clone(),
-                rate_limits: self.exports.rate_limits.clone(),
-                reenqueue: self.exports.reenqueue.clone(),
-            },
+            exports: self.exports.clone(),
         }
     }
 }
@@ -569,7 +612,8 @@ fn contract_version(name: &str) -> Option<&str> {
     name.strip_prefix("clonekeeper:policy/")?.split_once('@').map(|(_, version)| version)
 }
 
-fn type_error(interface: Interface, error: &wasmtime::Error) -> String {
+/// `interface` is the WIT name the module exports, e.g. `rank`.
+fn type_error(interface: &str, error: &wasmtime::Error) -> String {
     format!(
         "exports clonekeeper:policy/{interface} with types that do not match wit/policy.wit: {}",
         first_lines(&format!("{error:#}"))

@@ -150,7 +150,7 @@ command -v "$CLONEKEEPER" >/dev/null || { echo "test.sh: set CLONEKEEPER to the 
 
 const README: &str = r#"# {{name}}
 
-A clonekeeper policy: it answers `prioritize` (world `prioritizer`):
+A clonekeeper policy: it answers `rank` (world `prioritizer`):
 stars first, forks last. Change the code to make it yours; the contract is `wit/policy.wit`
 (a copy of the host's; do not edit it).
 
@@ -222,15 +222,15 @@ const RUST_LIB: &str = r#"//! {{name}}: a clonekeeper policy (world `prioritizer
 //! 1000, from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 //!
 //! `init` runs before every call in a fresh instance, so keep it cheap; nothing survives
-//! from one call to the next. `prioritize` gets its repositories column by column, and only
+//! from one call to the next. `rank` gets its repositories column by column, and only
 //! the columns `columns` names: add a column there before reading it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clonekeeper::policy::log::{log, Level};
 use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, RepoView, Timestamp};
-use exports::clonekeeper::policy::{explain, lifecycle, prioritize};
-use prioritize::Priority;
+use exports::clonekeeper::policy::{explain, lifecycle, rank};
+use rank::Ranking;
 
 wit_bindgen::generate!({ path: "wit", world: "prioritizer" });
 
@@ -268,22 +268,25 @@ impl lifecycle::Guest for Policy {
     }
 }
 
-impl prioritize::Guest for Policy {
+impl rank::Guest for Policy {
     fn columns() -> Vec<Column> {
         vec![Column::Stars, Column::Flags]
     }
 
-    fn prioritize(_now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
+    /// One score per repository, in batch order; `not_now` lists the positions of any to
+    /// leave for a later tick (this one holds none back).
+    fn rank(_now: Timestamp, repos: RepoBatch) -> Ranking {
         let fork_penalty = f64::from_bits(FORK_PENALTY.load(Ordering::Relaxed));
-        repos
+        let scores = repos
             .stars
             .iter()
             .zip(&repos.flags)
             .map(|(&stars, &flags)| {
                 let stars = f64::from(stars);
-                Priority::Score(if flags.contains(RepoFlags::FORK) { stars - fork_penalty } else { stars })
+                if flags.contains(RepoFlags::FORK) { stars - fork_penalty } else { stars }
             })
-            .collect()
+            .collect();
+        Ranking { scores, not_now: Vec::new() }
     }
 }
 
@@ -333,7 +336,7 @@ Scores each repository by its stars (unknown: 0); forks lose `fork_penalty` (def
 from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 
 `init` runs before every call in a fresh instance, so keep it cheap; nothing survives from
-one call to the next. `prioritize` gets its repositories column by column, and only the
+one call to the next. `rank` gets its repositories column by column, and only the
 columns `columns` names: add a column there before reading it.
 """
 
@@ -341,7 +344,7 @@ import tomllib
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.prioritize import Priority_Score
+from wit_world.exports.rank import Ranking
 from wit_world.imports.types import Column, RepoBatch, RepoFlags, RepoView
 
 fork_penalty = 1000.0
@@ -363,15 +366,18 @@ class Lifecycle(exports.Lifecycle):
         fork_penalty = float(value)
 
 
-class Prioritize(exports.Prioritize):
+class Rank(exports.Rank):
     def columns(self) -> list:
         return [Column.STARS, Column.FLAGS]
 
-    def prioritize(self, now: int, repos: RepoBatch) -> list:
-        return [
-            Priority_Score(float(stars) - (fork_penalty if RepoFlags.FORK in flags else 0.0))
+    def rank(self, now: int, repos: RepoBatch) -> Ranking:
+        """One score per repository, in batch order; `not_now` lists the positions of any to
+        leave for a later tick (this one holds none back)."""
+        scores = [
+            float(stars) - (fork_penalty if RepoFlags.FORK in flags else 0.0)
             for stars, flags in zip(repos.stars, repos.flags)
         ]
+        return Ranking(scores=scores, not_now=[])
 
 
 class Explain(exports.Explain):
@@ -402,7 +408,7 @@ const JS_APP: &str = r#"// {{name}}: a clonekeeper policy (world `prioritizer`).
 // from {{name}}.toml). Higher scores clone first; the host breaks ties by repo id.
 //
 // `init` runs before every call in a fresh instance, so keep it cheap; nothing survives from
-// one call to the next. `prioritize` gets its repositories column by column, and only the
+// one call to the next. `rank` gets its repositories column by column, and only the
 // columns `columns` names: add a column there before reading it.
 
 let forkPenalty = 1000;
@@ -428,18 +434,19 @@ export const lifecycle = {
   },
 };
 
-export const prioritize = {
+export const rank = {
   columns() {
     return ['stars', 'flags'];
   },
 
-  prioritize(now, repos) {
-    const out = new Array(repos.len);
+  // One score per repository, in batch order; notNow lists the positions of any to leave for
+  // a later tick (this one holds none back).
+  rank(now, repos) {
+    const scores = new Float64Array(repos.len);
     for (let i = 0; i < repos.len; i++) {
-      const stars = repos.stars[i];
-      out[i] = { tag: 'score', val: stars - (repos.flags[i].fork ? forkPenalty : 0) };
+      scores[i] = repos.stars[i] - (repos.flags[i].fork ? forkPenalty : 0);
     }
-    return out;
+    return { scores, notNow: new Uint32Array(0) };
   },
 };
 

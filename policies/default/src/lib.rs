@@ -1,6 +1,6 @@
 //! The built-in behaviour of clonekeeper as a policy module: a starting point to copy.
 //!
-//! - Order (`prioritize`), as `host/src/schedule/priority.rs`: never-attempted repos before
+//! - Order (`rank`), as `host/src/schedule/priority.rs`: never-attempted repos before
 //!   failed ones; among never-attempted the oldest `created_at` first; among failed the one
 //!   whose last attempt is oldest first; the host breaks ties by the lower repo id. It reads
 //!   the attempts, created-at and last-attempt-at columns.
@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
 use clonekeeper::policy::types::{Column, RepoBatch, RepoView, Timestamp};
-use exports::clonekeeper::policy::{explain, lifecycle, prioritize, reenqueue};
-use prioritize::Priority;
+use exports::clonekeeper::policy::{explain, lifecycle, rank, reenqueue};
+use rank::Ranking;
 use reenqueue::{Failure, Retry};
 
 wit_bindgen::generate!({ path: "../../wit", world: "prioritizer-retrier" });
@@ -57,17 +57,16 @@ impl lifecycle::Guest for Policy {
     }
 }
 
-impl prioritize::Guest for Policy {
+impl rank::Guest for Policy {
     fn columns() -> Vec<Column> {
         vec![Column::Attempts, Column::CreatedAt, Column::LastAttemptAt]
     }
 
-    fn prioritize(_now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
+    fn rank(_now: Timestamp, repos: RepoBatch) -> Ranking {
         let rows = repos.attempts.iter().zip(&repos.created_at).zip(&repos.last_attempt_at);
-        rows.map(|((&attempts, &created_at), &last_attempt_at)| {
-            Priority::Score(score(attempts, created_at, last_attempt_at))
-        })
-        .collect()
+        let scores =
+            rows.map(|((&attempts, &created_at), &last_attempt_at)| score(attempts, created_at, last_attempt_at)).collect();
+        Ranking { scores, not_now: Vec::new() }
     }
 }
 

@@ -19,8 +19,8 @@ use std::sync::Mutex;
 
 use clonekeeper::policy::log::{log, Level};
 use clonekeeper::policy::types::{Column, RepoBatch, RepoFlags, RepoView, Timestamp};
-use exports::clonekeeper::policy::{explain, lifecycle, prioritize};
-use prioritize::Priority;
+use exports::clonekeeper::policy::{explain, lifecycle, rank};
+use rank::Ranking;
 
 wit_bindgen::generate!({ path: "../../wit", world: "prioritizer" });
 
@@ -57,20 +57,23 @@ impl lifecycle::Guest for Policy {
     }
 }
 
-impl prioritize::Guest for Policy {
+impl rank::Guest for Policy {
     fn columns() -> Vec<Column> {
         vec![Column::Stars, Column::UpdatedAt, Column::Flags]
     }
 
-    fn prioritize(now: Timestamp, repos: RepoBatch) -> Vec<Priority> {
+    fn rank(now: Timestamp, repos: RepoBatch) -> Ranking {
         let weights = *WEIGHTS.lock().unwrap();
         let rows = repos.stars.iter().zip(&repos.updated_at).zip(&repos.flags);
-        rows.map(|((&stars, &updated_at), &flags)| {
-            // Unknown stars arrive as 0; an unknown updated-at (its bit clear) means no activity.
-            let updated_at = flags.contains(RepoFlags::UPDATED_AT_KNOWN).then_some(updated_at);
-            Priority::Score(score(&weights, now, stars, updated_at, flags))
-        })
-        .collect()
+        let scores = rows
+            .map(|((&stars, &updated_at), &flags)| {
+                // Unknown stars arrive as 0; an unknown updated-at (its bit clear) means no activity.
+                let updated_at = flags.contains(RepoFlags::UPDATED_AT_KNOWN).then_some(updated_at);
+                score(&weights, now, stars, updated_at, flags)
+            })
+            .collect();
+        // Every repository is ranked now: popular-first never holds one back.
+        Ranking { scores, not_now: Vec::new() }
     }
 }
 

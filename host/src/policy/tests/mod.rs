@@ -186,7 +186,7 @@ fn a_module_built_against_another_contract_version_is_refused_naming_both() {
     let core = core_wat("wrong_signature").replace("@0.2.0", "@0.1.0");
     let error = load("old", forged_component(&core, old, "old")).unwrap_err();
     assert!(error.error.contains("built against clonekeeper:policy@0.1.0"), "{}", error.error);
-    assert!(error.error.contains("speaks clonekeeper:policy@0.2.1 (and loads 0.2.0)"), "{}", error.error);
+    assert!(error.error.contains("speaks clonekeeper:policy@0.2.2 (and loads 0.2.0 and 0.2.1)"), "{}", error.error);
 }
 
 #[test]
@@ -602,6 +602,7 @@ fn the_host_orders_a_plan_through_the_prioritizer_trait() {
 }
 
 mod budget;
+mod rank;
 mod cache;
 mod reload;
 mod sandbox;
