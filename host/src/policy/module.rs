@@ -363,7 +363,9 @@ impl Module {
             other => format!("init {other}"),
         })?;
         let columns = match (ranker, prioritizer) {
-            (Some(guest), _) => guest.call_columns(&mut store).map_err(|e| format!("rank's columns {}", self.failure(e))),
+            (Some(guest), _) => {
+                guest.call_columns(&mut store).map_err(|e| format!("rank's columns {}", self.failure(e)))
+            }
             (None, Some(guest)) => {
                 guest.call_columns(&mut store).map_err(|e| format!("prioritize's columns {}", self.failure(e)))
             }

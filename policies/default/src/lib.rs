@@ -64,8 +64,9 @@ impl rank::Guest for Policy {
 
     fn rank(_now: Timestamp, repos: RepoBatch) -> Ranking {
         let rows = repos.attempts.iter().zip(&repos.created_at).zip(&repos.last_attempt_at);
-        let scores =
-            rows.map(|((&attempts, &created_at), &last_attempt_at)| score(attempts, created_at, last_attempt_at)).collect();
+        let scores = rows
+            .map(|((&attempts, &created_at), &last_attempt_at)| score(attempts, created_at, last_attempt_at))
+            .collect();
         Ranking { scores, not_now: Vec::new() }
     }
 }

@@ -602,8 +602,8 @@ fn the_host_orders_a_plan_through_the_prioritizer_trait() {
 }
 
 mod budget;
-mod rank;
 mod cache;
+mod rank;
 mod reload;
 mod sandbox;
 mod shadow;

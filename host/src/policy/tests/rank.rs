@@ -28,8 +28,8 @@ fn a_ranking_module_answers_scores_and_holds_back_the_positions_it_names() {
 
 #[test]
 fn a_held_back_repo_may_carry_any_score_and_the_others_must_be_finite() {
-    let module = load("rank-nan", rank_component(&[("(f64.const 0 (; HELD_SCORE ;))", "(f64.const nan)")]))
-        .expect("loads");
+    let module =
+        load("rank-nan", rank_component(&[("(f64.const 0 (; HELD_SCORE ;))", "(f64.const nan)")])).expect("loads");
     let answers = module.prioritize(&repos(&[3, 0]), now()).expect("a NaN under not-now is ignored");
     assert_eq!(answers, vec![Priority::Score(3.0), Priority::NotNow]);
 
@@ -43,10 +43,7 @@ fn a_held_back_repo_may_carry_any_score_and_the_others_must_be_finite() {
     )
     .expect("loads");
     let error = module.prioritize(&repos(&[0, 0, 7]), now()).unwrap_err();
-    assert!(
-        matches!(&error, CallFailure::BadAnswer(m) if m.contains("repo1") && m.contains("not finite")),
-        "{error}"
-    );
+    assert!(matches!(&error, CallFailure::BadAnswer(m) if m.contains("repo1") && m.contains("not finite")), "{error}");
 }
 
 #[test]
@@ -54,7 +51,10 @@ fn a_ranking_of_the_wrong_length_or_naming_positions_past_the_batch_is_refused()
     let extra = rank_component(&[("(i32.const 0 (; SCORES_EXTRA ;))", "(i32.const 1)")]);
     let module = load("rank-long", extra).expect("loads");
     let error = module.prioritize(&repos(&[1, 2, 3]), now()).unwrap_err();
-    assert!(matches!(&error, CallFailure::BadAnswer(m) if m.contains("rank returned 4 answers for 3 inputs")), "{error}");
+    assert!(
+        matches!(&error, CallFailure::BadAnswer(m) if m.contains("rank returned 4 answers for 3 inputs")),
+        "{error}"
+    );
 
     let shifted = rank_component(&[("(i32.const 0 (; NOT_NOW_SHIFT ;))", "(i32.const 1)")]);
     let module = load("rank-past-end", shifted).expect("loads");
@@ -64,7 +64,10 @@ fn a_ranking_of_the_wrong_length_or_naming_positions_past_the_batch_is_refused()
         "{error}"
     );
     // In range, the same shift only holds back the next repo.
-    assert_eq!(module.prioritize(&repos(&[0, 9]), now()).expect("answers"), vec![Priority::Score(0.0), Priority::NotNow]);
+    assert_eq!(
+        module.prioritize(&repos(&[0, 9]), now()).expect("answers"),
+        vec![Priority::Score(0.0), Priority::NotNow]
+    );
 }
 
 #[test]
@@ -75,5 +78,8 @@ fn modules_of_both_answer_shapes_serve_side_by_side() {
     assert_eq!(variants.contract, "0.2.0");
     assert_eq!(variants.exported_name(Interface::Prioritize), "prioritize");
     let batch = repos(&[8, 2, 30]);
-    assert_eq!(variants.prioritize(&batch, now()).expect("answers"), ranked.prioritize(&batch, now()).expect("answers"));
+    assert_eq!(
+        variants.prioritize(&batch, now()).expect("answers"),
+        ranked.prioritize(&batch, now()).expect("answers")
+    );
 }
