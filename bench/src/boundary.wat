@@ -20,6 +20,12 @@
         (if (i32.eq (memory.grow (i32.add (i32.shr_u (local.get $need) (i32.const 16)) (i32.const 1))) (i32.const -1))
           (then unreachable))))
     (local.get $ptr))
+  (data (i32.const 80) "boundary")
+  ;; explain-priority: the same word for every repo (the world asks for it; never timed).
+  (func (export "clonekeeper:policy/explain@0.2.2#explain-priority") (param i32) (result i32)
+    (i32.store (i32.const 96) (i32.const 80))
+    (i32.store (i32.const 100) (i32.const 8))
+    (i32.const 96))
   (func (export "clonekeeper:policy/lifecycle@0.2.2#init") (param i32 i32) (result i32)
     (i32.store8 (i32.const 48) (i32.const 0))
     (i32.const 48))

@@ -228,7 +228,7 @@ proptest! {
     /// whose score is not finite.
     #[test]
     fn prioritize_answers_are_one_finite_score_per_repo((names, answers) in answered(priority)) {
-        let result = answers::priorities(answers.clone(), names.iter().map(String::as_str));
+        let result = answers::priorities(answers.clone(), names.len(), |i| names[i].as_str());
         let bad_score = answers.iter().position(|a| matches!(a, prioritize::Priority::Score(s) if !s.is_finite()));
         match result {
             Ok(priorities) => {
@@ -267,7 +267,7 @@ proptest! {
     ) {
         let not_now: Vec<u32> = picks;
         let ranking = rank::Ranking { scores: scores.clone(), not_now: not_now.clone() };
-        let result = answers::ranking(ranking, names.iter().map(String::as_str));
+        let result = answers::ranking(ranking, names.len(), |i| names[i].as_str());
         let held = |i: usize| not_now.contains(&(i as u32));
         let past_end = not_now.iter().find(|&&p| p as usize >= scores.len());
         let bad_score = (0..scores.len()).find(|&i| !held(i) && !scores[i].is_finite());

@@ -19,60 +19,69 @@ use crate::text;
 /// Longest repo name or limit key quoted in a refusal (the rest of a message is short and fixed).
 pub const NAMED_MAX_BYTES: usize = 256;
 
-/// `rank`'s answers for the repos named by `names`, in batch order: one score per repo, every
-/// position in `not-now` inside the batch, every other score finite.
+/// `rank`'s answers for a batch of `len` repos, in batch order: one score per repo, every
+/// position in `not-now` inside the batch, every other score finite. `name_of(i)` names repo
+/// `i` for a refusal, and is called for nothing else: a batch's names cost a lookup each.
 pub(super) fn ranking<'n>(
     ranking: rank::Ranking,
-    names: impl ExactSizeIterator<Item = &'n str>,
+    len: usize,
+    name_of: impl Fn(usize) -> &'n str,
 ) -> Result<Vec<Priority>, CallFailure> {
     let rank::Ranking { scores, not_now } = ranking;
-    check_len("rank", scores.len(), names.len())?;
-    let mut later = vec![false; if not_now.is_empty() { 0 } else { scores.len() }];
+    check_len("rank", scores.len(), len)?;
+    let mut later = vec![false; if not_now.is_empty() { 0 } else { len }];
     for &position in &not_now {
         match later.get_mut(position as usize) {
             Some(later) => *later = true,
             None => {
                 return Err(CallFailure::BadAnswer(format!(
-                    "rank put position {position} in not-now, past the end of a batch of {} repos",
-                    scores.len()
+                    "rank put position {position} in not-now, past the end of a batch of {len} repos"
                 )))
             }
         }
     }
-    scores
+    let held = |i: usize| later.get(i) == Some(&true);
+    if let Some(i) = (0..len).find(|&i| !scores[i].is_finite() && !held(i)) {
+        return Err(not_finite("rank", name_of(i), scores[i]));
+    }
+    if later.is_empty() {
+        return Ok(scores.into_iter().map(Priority::Score).collect());
+    }
+    Ok(scores
         .into_iter()
-        .zip(names)
-        .enumerate()
-        .map(|(i, (score, name))| match score {
-            _ if later.get(i) == Some(&true) => Ok(Priority::NotNow),
-            score if score.is_finite() => Ok(Priority::Score(score)),
-            score => Err(CallFailure::BadAnswer(format!(
-                "rank gave repo {} the score {score}, which is not finite",
-                named(name)
-            ))),
-        })
-        .collect()
+        .zip(later)
+        .map(|(score, later)| if later { Priority::NotNow } else { Priority::Score(score) })
+        .collect())
 }
 
-/// `prioritize`'s answers for the repos named by `names`, in batch order: one per repo, every
-/// score finite.
+/// `prioritize`'s answers (contract 0.2.0, 0.2.1) for a batch of `len` repos, in batch order:
+/// one per repo, every score finite. `name_of` as for [`ranking`].
 pub(super) fn priorities<'n>(
     answers: Vec<prioritize::Priority>,
-    names: impl ExactSizeIterator<Item = &'n str>,
+    len: usize,
+    name_of: impl Fn(usize) -> &'n str,
 ) -> Result<Vec<Priority>, CallFailure> {
-    check_len("prioritize", answers.len(), names.len())?;
-    answers
+    check_len("prioritize", answers.len(), len)?;
+    let not_finite_at =
+        answers.iter().position(|answer| matches!(answer, prioritize::Priority::Score(score) if !score.is_finite()));
+    if let Some(i) = not_finite_at {
+        let score = match answers[i] {
+            prioritize::Priority::Score(score) => score,
+            prioritize::Priority::NotNow => f64::NAN,
+        };
+        return Err(not_finite("prioritize", name_of(i), score));
+    }
+    Ok(answers
         .into_iter()
-        .zip(names)
-        .map(|(answer, name)| match answer {
-            prioritize::Priority::Score(score) if score.is_finite() => Ok(Priority::Score(score)),
-            prioritize::Priority::Score(score) => Err(CallFailure::BadAnswer(format!(
-                "prioritize gave repo {} the score {score}, which is not finite",
-                named(name)
-            ))),
-            prioritize::Priority::NotNow => Ok(Priority::NotNow),
+        .map(|answer| match answer {
+            prioritize::Priority::Score(score) => Priority::Score(score),
+            prioritize::Priority::NotNow => Priority::NotNow,
         })
-        .collect()
+        .collect())
+}
+
+fn not_finite(function: &str, name: &str, score: f64) -> CallFailure {
+    CallFailure::BadAnswer(format!("{function} gave repo {} the score {score}, which is not finite", named(name)))
 }
 
 /// `reenqueue`'s answers for the failures of the repos named by `names`, in input order: one per

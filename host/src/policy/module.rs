@@ -471,18 +471,18 @@ impl Module {
         };
         let repos = batch::build(rows, self.columns);
         let (mut store, instance) = self.ready()?;
-        let names = rows.iter().map(R::name);
+        let name_of = |i: usize| rows[i].name();
         let answers = match prioritizer {
             Prioritizer::Rank(indices) => {
                 let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
                 let ranking = guest.call_rank(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
-                answers::ranking(ranking, names)?
+                answers::ranking(ranking, rows.len(), name_of)?
             }
             Prioritizer::Variants(indices) => {
                 let guest = indices.load(&mut store, &instance).map_err(|e| self.failure(e))?;
                 let answers =
                     guest.call_prioritize(&mut store, now.as_millis(), &repos).map_err(|e| self.failure(e))?;
-                answers::priorities(answers, names)?
+                answers::priorities(answers, rows.len(), name_of)?
             }
         };
         Ok((answers, store.data().memory_peak()))
