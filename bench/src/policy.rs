@@ -61,7 +61,7 @@ fn desired_repo(idx: usize) -> DesiredRepo {
     }
 }
 
-const LIBM_NOTE: &str = "The second native baseline scores with the pure-Rust `libm` that the Wasm guest's standard library uses for `log2` and `exp2` (wasm32-unknown-unknown has no C library). The ratio against it is what the engine costs (the boundary, instantiation, Cranelift's code) without the difference between the two math libraries. Where that ratio is above 3×, the boundary row is the reason: building the batch's columns from the desired set's, and lifting the answers.";
+const LIBM_NOTE: &str = "The second native baseline scores with the pure-Rust `libm` that the Wasm guest's standard library uses for `log2` and `exp2` (wasm32-unknown-unknown has no C library). The ratio against it is what the engine costs (the boundary, instantiation, Cranelift's code) without the difference between the two math libraries. Where that ratio is above 3×, the boundary row and the guest's arithmetic (Cranelift's code for the same Rust source) are the reasons.";
 
 /// popular-first's scoring, compiled into the host, with the C library's `log2`/`exp2`
 /// (`std`) or with the pure-Rust `libm` the Wasm guest's standard library uses
@@ -354,12 +354,13 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
 
     section.notes.push(
         "What a call costs: copying data across the boundary, and the guest's own arithmetic. The canonical ABI copies a list of plain numbers in one go, \
-         but lowers records, options and flags entry by entry and every string through a call into the guest's allocator; under contract 0.1.0 (a list of repo-view records, \
-         four strings each) this module cost 40.6× native. Contract 0.2.0 passes the batch as columns of plain numbers (0 when unknown, with a known-bit in flags), \
-         sends repeated strings once per batch with indices, and fills only the columns the module names in `columns`: the every-column row is what a module reading everything pays. \
-         What is left is building the columns, which reads every repo record the scheduler hands over (the native path reads the same records inside its own time, \
-         so where memory is slow that read dominates both paths and the ratio falls), and the guest's arithmetic: `log2` and `exp2` are software routines in Wasm \
-         where the host uses the C library's. The example guests are built at opt-level 3, which took about a tenth off each call against opt-level \"s\"."
+         but lowers records, options and flags entry by entry and every string through a call into the guest's allocator, and lifts a list of variants one entry at a time; \
+         under contract 0.1.0 (a list of repo-view records, four strings each) this module cost 40.6× native. Contract 0.2.0 passes the batch as columns of plain numbers \
+         (0 when unknown, with a known-bit in flags), sends repeated strings once per batch with indices, and fills only the columns the module names in `columns`: \
+         the every-column row is what a module reading everything pays. Contract 0.2.2's `rank` answers in columns too (`scores: list<f64>`, `not-now` as positions), \
+         where `prioritize` answered a `list<priority>` of variants; the two boundary rows compare the shapes. What is left is building the columns from the desired set \
+         (the native path reads the same rows inside its own time), the `flags` column, which wasmtime lowers one entry at a time, and the guest's arithmetic: \
+         `log2` and `exp2` are software routines in Wasm where the host uses the C library's. The example guests are built at opt-level 3, which took about a tenth off each call against opt-level \"s\"."
             .to_string(),
     );
     section.notes.push(
