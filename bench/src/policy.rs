@@ -133,6 +133,21 @@ fn time(runs: usize, mut f: impl FnMut()) -> Duration {
     median(&mut samples)
 }
 
+/// The median time of each of `paths` over `runs` rounds, each round running every path once
+/// in turn; and the sum of what the paths returned (kept, so no path is optimised away).
+fn time_interleaved<const N: usize>(runs: usize, mut paths: [&mut dyn FnMut() -> f64; N]) -> ([Duration; N], f64) {
+    let mut samples: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::new());
+    let mut checksum = 0.0;
+    for _ in 0..runs.max(1) {
+        for (path, samples) in paths.iter_mut().zip(&mut samples) {
+            let started = Instant::now();
+            checksum += path();
+            samples.push(started.elapsed());
+        }
+    }
+    (samples.map(|mut s| median(&mut s)), checksum)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -202,26 +217,36 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
     let host = host_for(dir.path(), cache.path())?;
     host.reload(now)?;
     anyhow::ensure!(host.current().serving(Interface::Prioritize).is_some(), "{name} does not implement prioritize");
-    let mut checksum = 0.0;
-    let wasm = time(runs, || {
-        for batch in all.chunks(BATCH) {
-            let (answers, by) = host.prioritize_traced(batch, now);
-            assert_ne!(&*by, "builtin", "the module answered");
-            checksum += matches!(answers[0], Priority::Score(s) if s > 0.0) as u8 as f64;
-        }
-    });
-    let native = time(runs, || {
-        for batch in all.chunks(BATCH) {
-            let answers = NATIVE.prioritize(batch, now);
-            checksum += matches!(answers[0], Priority::Score(s) if s > 0.0) as u8 as f64;
-        }
-    });
-    let native_libm = time(runs, || {
-        for batch in all.chunks(BATCH) {
-            let answers = NATIVE_LIBM.prioritize(batch, now);
-            checksum += matches!(answers[0], Priority::Score(s) if s > 0.0) as u8 as f64;
-        }
-    });
+    // The boundary alone: the same columns into a module that only copies stars out, answering
+    // `rank` (0.2.2) as popular-first does, and `prioritize` (0.2.1's list of variants).
+    let shard_addrs = vec!["gitserver-0:3178".to_string()];
+    let boundary = boundary_module(include_bytes!("boundary.wat"), "boundary", &module, cache.path(), now)?;
+    let boundary_variants =
+        boundary_module(include_bytes!("boundary_variants.wat"), "boundary_variants", &module, cache.path(), now)?;
+    // The paths whose ratios the section reports take turns, run by run, so that a machine
+    // whose speed drifts (a shared VM) slows each of them alike.
+    let score = |answers: &[Priority]| matches!(answers[0], Priority::Score(s) if s > 0.0) as u8 as f64;
+    let ([wasm, native, native_libm, wasm_boundary, wasm_boundary_variants], mut checksum) = time_interleaved(
+        runs,
+        [
+            &mut || {
+                let answers = all.chunks(BATCH).map(|batch| host.prioritize_traced(batch, now));
+                answers.map(|(answers, by)| if &*by == "builtin" { f64::NAN } else { score(&answers) }).sum()
+            },
+            &mut || all.chunks(BATCH).map(|batch| score(&NATIVE.prioritize(batch, now))).sum(),
+            &mut || all.chunks(BATCH).map(|batch| score(&NATIVE_LIBM.prioritize(batch, now))).sum(),
+            &mut || {
+                let answers = all.chunks(BATCH).map(|b| boundary.prioritize_candidates(b, &shard_addrs, now));
+                answers.map(|a| a.expect("answers").len() as f64).sum()
+            },
+            &mut || {
+                let answers = all.chunks(BATCH).map(|b| boundary_variants.prioritize_candidates(b, &shard_addrs, now));
+                answers.map(|a| a.expect("answers").len() as f64).sum()
+            },
+        ],
+    );
+    // A batch the built-in order answered (the module failed) makes the sum NaN.
+    anyhow::ensure!(checksum.is_finite(), "every batch was answered by the module");
     // Same answers, or the comparison means nothing.
     for batch in all.chunks(BATCH).take(3) {
         let (a, _) = host.prioritize_traced(batch, now);
@@ -238,28 +263,10 @@ pub fn run(module_path: &Path, n_repos: usize, n_rego: usize, runs: usize) -> an
 
     // Where the boundary costs go: the columns the module reads against every column (the
     // names and strings included), and the fixed cost of a fresh instance per call.
-    let shard_addrs = vec!["gitserver-0:3178".to_string()];
     let every_column = module.with_columns(Columns::all());
     let wasm_all_columns = time(runs, || {
         for batch in all.chunks(BATCH) {
             let answers = every_column.prioritize_candidates(batch, &shard_addrs, now).expect("answers");
-            checksum += answers.len() as f64;
-        }
-    });
-    // The boundary alone: the same columns into a module that only copies stars out, answering
-    // `rank` (0.2.2) as popular-first does, and `prioritize` (0.2.1's list of variants).
-    let boundary = boundary_module(include_bytes!("boundary.wat"), "boundary", &module, cache.path(), now)?;
-    let wasm_boundary = time(runs, || {
-        for batch in all.chunks(BATCH) {
-            let answers = boundary.prioritize_candidates(batch, &shard_addrs, now).expect("answers");
-            checksum += answers.len() as f64;
-        }
-    });
-    let boundary_variants =
-        boundary_module(include_bytes!("boundary_variants.wat"), "boundary_variants", &module, cache.path(), now)?;
-    let wasm_boundary_variants = time(runs, || {
-        for batch in all.chunks(BATCH) {
-            let answers = boundary_variants.prioritize_candidates(batch, &shard_addrs, now).expect("answers");
             checksum += answers.len() as f64;
         }
     });

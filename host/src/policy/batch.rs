@@ -286,90 +286,61 @@ impl<'a> Table<'a> {
     }
 }
 
-/// The batch of `rows` with the columns in `wanted` filled, in one pass over the rows (one
-/// pass per column measured slower: each pass reads the rows again).
+/// The batch of `rows` with the columns in `wanted` filled, one pass over the rows per column:
+/// each pass reads one field of every row into one array, a loop without branches on the
+/// columns (one pass for all of them measured slower once the desired set was kept in columns).
 pub(super) fn build<R: Row>(rows: &[R], wanted: Columns) -> RepoBatch {
-    let n = rows.len();
-    let capacity = |column: Column| if wanted.has(column) { n } else { 0 };
-    let mut batch = RepoBatch {
-        len: u32::try_from(n).unwrap_or(u32::MAX),
-        ids: Vec::with_capacity(capacity(Column::Id)),
-        names: Vec::with_capacity(capacity(Column::Name)),
-        code_hosts: Vec::new(),
-        code_host_names: Vec::new(),
-        service_types: Vec::new(),
-        service_type_names: Vec::new(),
-        flags: Vec::with_capacity(capacity(Column::Flags)),
-        stars: Vec::with_capacity(capacity(Column::Stars)),
-        created_at: Vec::with_capacity(capacity(Column::CreatedAt)),
-        updated_at: Vec::with_capacity(capacity(Column::UpdatedAt)),
-        size_bytes: Vec::with_capacity(capacity(Column::SizeBytes)),
-        states: Vec::with_capacity(capacity(Column::State)),
-        shards: Vec::with_capacity(capacity(Column::Shard)),
-        shard_addrs: Vec::new(),
-        attempts: Vec::with_capacity(capacity(Column::Attempts)),
-        last_errors: Vec::with_capacity(capacity(Column::LastError)),
-        last_attempt_at: Vec::with_capacity(capacity(Column::LastAttemptAt)),
-    };
-    let mut code_hosts = Table::with_capacity(capacity(Column::CodeHost));
-    let mut service_types = Table::with_capacity(capacity(Column::ServiceType));
     let has = |column: Column| wanted.has(column);
     let known = KnownBits::of(wanted);
-    for row in rows {
-        if has(Column::Id) {
-            batch.ids.push(row.id());
-        }
-        if has(Column::Name) {
-            batch.names.push(row.name().to_string());
-        }
-        if has(Column::CodeHost) {
-            code_hosts.push(row.code_host());
-        }
-        if has(Column::ServiceType) {
-            service_types.push(row.service_type());
-        }
-        if has(Column::Flags) {
-            batch.flags.push(flags_of(row, known));
-        }
-        if has(Column::Stars) {
-            batch.stars.push(row.stars().unwrap_or(0));
-        }
-        if has(Column::CreatedAt) {
-            batch.created_at.push(row.created_at().unwrap_or(0));
-        }
-        if has(Column::UpdatedAt) {
-            batch.updated_at.push(row.updated_at().unwrap_or(0));
-        }
-        if has(Column::SizeBytes) {
-            batch.size_bytes.push(row.size_bytes().unwrap_or(0));
-        }
-        if has(Column::State) {
-            batch.states.push(row.state());
-        }
-        if has(Column::Shard) {
-            let shard = row.shard();
-            batch.shards.push(shard);
-            let idx = shard as usize;
-            if batch.shard_addrs.len() <= idx {
-                batch.shard_addrs.resize(idx + 1, String::new());
+    let mut code_hosts = Table::with_capacity(if has(Column::CodeHost) { rows.len() } else { 0 });
+    if has(Column::CodeHost) {
+        rows.iter().for_each(|row| code_hosts.push(row.code_host()));
+    }
+    let mut service_types = Table::with_capacity(if has(Column::ServiceType) { rows.len() } else { 0 });
+    if has(Column::ServiceType) {
+        rows.iter().for_each(|row| service_types.push(row.service_type()));
+    }
+    let mut shard_addrs: Vec<String> = Vec::new();
+    if has(Column::Shard) {
+        for row in rows {
+            let idx = row.shard() as usize;
+            if shard_addrs.len() <= idx {
+                shard_addrs.resize(idx + 1, String::new());
             }
-            if batch.shard_addrs[idx].is_empty() {
-                batch.shard_addrs[idx] = row.shard_addr().to_string();
+            if shard_addrs[idx].is_empty() {
+                shard_addrs[idx] = row.shard_addr().to_string();
             }
-        }
-        if has(Column::Attempts) {
-            batch.attempts.push(row.attempts());
-        }
-        if has(Column::LastError) {
-            batch.last_errors.push(row.last_error().map(str::to_string));
-        }
-        if has(Column::LastAttemptAt) {
-            batch.last_attempt_at.push(row.last_attempt_at().unwrap_or(0));
         }
     }
-    (batch.code_hosts, batch.code_host_names) = (code_hosts.of_rows, code_hosts.names);
-    (batch.service_types, batch.service_type_names) = (service_types.of_rows, service_types.names);
-    batch
+    RepoBatch {
+        len: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+        ids: column(rows, has(Column::Id), R::id),
+        names: column(rows, has(Column::Name), |row| row.name().to_string()),
+        code_hosts: code_hosts.of_rows,
+        code_host_names: code_hosts.names,
+        service_types: service_types.of_rows,
+        service_type_names: service_types.names,
+        flags: column(rows, has(Column::Flags), |row| flags_of(row, known)),
+        stars: column(rows, has(Column::Stars), |row| row.stars().unwrap_or(0)),
+        created_at: column(rows, has(Column::CreatedAt), |row| row.created_at().unwrap_or(0)),
+        updated_at: column(rows, has(Column::UpdatedAt), |row| row.updated_at().unwrap_or(0)),
+        size_bytes: column(rows, has(Column::SizeBytes), |row| row.size_bytes().unwrap_or(0)),
+        states: column(rows, has(Column::State), R::state),
+        shards: column(rows, has(Column::Shard), R::shard),
+        shard_addrs,
+        attempts: column(rows, has(Column::Attempts), R::attempts),
+        last_errors: column(rows, has(Column::LastError), |row| row.last_error().map(str::to_string)),
+        last_attempt_at: column(rows, has(Column::LastAttemptAt), |row| row.last_attempt_at().unwrap_or(0)),
+    }
+}
+
+/// `value` of every row when the column is `wanted`, else nothing.
+fn column<R, T>(rows: &[R], wanted: bool, value: impl Fn(&R) -> T) -> Vec<T> {
+    if wanted {
+        rows.iter().map(value).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
