@@ -199,6 +199,9 @@ async fn lead<F: std::future::Future<Output = ()>>(
     tokio::pin!(fenced);
     let mut observing: Option<JoinHandle<(Observation, Duration, observe::ShardTasks)>> = None;
     let mut next_tick = tokio::time::Instant::now();
+    // When the tick in progress started: the next starts `sync.interval` after it, however long
+    // this one's observation and its handling take.
+    let mut tick_started = next_tick;
     // Snapshot requests waiting for a read with stars.
     let mut waiting_snapshots = Vec::new();
     let ended = loop {
@@ -226,6 +229,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
                 sidecar.perform();
             }
             () = tokio::time::sleep_until(next_tick), if observing.is_none() => {
+                tick_started = tokio::time::Instant::now();
                 let previous = Arc::clone(sidecar.machine.snapshot());
                 let scope = Arc::new(sidecar.machine.progress_scope(Timestamp::now()));
                 let tasks = shard_tasks.take().unwrap_or_default();
@@ -233,11 +237,9 @@ async fn lead<F: std::future::Future<Output = ()>>(
             }
             joined = async { observing.as_mut().expect("guarded by the branch condition").await }, if observing.is_some() => {
                 observing = None;
-                let mut took = Duration::ZERO;
                 match joined {
-                    Ok((observation, observation_took, tasks)) => {
+                    Ok((observation, took, tasks)) => {
                         shard_tasks = Some(tasks);
-                        took = observation_took;
                         sidecar.handle_observation(observation, took);
                         if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_policy_columns()) {
                             for reply in waiting_snapshots.drain(..) {
@@ -248,9 +250,10 @@ async fn lead<F: std::future::Future<Output = ()>>(
                     Err(error) => tracing::error!(%error, "The observation task failed; the next tick retries."),
                 }
                 liveness.enter(Step::Idle, Timestamp::now());
-                // A tick that took longer than the interval (a stall that cleared, a slow
-                // read) is followed at once, so what changed meanwhile is seen without delay.
-                next_tick = tokio::time::Instant::now() + parts.config.interval.saturating_sub(took);
+                // Ticks start `sync.interval` apart, the handling of each observation included;
+                // a tick that took longer than the interval (a stall that cleared, a slow read)
+                // is followed at once, so what changed meanwhile is seen without delay.
+                next_tick = tick_started + parts.config.interval;
                 // The read that just failed or lacked stars started before the request: the
                 // next one has them (a failing repo DB keeps its interval).
                 if !waiting_snapshots.is_empty() && sidecar.machine.repo_db_error().is_none() {
