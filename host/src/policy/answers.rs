@@ -42,7 +42,7 @@ pub(super) fn ranking<'n>(
     }
     let held = |i: usize| later.get(i) == Some(&true);
     if let Some(i) = (0..len).find(|&i| !scores[i].is_finite() && !held(i)) {
-        return Err(not_finite("rank", name_of(i), scores[i]));
+        return Err(not_finite_score("rank", name_of(i), scores[i]));
     }
     if later.is_empty() {
         return Ok(scores.into_iter().map(Priority::Score).collect());
@@ -62,14 +62,12 @@ pub(super) fn priorities<'n>(
     name_of: impl Fn(usize) -> &'n str,
 ) -> Result<Vec<Priority>, CallFailure> {
     check_len("prioritize", answers.len(), len)?;
-    let not_finite_at =
-        answers.iter().position(|answer| matches!(answer, prioritize::Priority::Score(score) if !score.is_finite()));
-    if let Some(i) = not_finite_at {
-        let score = match answers[i] {
-            prioritize::Priority::Score(score) => score,
-            prioritize::Priority::NotNow => f64::NAN,
-        };
-        return Err(not_finite("prioritize", name_of(i), score));
+    let not_finite = answers.iter().enumerate().find_map(|(i, answer)| match answer {
+        prioritize::Priority::Score(score) if !score.is_finite() => Some((i, *score)),
+        _ => None,
+    });
+    if let Some((i, score)) = not_finite {
+        return Err(not_finite_score("prioritize", name_of(i), score));
     }
     Ok(answers
         .into_iter()
@@ -80,7 +78,7 @@ pub(super) fn priorities<'n>(
         .collect())
 }
 
-fn not_finite(function: &str, name: &str, score: f64) -> CallFailure {
+fn not_finite_score(function: &str, name: &str, score: f64) -> CallFailure {
     CallFailure::BadAnswer(format!("{function} gave repo {} the score {score}, which is not finite", named(name)))
 }
 
