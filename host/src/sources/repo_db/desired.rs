@@ -17,23 +17,8 @@ use crate::model::{
     RepoName, ServiceType, Timestamp,
 };
 
+use super::query::{Layout, CLONE_URL, CREATED_AT, ID, NAME};
 use super::{DesiredChanges, DesiredSet, RowProblem, SchemaShape};
-
-// Column indices of the desired-repos query (see the `query` module).
-const ID: usize = 0;
-const NAME: usize = 1;
-const CLONE_URL: usize = 2;
-const SERVICE_TYPE: usize = 3;
-const CREATED_AT: usize = 4;
-const UPDATED_AT: usize = 5;
-const FORK: usize = 6;
-const ARCHIVED: usize = 7;
-const PRIVATE: usize = 8;
-const STARS: usize = 9;
-const RECORDED: usize = 10;
-const RECORDED_SHARD: usize = 11;
-/// Only in incremental reads: whether the row is soft-deleted.
-const DELETED: usize = 12;
 
 /// Typed access to one row of the desired-repos query, whatever the backend. Values borrow
 /// from the row, so decoding allocates only what a [`DesiredRepo`] keeps.
@@ -86,8 +71,9 @@ impl QueryRow for SqliteRow {
 /// Accumulates one load.
 pub(super) struct Builder {
     shape: SchemaShape,
-    /// The optional columns the query fills; the others are left unknown.
-    columns: RepoColumns,
+    /// Where the optional columns the query fills sit in its rows; the others are left
+    /// unknown.
+    layout: Layout,
     /// A full read's rows, column by column.
     repos: DesiredReposBuilder,
     /// An incremental read's rows: a few, as records.
@@ -106,7 +92,7 @@ impl Builder {
     pub(super) fn new(shape: SchemaShape, columns: RepoColumns) -> Builder {
         Builder {
             shape,
-            columns,
+            layout: Layout::new(shape, columns, false),
             repos: DesiredReposBuilder::default(),
             changed_repos: Vec::new(),
             problems: Vec::new(),
@@ -121,6 +107,7 @@ impl Builder {
     /// `recorded_shards`: the indices of those stay as they are.
     pub(super) fn for_changes(shape: SchemaShape, columns: RepoColumns, recorded_shards: &[Arc<str>]) -> Builder {
         let mut builder = Builder::new(shape, columns);
+        builder.layout = Layout::new(shape, columns, true);
         for shard in recorded_shards {
             builder.recorded_shard(shard);
         }
@@ -141,7 +128,8 @@ impl Builder {
         if let Some(ids) = &mut self.changes {
             ids.push(id);
             // Soft-deleted: the row replaces its repo by nothing.
-            if row.flag(DELETED)?.unwrap_or(true) {
+            let deleted = self.layout.deleted.map_or(Ok(Some(true)), |at| row.flag(at))?;
+            if deleted.unwrap_or(true) {
                 return Ok(());
             }
         }
@@ -185,18 +173,17 @@ impl Builder {
             }
         };
         let created_at = self.field(id, raw_name, "created_at", row.millis(CREATED_AT)).map(Timestamp::from_millis);
-        // Columns the statement did not select are NULL: not decoded at all (a million rows).
+        // Columns the statement did not select are not there to decode (a million rows).
         let (mut service_type, mut updated_at, mut fork, mut archived, mut private) = (None, None, None, None, None);
-        if self.columns.details {
+        if let Some(at) = self.layout.details {
             service_type =
-                self.field(id, raw_name, "external_service_type", row.text(SERVICE_TYPE)).map(|kind| self.intern(kind));
-            updated_at = self.field(id, raw_name, "updated_at", row.millis(UPDATED_AT)).map(Timestamp::from_millis);
-            fork = self.field(id, raw_name, "fork", row.flag(FORK));
-            archived = self.field(id, raw_name, "archived", row.flag(ARCHIVED));
-            private = self.field(id, raw_name, "private", row.flag(PRIVATE));
+                self.field(id, raw_name, "external_service_type", row.text(at)).map(|kind| self.intern(kind));
+            updated_at = self.field(id, raw_name, "updated_at", row.millis(at + 1)).map(Timestamp::from_millis);
+            fork = self.field(id, raw_name, "fork", row.flag(at + 2));
+            archived = self.field(id, raw_name, "archived", row.flag(at + 3));
+            private = self.field(id, raw_name, "private", row.flag(at + 4));
         }
-        let stars = match self.field(id, raw_name, "stars", if self.columns.stars { row.int(STARS) } else { Ok(None) })
-        {
+        let stars = match self.layout.stars.and_then(|at| self.field(id, raw_name, "stars", row.int(at))) {
             Some(stars) => match u32::try_from(stars) {
                 Ok(stars) => Some(stars),
                 Err(_) => {
@@ -271,14 +258,16 @@ impl Builder {
     }
 
     fn recorded(&mut self, id: i64, raw_name: &str, row: &impl QueryRow) -> RecordedState {
+        let Some(at) = self.layout.recorded else {
+            return RecordedState::NotTracked;
+        };
         match self.shape {
-            _ if !self.columns.recorded => RecordedState::NotTracked,
             SchemaShape::Sources2020_06 => RecordedState::NotTracked,
             SchemaShape::ClonedFlag2020_10 => {
-                RecordedState::ClonedFlag(self.field(id, raw_name, "cloned", row.flag(RECORDED)).unwrap_or(false))
+                RecordedState::ClonedFlag(self.field(id, raw_name, "cloned", row.flag(at)).unwrap_or(false))
             }
             SchemaShape::GitserverRepos2021 => {
-                let status = match self.field(id, raw_name, "clone_status", row.text(RECORDED)) {
+                let status = match self.field(id, raw_name, "clone_status", row.text(at)) {
                     None => None,
                     Some("not_cloned") => Some(CloneStatus::NotCloned),
                     Some("cloning") => Some(CloneStatus::Cloning),
@@ -288,7 +277,8 @@ impl Builder {
                         None
                     }
                 };
-                let shard = match self.field(id, raw_name, "shard_id", row.text(RECORDED_SHARD)) {
+                let shard_id = self.layout.recorded_shard.map_or(Ok(None), |at| row.text(at));
+                let shard = match self.field(id, raw_name, "shard_id", shard_id) {
                     Some(shard) if !shard.is_empty() => self.recorded_shard(shard),
                     _ => None,
                 };

@@ -1,8 +1,8 @@
 //! The text of the desired-repos query for each backend and schema shape.
 //!
-//! Every variant returns the same columns in the same order (see the `desired` module's column
-//! indices), with the backend's values already reduced to what the reader decodes: clone URLs
-//! and stars are extracted from JSON server-side, SQLite timestamps become milliseconds.
+//! Every variant selects only the columns its read fills, at the positions [`Layout`] gives,
+//! with the backend's values already reduced to what the reader decodes: clone URLs and stars
+//! are extracted from JSON server-side, SQLite timestamps become milliseconds.
 
 use crate::db::Database;
 use crate::model::RepoColumns;
@@ -18,9 +18,52 @@ pub(super) enum Stars {
     Metadata,
 }
 
-/// The one statement of a load for this backend and shape, filling `columns` (a column not
-/// read is a typed `NULL` in its place, so the reader's indices hold; the recorded clone state
-/// of the 2021 shape, not read, drops its join).
+/// Position of the repo id in every read's rows.
+pub(super) const ID: usize = 0;
+/// Position of the repo name.
+pub(super) const NAME: usize = 1;
+/// Position of the clone URL.
+pub(super) const CLONE_URL: usize = 2;
+/// Position of `created_at`.
+pub(super) const CREATED_AT: usize = 3;
+
+/// Where the optional columns sit in a read's rows, after the four every read has. A statement
+/// selects only what its read fills: at a million rows, the `NULL` placeholders an unread
+/// column once took cost the repo DB about a tenth of the read (BENCHMARKS.md).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// The first of the five details: service type, `updated_at`, fork, archived, private.
+    pub details: Option<usize>,
+    pub stars: Option<usize>,
+    /// `repo.cloned` (2020-10) or `gitserver_repos.clone_status` (2021).
+    pub recorded: Option<usize>,
+    /// `gitserver_repos.shard_id` (2021).
+    pub recorded_shard: Option<usize>,
+    /// Whether the row is soft-deleted: incremental reads only.
+    pub deleted: Option<usize>,
+}
+
+impl Layout {
+    pub(super) fn new(shape: SchemaShape, columns: RepoColumns, incremental: bool) -> Layout {
+        let mut next = CREATED_AT + 1;
+        let mut place = |selected: bool, width: usize| {
+            selected.then(|| {
+                let at = next;
+                next += width;
+                at
+            })
+        };
+        let details = place(columns.details, 5);
+        let stars = place(columns.stars, 1);
+        let recorded = place(columns.recorded && shape != SchemaShape::Sources2020_06, 1);
+        let recorded_shard = place(columns.recorded && shape == SchemaShape::GitserverRepos2021, 1);
+        let deleted = place(incremental, 1);
+        Layout { details, stars, recorded, recorded_shard, deleted }
+    }
+}
+
+/// The one statement of a load for this backend and shape, selecting `columns` as [`Layout`]
+/// places them (the recorded clone state of the 2021 shape, not read, drops its join).
 ///
 /// Postgres picks one clone URL per repo (the lowest `external_service_id`) with a
 /// `DISTINCT ON` subquery joined by merge or hash rather than a correlated subquery: the
@@ -73,7 +116,7 @@ fn postgres(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     format!("{select} FROM repo{joins} WHERE repo.deleted_at IS NULL")
 }
 
-/// The column list shared by full and incremental reads.
+/// The column list shared by full and incremental reads, in [`Layout`]'s order.
 fn postgres_select(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     let clone_url = match shape {
         SchemaShape::Sources2020_06 => {
@@ -84,29 +127,24 @@ fn postgres_select(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> St
         }
         SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
     };
-    // Only non-negative JSON integers of at most ten digits count as stars; the cast sits
-    // behind the CASE so an odd value never fails the query.
-    let stars = match stars {
-        _ if !columns.stars => "NULL::bigint",
-        Stars::Column => "repo.stars::bigint",
-        Stars::Metadata => {
-            "CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
-                   AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
-                  THEN (repo.metadata ->> 'stargazerCount')::bigint END"
-        }
-    };
-    let details = if columns.details {
-        "repo.external_service_type, repo.created_at, repo.updated_at, repo.fork, repo.archived, repo.private"
-    } else {
-        "NULL::text, repo.created_at, NULL::timestamptz, NULL::boolean, NULL::boolean, NULL::boolean"
-    };
-    let (recorded, recorded_shard) = match shape {
-        _ if !columns.recorded => ("NULL::text", "NULL::text"),
-        SchemaShape::Sources2020_06 => ("NULL::boolean", "NULL::text"),
-        SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL::text"),
-        SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
-    };
-    format!("SELECT repo.id::bigint, repo.name::text, {clone_url}, {details}, {stars}, {recorded}, {recorded_shard}")
+    let mut select = format!("SELECT repo.id::bigint, repo.name::text, {clone_url}, repo.created_at");
+    if columns.details {
+        select.push_str(", repo.external_service_type, repo.updated_at, repo.fork, repo.archived, repo.private");
+    }
+    if columns.stars {
+        // Only non-negative JSON integers of at most ten digits count as stars; the cast sits
+        // behind the CASE so an odd value never fails the query.
+        select.push_str(match stars {
+            Stars::Column => ", repo.stars::bigint",
+            Stars::Metadata => {
+                ", CASE WHEN jsonb_typeof(repo.metadata -> 'stargazerCount') = 'number' \
+                        AND repo.metadata ->> 'stargazerCount' ~ '^[0-9]{1,10}$' \
+                       THEN (repo.metadata ->> 'stargazerCount')::bigint END"
+            }
+        });
+    }
+    select.push_str(recorded_columns(shape, columns));
+    select
 }
 
 /// The joins of clone URLs and recorded state; `esr_filter` narrows the clone URLs read (an
@@ -140,22 +178,26 @@ fn sqlite(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
         }
         SchemaShape::ClonedFlag2020_10 | SchemaShape::GitserverRepos2021 => "esr.clone_url",
     };
-    let stars = match stars {
-        _ if !columns.stars => "NULL",
-        Stars::Column => "repo.stars",
-        Stars::Metadata => {
-            "CASE WHEN json_valid(repo.metadata) \
-                  THEN CASE WHEN json_type(repo.metadata, '$.stargazerCount') = 'integer' \
-                             AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
-                            THEN json_extract(repo.metadata, '$.stargazerCount') END END"
-        }
-    };
-    let (recorded, recorded_shard) = match shape {
-        _ if !columns.recorded => ("NULL", "NULL"),
-        SchemaShape::Sources2020_06 => ("NULL", "NULL"),
-        SchemaShape::ClonedFlag2020_10 => ("repo.cloned", "NULL"),
-        SchemaShape::GitserverRepos2021 => ("gr.clone_status", "gr.shard_id"),
-    };
+    let mut select =
+        format!("SELECT repo.id, repo.name, {clone_url}, {created_at}", created_at = sqlite_millis("repo.created_at"));
+    if columns.details {
+        select.push_str(&format!(
+            ", repo.external_service_type, {}, repo.fork, repo.archived, repo.private",
+            sqlite_millis("repo.updated_at")
+        ));
+    }
+    if columns.stars {
+        select.push_str(match stars {
+            Stars::Column => ", repo.stars",
+            Stars::Metadata => {
+                ", CASE WHEN json_valid(repo.metadata) \
+                        THEN CASE WHEN json_type(repo.metadata, '$.stargazerCount') = 'integer' \
+                                   AND json_extract(repo.metadata, '$.stargazerCount') >= 0 \
+                                  THEN json_extract(repo.metadata, '$.stargazerCount') END END"
+            }
+        });
+    }
+    select.push_str(recorded_columns(shape, columns));
     let mut joins = String::new();
     if shape != SchemaShape::Sources2020_06 {
         // SQLite takes the bare column `clone_url` from the row holding the min().
@@ -168,20 +210,18 @@ fn sqlite(shape: SchemaShape, stars: Stars, columns: RepoColumns) -> String {
     if shape == SchemaShape::GitserverRepos2021 && columns.recorded {
         joins.push_str(" LEFT JOIN gitserver_repos AS gr ON gr.repo_id = repo.id");
     }
-    let created_at = sqlite_millis("repo.created_at");
-    let details = if columns.details {
-        format!(
-            "repo.external_service_type, {created_at}, {}, repo.fork, repo.archived, repo.private",
-            sqlite_millis("repo.updated_at")
-        )
-    } else {
-        format!("NULL, {created_at}, NULL, NULL, NULL, NULL")
-    };
-    format!(
-        "SELECT repo.id, repo.name, {clone_url}, {details}, {stars}, {recorded}, {recorded_shard} \
-         FROM repo{joins} \
-         WHERE repo.deleted_at IS NULL"
-    )
+    format!("{select} FROM repo{joins} WHERE repo.deleted_at IS NULL")
+}
+
+/// The recorded clone state's columns, the same on both backends: none where the shape has no
+/// such state or write-back is off.
+fn recorded_columns(shape: SchemaShape, columns: RepoColumns) -> &'static str {
+    match shape {
+        _ if !columns.recorded => "",
+        SchemaShape::Sources2020_06 => "",
+        SchemaShape::ClonedFlag2020_10 => ", repo.cloned",
+        SchemaShape::GitserverRepos2021 => ", gr.clone_status, gr.shard_id",
+    }
 }
 
 /// A SQLite timestamp column as milliseconds since the epoch: integers are milliseconds

@@ -101,6 +101,7 @@ async fn postgres_2020_06_reads_clone_urls_from_sources() {
 
     let repo_db = RepoDb::open(db).await.expect("the 2020-06 shape is known");
     assert_eq!(repo_db.shape(), SchemaShape::Sources2020_06);
+    check_every_column_choice(&repo_db).await;
     check_load(
         &repo_db,
         expect![[r#"
@@ -144,6 +145,7 @@ async fn sqlite_2020_06_reads_clone_urls_from_sources() {
 
     let repo_db = RepoDb::open(db).await.expect("the 2020-06 shape is known");
     assert_eq!(repo_db.shape(), SchemaShape::Sources2020_06);
+    check_every_column_choice(&repo_db).await;
     check_load(
         &repo_db,
         expect![[r#"
@@ -209,25 +211,46 @@ problem: repo row 3 (github.com/no/url): no clone URL
 problem: repo row 4 (github.com/foo/bar): name normalises to the same name as repo row 1; skipped in favour of the lower id
 ";
 
-/// The 2021 shape read without write-back: no join of `gitserver_repos`, so no recorded state
-/// and none of its problems, the rest as in a full read.
-async fn check_2021_without_recorded(repo_db: &RepoDb) {
-    let columns = RepoColumns { recorded: false, ..RepoColumns::ALL };
-    assert!(!repo_db.desired_sql(columns).contains("gitserver_repos"), "{}", repo_db.desired_sql(columns));
-    let set = repo_db.load_desired_reading(columns).await.expect("loading without recorded state");
-    let full = repo_db.load_desired().await.expect("loading");
-    assert_eq!(set.repos.len(), full.repos.len());
-    for (repo, full) in set.repos.iter().zip(full.repos.iter()) {
-        assert_eq!(repo.recorded(), RecordedState::NotTracked, "{}", repo.name());
-        assert_eq!(crate::model::DesiredRepo { recorded: full.recorded(), ..repo.to_record() }, full.to_record());
+/// Every choice of optional columns reads the same repos with exactly the chosen columns
+/// filled: the statement selects only those (the 2021 shape without write-back does not join
+/// `gitserver_repos`), and the reader finds each where the layout puts it.
+async fn check_every_column_choice(repo_db: &RepoDb) {
+    let full = repo_db.load_desired().await.expect("loading every column");
+    let without_recorded = RepoColumns { recorded: false, ..RepoColumns::ALL };
+    assert!(
+        !repo_db.desired_sql(without_recorded).contains("gitserver_repos"),
+        "{}",
+        repo_db.desired_sql(without_recorded)
+    );
+    for choice in 0..8u8 {
+        let columns = RepoColumns { stars: choice & 1 != 0, details: choice & 2 != 0, recorded: choice & 4 != 0 };
+        let set = repo_db.load_desired_reading(columns).await.unwrap_or_else(|e| panic!("loading {columns:?}: {e}"));
+        assert_eq!(set.repos.len(), full.repos.len(), "{columns:?}");
+        for (repo, full) in set.repos.iter().zip(full.repos.iter()) {
+            let full = full.to_record();
+            let expected = crate::model::DesiredRepo {
+                service_type: full.service_type.clone().filter(|_| columns.details),
+                updated_at: full.updated_at.filter(|_| columns.details),
+                fork: full.fork && columns.details,
+                archived: full.archived && columns.details,
+                private: full.private && columns.details,
+                stars: full.stars.filter(|_| columns.stars),
+                recorded: if columns.recorded { full.recorded } else { RecordedState::NotTracked },
+                ..full.clone()
+            };
+            assert_eq!(repo.to_record(), expected, "{columns:?}");
+        }
+        if !columns.recorded {
+            assert!(set.problems.iter().all(|p| !p.message.contains("clone_status")), "{:?}", set.problems);
+        }
     }
-    assert!(set.problems.iter().all(|p| !p.message.contains("gitserver_repos")), "{:?}", set.problems);
 }
 
 /// Loads, writes back, and loads again: the same story on either backend.
 async fn check_2020_10(db: Database) {
     let repo_db = RepoDb::open(db).await.expect("the 2020-10 shape is known");
     assert_eq!(repo_db.shape(), SchemaShape::ClonedFlag2020_10);
+    check_every_column_choice(&repo_db).await;
     let set = repo_db.load_desired().await.expect("loading");
     assert_eq!(render(&set), EXPECT_2020_10);
     // Without a policy that reads stars, the metadata JSON is not read; nothing else changes.
@@ -324,7 +347,7 @@ async fn postgres_2021_reads_and_upserts_gitserver_repos() {
         "#]],
     )
     .await;
-    check_2021_without_recorded(&repo_db).await;
+    check_every_column_choice(&repo_db).await;
 
     let changes = [
         change(1, CloneStatus::Cloned, "gs-0", None),
@@ -380,7 +403,7 @@ async fn sqlite_2021_reads_and_upserts_gitserver_repos() {
         "#]],
     )
     .await;
-    check_2021_without_recorded(&repo_db).await;
+    check_every_column_choice(&repo_db).await;
 
     let changes = [
         change(1, CloneStatus::Cloned, "gs-0", None),
