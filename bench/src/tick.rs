@@ -4,7 +4,7 @@
 //!
 //! Baseline (the I/O floor, measured in the same run): `psql COPY` of only what a tick needs
 //! (id, name, clone URL) while the 8 lists are fetched in parallel. Figures: the first tick and
-//! the following ones (`clonekeeper_tick_duration_seconds`), the process's peak RSS
+//! the following ones (`clonekeeper_tick_duration_seconds`: from the start of a tick's reads to the dispatches its decisions start), the process's peak RSS
 //! (`VmHWM`) per desired repo, and the names asked about in progress calls per tick.
 
 use std::path::{Path, PathBuf};
@@ -127,7 +127,7 @@ pub async fn run(db_url: &str, n_repos: usize) -> anyhow::Result<Section> {
         "",
     );
     section.row(
-        "  the rest (the medians' difference): the progress sweep, which waits for the read, and any list still arriving",
+        "  the rest (the medians' difference): the progress sweep, which waits for the read, any list still arriving, and the decisions (reconcile, order, schedule)",
         fmt_duration(first.saturating_sub(first_read)),
         "",
     );

@@ -155,7 +155,11 @@ impl Default for Metrics {
             Family::<ShardLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.1, 2.0, 16)));
         registry.register("clone_duration_seconds", "Duration of successful dispatches", clone_duration.clone());
         let tick_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register("tick_duration_seconds", "Duration of one tick's observation", tick_duration.clone());
+        registry.register(
+            "tick_duration_seconds",
+            "Duration of one tick: its reads of the repo DB and the shards, and the decisions on them, up to the dispatches it starts",
+            tick_duration.clone(),
+        );
         let ticks = Counter::default();
         registry.register("ticks", "Ticks completed", ticks.clone());
         let policy_eval = Family::<PolicyEvalLabels, Histogram>::new_with_constructor(|| {

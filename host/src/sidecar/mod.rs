@@ -197,7 +197,7 @@ async fn lead<F: std::future::Future<Output = ()>>(
     let fenced = sidecar.persister.clone();
     let fenced = fenced.fenced();
     tokio::pin!(fenced);
-    let mut observing: Option<JoinHandle<(Observation, Duration, observe::ShardTasks)>> = None;
+    let mut observing: Option<JoinHandle<(Observation, observe::ShardTasks)>> = None;
     let mut next_tick = tokio::time::Instant::now();
     // When the tick in progress started: the next starts `sync.interval` after it, however long
     // this one's observation and its handling take.
@@ -238,9 +238,9 @@ async fn lead<F: std::future::Future<Output = ()>>(
             joined = async { observing.as_mut().expect("guarded by the branch condition").await }, if observing.is_some() => {
                 observing = None;
                 match joined {
-                    Ok((observation, took, tasks)) => {
+                    Ok((observation, tasks)) => {
                         shard_tasks = Some(tasks);
-                        sidecar.handle_observation(observation, took);
+                        sidecar.handle_observation(observation, tick_started);
                         if !waiting_snapshots.is_empty() && sources.reads.lock().is_ok_and(|r| r.has_policy_columns()) {
                             for reply in waiting_snapshots.drain(..) {
                                 ControlRequest::Snapshot { reply }.answer(&mut sidecar.machine, None, Timestamp::now());
@@ -328,8 +328,10 @@ impl Sidecar {
         }
     }
 
-    /// Hands one observation to the machine, then records the tick.
-    fn handle_observation(&mut self, observation: Observation, took: Duration) {
+    /// Hands one observation to the machine, then records the tick, which started at
+    /// `tick_started` (its duration covers the reads and the decisions, up to the dispatches
+    /// it starts).
+    fn handle_observation(&mut self, observation: Observation, tick_started: tokio::time::Instant) {
         self.liveness.enter(Step::Policy, Timestamp::now());
         self.parts.policy.as_ref().inspect(|policy| policy.start_tick());
         let report = self.machine.handle_observation(observation, Timestamp::now());
@@ -341,7 +343,7 @@ impl Sidecar {
         self.start_shadows();
         self.liveness.tick_completed(Timestamp::now());
         self.metrics.ticks.inc();
-        self.metrics.tick_duration.observe(took.as_secs_f64());
+        self.metrics.tick_duration.observe(tick_started.elapsed().as_secs_f64());
         self.metrics.repo_db_up.set(i64::from(self.machine.repo_db_error().is_none()));
     }
 

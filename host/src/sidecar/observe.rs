@@ -73,14 +73,13 @@ impl ShardTasks {
 /// Reads the repo DB and observes every shard. `previous` is the last good snapshot, used to
 /// decide which names to ask about when the repo DB read fails; `scope` which of the names a
 /// shard's list lacks are asked about. Returns the tasks of shards still observing, for the
-/// next tick, and how long the observation took.
+/// next tick.
 pub async fn observe(
     sources: Arc<Sources>,
     previous: Arc<Snapshot>,
     scope: Arc<ProgressScope>,
     mut tasks: ShardTasks,
-) -> (Observation, Duration, ShardTasks) {
-    let started = std::time::Instant::now();
+) -> (Observation, ShardTasks) {
     let n_shards = sources.shards.len();
     tasks.running.resize_with(n_shards, || None);
     sources.liveness.enter(Step::RepoDbRead, Timestamp::now());
@@ -124,7 +123,7 @@ pub async fn observe(
         };
         shards.push(observation);
     }
-    (Observation { snapshot, shards }, started.elapsed(), tasks)
+    (Observation { snapshot, shards }, tasks)
 }
 
 /// Lists one shard, then asks about those of its desired repos the list lacks that `scope`
