@@ -32,15 +32,24 @@ impl Machine {
         let snapshot = Arc::clone(&self.snapshot);
         let desired = &snapshot.desired.repos;
         let ctx = Context { attempts: &self.attempts, in_flight: &in_flight, now };
-        let mut plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
+        let index = snapshot.name_index();
+        let mut plan = reconcile::reconcile_indexed(desired, &index, &snapshot.routes, &actual, &ctx);
         drop(actual);
         self.reenqueue_lost(&snapshot, &mut plan, now);
 
-        // Records of repos confirmed cloned are no longer needed.
-        for (repo, state) in desired.iter().zip(&plan.states) {
-            if *state == RepoState::Cloned && self.attempts.remove(repo.name()).is_some() {
-                self.commands.push_back(Command::Forget { name: repo.repo_name() });
-            }
+        // Records of repos confirmed cloned are no longer needed. Records are few beside the
+        // set: each is looked up, in name order (the commands' order is part of the run).
+        let mut confirmed: Vec<u32> = self
+            .attempts
+            .keys()
+            .filter_map(|name| index.get(desired, name.as_str()))
+            .filter(|&idx| plan.states[idx as usize] == RepoState::Cloned)
+            .collect();
+        confirmed.sort_unstable();
+        for idx in confirmed {
+            let name = desired.at(idx as usize).repo_name();
+            self.attempts.remove(name.as_str());
+            self.commands.push_back(Command::Forget { name });
         }
 
         let ordered = schedule::order(

@@ -125,7 +125,20 @@ pub struct Context<'a> {
 /// another shard after the address list changed is *misplaced* (counted on the shard that
 /// holds it) and its repo still needs cloning on its owner, as gitserver's Go client decided.
 pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, ctx: &Context<'_>) -> Plan {
+    reconcile_indexed(desired, &NameIndex::new(desired), routes, actual, ctx)
+}
+
+/// [`reconcile`] with `desired`'s [`NameIndex`] built already (the sidecar builds it while the
+/// shards answer, and keeps it while the set stays the same).
+pub fn reconcile_indexed(
+    desired: &DesiredRepos,
+    index: &NameIndex,
+    routes: &[ShardIdx],
+    actual: &Actual,
+    ctx: &Context<'_>,
+) -> Plan {
     debug_assert_eq!(desired.len(), routes.len());
+    assert_eq!(index.built_for, desired.len(), "the name index belongs to another desired set");
     let n_shards = actual.shards.len();
     let mut plan = Plan {
         states: Vec::with_capacity(desired.len()),
@@ -133,14 +146,14 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
         ..Plan::default()
     };
 
-    // Index the desired set once; every listed name is looked up in it.
-    let index = NameIndex::new(desired);
+    // Every listed name is looked up in the desired set's index.
+    let position = |name: &str| index.get(desired, name);
     let mut cloned = vec![false; desired.len()];
     let mut cloning = vec![false; desired.len()];
     for (shard_idx, listing) in actual.shards.iter().enumerate() {
         let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
         for name in listing.cloned.iter().flat_map(|list| list.iter()) {
-            match index.get(name) {
+            match position(name) {
                 Some(idx) if routes[idx as usize] == shard => cloned[idx as usize] = true,
                 Some(_) => plan.shards[shard_idx].misplaced += 1,
                 None => {
@@ -152,7 +165,7 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
             }
         }
         for name in listing.cloning.iter() {
-            if let Some(idx) = index.get(name.as_str()) {
+            if let Some(idx) = position(name.as_str()) {
                 if routes[idx as usize] == shard {
                     cloning[idx as usize] = true;
                 }
@@ -162,15 +175,14 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
     // Dispatches in flight count as cloning, wherever they went. Records and dispatches are
     // few beside the desired set: each is looked up once here, not every repo in them.
     for name in ctx.in_flight {
-        if let Some(idx) = index.get(name.as_str()) {
+        if let Some(idx) = position(name.as_str()) {
             cloning[idx as usize] = true;
         }
     }
     let mut records: Vec<(u32, &AttemptRecord)> =
-        ctx.attempts.iter().filter_map(|(name, record)| Some((index.get(name.as_str())?, record))).collect();
+        ctx.attempts.iter().filter_map(|(name, record)| Some((position(name.as_str())?, record))).collect();
     records.sort_unstable_by_key(|&(idx, _)| idx);
     let mut records = records.into_iter().peekable();
-    drop(index);
 
     for (idx, repo) in desired.iter().enumerate() {
         let shard = usize::from(routes[idx]);
@@ -235,15 +247,17 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
 }
 
 /// The desired set's names → their index, holding only a `u32` per repo (the names stay in
-/// `desired`): at a million repos a tenth of the memory of a `HashMap<&str, u32>`.
-struct NameIndex<'d> {
-    desired: &'d DesiredRepos,
+/// the set): at a million repos a tenth of the memory of a `HashMap<&str, u32>`. Built once
+/// per desired set; it answers only for the set it was built from.
+pub struct NameIndex {
     table: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// The length of the set it was built from, checked where it is used.
+    built_for: usize,
 }
 
-impl<'d> NameIndex<'d> {
-    fn new(desired: &'d DesiredRepos) -> NameIndex<'d> {
+impl NameIndex {
+    pub fn new(desired: &DesiredRepos) -> NameIndex {
         let hasher = hashbrown::DefaultHashBuilder::default();
         let mut table = hashbrown::HashTable::with_capacity(desired.len());
         let name_of = |idx: &u32| desired.name(*idx as usize);
@@ -255,11 +269,18 @@ impl<'d> NameIndex<'d> {
                 table.insert_unique(hash, idx, |other| hasher.hash_one(name_of(other)));
             }
         }
-        NameIndex { desired, table, hasher }
+        NameIndex { table, hasher, built_for: desired.len() }
     }
 
-    fn get(&self, name: &str) -> Option<u32> {
+    /// The position of `name` in `desired`, the set this index was built from.
+    pub fn get(&self, desired: &DesiredRepos, name: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
-        self.table.find(hash, |&idx| self.desired.name(idx as usize) == name).copied()
+        self.table.find(hash, |&idx| desired.name(idx as usize) == name).copied()
+    }
+}
+
+impl std::fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameIndex").field("names", &self.table.len()).finish_non_exhaustive()
     }
 }

@@ -103,7 +103,10 @@ pub async fn observe(
 
     let snapshot = super::read::read_desired(&sources, &previous).await;
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
-    let _ = snapshot_tx.send(Some(current));
+    let _ = snapshot_tx.send(Some(Arc::clone(&current)));
+    // The index reconcile looks the listed names up in, built while the shards answer (kept
+    // with the set: a set read unchanged has it already).
+    let indexing = tokio::task::spawn_blocking(move || drop(current.name_index()));
 
     sources.liveness.enter(Step::ShardLists, Timestamp::now());
     let deadline = tokio::time::Instant::now() + sources.late_after;
@@ -123,6 +126,8 @@ pub async fn observe(
         };
         shards.push(observation);
     }
+    // Should it have failed, reconcile builds the index itself.
+    let _ = indexing.await;
     (Observation { snapshot, shards }, tasks)
 }
 
