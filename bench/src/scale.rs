@@ -87,7 +87,7 @@ fn measure(size: &Size, runs: usize) -> Measured {
         }
     }
     let lists: Vec<NameList> = lists.into_iter().map(NameListBuilder::finish).collect();
-    let snapshot = Arc::new(Snapshot::new(DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes));
+    let snapshot = Arc::new(Snapshot { desired: DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes });
     let inputs_bytes = alloc::live() - before_inputs;
 
     let settings = Settings {
@@ -116,9 +116,6 @@ fn measure(size: &Size, runs: usize) -> Measured {
             .map(|list| ShardObservation::Answered(ShardAnswer { cloned: list.clone(), cloning: Vec::new() }))
             .collect();
         let observation = Observation { snapshot: Ok(Arc::clone(&snapshot)), shards };
-        // Each tick builds the names' index, as the first after a new set does (later ones
-        // with the same set reuse it).
-        snapshot.drop_name_index();
         let before = alloc::live();
         alloc::reset_peak();
         let started = Instant::now();

@@ -1,10 +1,9 @@
 //! What the machine is told of the outside world: one observation per tick. Plain data, made by
 //! the sidecar's observation tasks in production and by the simulator's shards in `sim/`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::model::{ListTooLarge, NameList, RepoName, ShardIdx, Timestamp};
-use crate::reconcile::NameIndex;
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
@@ -19,31 +18,9 @@ pub struct Snapshot {
     pub desired: DesiredSet,
     /// `routes[i]` owns `desired.repos[i]`.
     pub routes: Vec<ShardIdx>,
-    /// The names' hash index reconcile looks every listed name up in: built once for this set
-    /// (the sidecar builds it while the shards answer) and kept while the set stays current, so
-    /// a tick that read no change does not build it again.
-    name_index: Mutex<Option<Arc<NameIndex>>>,
 }
 
 impl Snapshot {
-    pub fn new(desired: DesiredSet, routes: Vec<ShardIdx>) -> Snapshot {
-        Snapshot { desired, routes, name_index: Mutex::default() }
-    }
-
-    /// The names' index, built now if it is not yet (about 0.1 s at a million repos: call it
-    /// off the async runtime's workers).
-    pub fn name_index(&self) -> Arc<NameIndex> {
-        let mut slot = self.name_index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(slot.get_or_insert_with(|| Arc::new(NameIndex::new(&self.desired.repos))))
-    }
-
-    /// Frees the names' index (built again when next asked for), before a new set is built
-    /// beside this one: the peak of building the next set need not carry it (4 B per repo in
-    /// a table with room to spare, about 10 MB at a million).
-    pub fn drop_name_index(&self) {
-        self.name_index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-    }
-
     /// A full read's snapshot: every repo routed.
     pub fn routed(desired: DesiredSet, shards: &ShardMap) -> Snapshot {
         use rayon::prelude::*;
@@ -54,7 +31,7 @@ impl Snapshot {
         } else {
             (0..desired.repos.len()).map(route).collect()
         };
-        Snapshot::new(desired, routes)
+        Snapshot { desired, routes }
     }
 
     /// Whether the next read may be incremental: the last full read is younger than
@@ -82,7 +59,6 @@ impl Snapshot {
         if changes.ids.is_empty() {
             return Ok(Arc::clone(previous));
         }
-        previous.drop_name_index();
         Ok(Arc::new(previous.with_changes(changes, shards)?))
     }
 
@@ -99,7 +75,7 @@ impl Snapshot {
                 None => shards.shard_for(name),
             })
             .collect();
-        Ok(Snapshot::new(desired, routes))
+        Ok(Snapshot { desired, routes })
     }
 }
 
@@ -148,30 +124,5 @@ mod tests {
         let expected: Vec<ShardIdx> = snapshot.desired.repos.names().map(|name| shards.shard_for(name)).collect();
         assert_eq!(snapshot.routes.len(), PARALLEL_FROM + 1_000);
         assert_eq!(snapshot.routes, expected, "the routes of the parallel pass are those of one pass in order");
-    }
-
-    #[test]
-    fn the_names_index_is_kept_with_its_set_and_dropped_before_a_new_set_is_built_beside_it() {
-        let shards = ShardMap::new(vec!["gs-0".into(), "gs-1".into()], Routing::Md5).expect("two shards");
-        let repo = |id: i64, name: &str| DesiredRepo::new(id, RepoName::from_normalized(name), "https://h/r");
-        let repos = vec![repo(1, "h/a"), repo(2, "h/b"), repo(3, "h/c")];
-        let snapshot = Arc::new(Snapshot::routed(DesiredSet { repos: repos.into(), ..DesiredSet::default() }, &shards));
-        let index = snapshot.name_index();
-        assert!(Arc::ptr_eq(&index, &snapshot.name_index()), "built once, then kept");
-        assert_eq!(index.get(&snapshot.desired.repos, "h/b"), Some(1));
-        assert_eq!(index.get(&snapshot.desired.repos, "h/d"), None);
-
-        // A delta that holds nothing new keeps the set, and its index.
-        let unchanged = DesiredChanges { ids: vec![2], repos: vec![repo(2, "h/b")], ..DesiredChanges::default() };
-        let same = Snapshot::after_changes(&snapshot, unchanged, &shards).expect("small");
-        assert!(Arc::ptr_eq(&same, &snapshot) && Arc::ptr_eq(&index, &snapshot.name_index()));
-
-        // A rename builds the next set beside this one, which lets its index go first.
-        let renamed = DesiredChanges { ids: vec![2], repos: vec![repo(2, "h/e")], ..DesiredChanges::default() };
-        let next = Snapshot::after_changes(&snapshot, renamed, &shards).expect("small");
-        assert_eq!(Arc::strong_count(&index), 1, "the old set no longer holds its index");
-        let next_index = next.name_index();
-        assert_eq!(next_index.get(&next.desired.repos, "h/e"), Some(2));
-        assert_eq!(next_index.get(&next.desired.repos, "h/b"), None);
     }
 }

@@ -49,7 +49,7 @@ fn desired(names: &[&str]) -> Arc<Snapshot> {
     let mut repos: Vec<DesiredRepo> = names.iter().enumerate().map(|(i, n)| repo(i as i64 + 1, n)).collect();
     repos.sort_by(|a, b| a.name.cmp(&b.name));
     let routes = vec![0; repos.len()];
-    Arc::new(Snapshot::new(DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes))
+    Arc::new(Snapshot { desired: DesiredSet { repos: repos.into(), ..DesiredSet::default() }, routes })
 }
 
 fn answered(cloned: &[&str], cloning: &[&str]) -> ShardObservation {
@@ -187,7 +187,7 @@ fn a_scope_asks_a_shard_only_about_the_repos_it_owns_lacks_and_names() {
     let mut m = machine(HashMap::new());
     let sweep = m.progress_scope(t(0));
     let four = desired(&["x/a", "x/b", "x/c", "x/d"]);
-    let two_shards = Snapshot::new(four.desired.clone(), vec![0, 1, 0, 0]);
+    let two_shards = Snapshot { desired: four.desired.clone(), routes: vec![0, 1, 0, 0] };
     let listed = vec![name("x/a"), name("x/orphan")];
     let names = |found: Vec<&str>| found.into_iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(

@@ -32,22 +32,21 @@ impl Machine {
         let snapshot = Arc::clone(&self.snapshot);
         let desired = &snapshot.desired.repos;
         let ctx = Context { attempts: &self.attempts, in_flight: &in_flight, now };
-        let index = snapshot.name_index();
-        let mut plan = reconcile::reconcile_indexed(desired, &index, &snapshot.routes, &actual, &ctx);
+        let mut plan = reconcile::reconcile(desired, &snapshot.routes, &actual, &ctx);
         drop(actual);
         self.reenqueue_lost(&snapshot, &mut plan, now);
 
         // Records of repos confirmed cloned are no longer needed. Records are few beside the
         // set: each is looked up, in name order (the commands' order is part of the run).
-        let mut confirmed: Vec<u32> = self
+        let mut confirmed: Vec<usize> = self
             .attempts
             .keys()
-            .filter_map(|name| index.get(desired, name.as_str()))
-            .filter(|&idx| plan.states[idx as usize] == RepoState::Cloned)
+            .filter_map(|name| desired.binary_search(name.as_str()).ok())
+            .filter(|&idx| plan.states[idx] == RepoState::Cloned)
             .collect();
         confirmed.sort_unstable();
         for idx in confirmed {
-            let name = desired.at(idx as usize).repo_name();
+            let name = desired.at(idx).repo_name();
             self.attempts.remove(name.as_str());
             self.commands.push_back(Command::Forget { name });
         }

@@ -115,6 +115,20 @@ fn misplaced_clone_does_not_count_and_orphans_are_reported() {
 }
 
 #[test]
+fn a_list_is_classified_name_by_name_in_its_own_order() {
+    // Shard 0 lists a repo it owns twice (one clone), a misplaced clone twice (counted twice,
+    // as two listed names), and orphans, sampled in the list's order.
+    let f = fixture("x/a@0 x/b@1 x/c@0", &["gone/y x/c x/b x/c gone/w x/b", "x/b"]);
+    let plan = f.run(t(0));
+    assert_eq!(f.states(&plan), "x/a=uncloned x/b=cloned x/c=cloned");
+    assert_eq!((plan.shards[0].misplaced, plan.shards[0].orphaned), (2, 2));
+    assert_eq!((plan.shards[1].misplaced, plan.shards[1].orphaned), (0, 0));
+    let orphans: Vec<&str> = plan.orphans.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(orphans, ["gone/y", "gone/w"]);
+    assert_eq!(f.due(&plan), "x/a");
+}
+
+#[test]
 fn compares_normalised_names() {
     // The repo DB spelling differs from the shard's listing; both normalise alike.
     let f = fixture("GitHub.com/Org/Repo.git@0", &["github.com/org/repo"]);

@@ -241,7 +241,7 @@ impl World {
 fn snapshot_of(capture: &Capture, members: &[u32]) -> Snapshot {
     let repos = members.iter().map(|&idx| capture.repos[idx as usize].repo.clone()).collect();
     let routes = members.iter().map(|&idx| capture.repos[idx as usize].shard).collect();
-    Snapshot::new(DesiredSet { repos, problems: Vec::new(), recorded_shards: Vec::new() }, routes)
+    Snapshot { desired: DesiredSet { repos, problems: Vec::new(), recorded_shards: Vec::new() }, routes }
 }
 
 /// What the report needs, gathered as the replay goes.

@@ -103,10 +103,7 @@ pub async fn observe(
 
     let snapshot = super::read::read_desired(&sources, &previous).await;
     let current = snapshot.as_ref().map(Arc::clone).unwrap_or(previous);
-    let _ = snapshot_tx.send(Some(Arc::clone(&current)));
-    // The index reconcile looks the listed names up in, built while the shards answer (kept
-    // with the set: a set read unchanged has it already).
-    let indexing = tokio::task::spawn_blocking(move || drop(current.name_index()));
+    let _ = snapshot_tx.send(Some(current));
 
     sources.liveness.enter(Step::ShardLists, Timestamp::now());
     let deadline = tokio::time::Instant::now() + sources.late_after;
@@ -126,8 +123,6 @@ pub async fn observe(
         };
         shards.push(observation);
     }
-    // Should it have failed, reconcile builds the index itself.
-    let _ = indexing.await;
     (Observation { snapshot, shards }, tasks)
 }
 

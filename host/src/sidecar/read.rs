@@ -77,10 +77,6 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
             && Snapshot::may_read_incrementally(since_full, sources.full_interval, &reads.base, previous);
         (columns, reads.mark.filter(|_| incremental))
     };
-    if incremental_from.is_none() {
-        // A full read builds the next set beside this one: without its names' index meanwhile.
-        previous.drop_name_index();
-    }
     let started = Instant::now();
     let read = async {
         let mark = sources.repo_db.read_mark().await?;
