@@ -136,11 +136,13 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
 
     let mut cloned = vec![false; desired.len()];
     let mut cloning = vec![false; desired.len()];
+    let owned = Owned::new(routes, n_shards);
     for (shard_idx, listing) in actual.shards.iter().enumerate() {
         let shard = ShardIdx::try_from(shard_idx).expect("shard count fits ShardIdx");
         if let Some(list) = &listing.cloned {
+            let owned = owned.by(shard_idx);
             let counts = &mut plan.shards[shard_idx];
-            mark_listed(desired, routes, shard, list, &mut cloned, counts, &mut plan.orphans);
+            mark_listed(desired, routes, shard, owned, list, &mut cloned, counts, &mut plan.orphans);
         }
         for name in listing.cloning.iter() {
             if let Ok(idx) = desired.binary_search(name.as_str()) {
@@ -157,6 +159,7 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
             cloning[idx] = true;
         }
     }
+    drop(owned);
     let mut records: Vec<(usize, &AttemptRecord)> = ctx
         .attempts
         .iter()
@@ -227,7 +230,45 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
     plan
 }
 
-/// Marks the repos `shard` owns that its `list` holds as cloned, and counts the list's other
+/// The set's indices grouped by owning shard, each group in name order (a counting sort of
+/// the routes), so each shard's repos are visited once: scanning every route for each shard
+/// grows with repos × shards, a billion steps at 10M repos on 100 shards.
+struct Owned {
+    /// Where each shard's group starts in `indices`, and one past the last group's end.
+    starts: Vec<usize>,
+    indices: Vec<u32>,
+}
+
+impl Owned {
+    fn new(routes: &[ShardIdx], n_shards: usize) -> Owned {
+        let mut starts = vec![0usize; n_shards + 1];
+        for &route in routes {
+            // A route past the shards (none the machine makes) owns nothing here.
+            if let Some(count) = starts.get_mut(usize::from(route) + 1).filter(|_| usize::from(route) < n_shards) {
+                *count += 1;
+            }
+        }
+        for shard in 1..starts.len() {
+            starts[shard] += starts[shard - 1];
+        }
+        let mut next = starts.clone();
+        let mut indices = vec![0u32; starts[n_shards]];
+        for (idx, &route) in routes.iter().enumerate() {
+            if let Some(at) = next.get_mut(usize::from(route)).filter(|_| usize::from(route) < n_shards) {
+                indices[*at] = u32::try_from(idx).expect("fewer than 4 billion desired repos");
+                *at += 1;
+            }
+        }
+        Owned { starts, indices }
+    }
+
+    /// The indices of the repos `shard` owns, in name order.
+    fn by(&self, shard: usize) -> &[u32] {
+        &self.indices[self.starts[shard]..self.starts[shard + 1]]
+    }
+}
+
+/// Marks the repos `shard` owns (`owned`, in name order) that its `list` holds as cloned, and counts the list's other
 /// names on it: misplaced (desired, but owned by another shard) or orphaned (not desired).
 ///
 /// The list is indexed, not the desired set: a shard's list is a fraction of the set, so its
@@ -235,10 +276,12 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
 /// listed name up in a table of the whole set cost about three cache misses a name, a quarter
 /// of a second per tick at a million repos. The few names no owned repo matched (orphans,
 /// misplaced clones, a name listed twice) are found in the sorted set by binary search.
+#[allow(clippy::too_many_arguments)]
 fn mark_listed(
     desired: &DesiredRepos,
     routes: &[ShardIdx],
     shard: ShardIdx,
+    owned: &[u32],
     list: &NameList,
     cloned: &mut [bool],
     counts: &mut Counts,
@@ -255,10 +298,10 @@ fn mark_listed(
         }
     }
     let mut matched = vec![false; list.len()];
-    for (idx, _) in routes.iter().enumerate().filter(|&(_, &route)| route == shard) {
-        let name = desired.name(idx);
+    for &idx in owned {
+        let name = desired.name(idx as usize);
         if let Some(&pos) = table.find(hasher.hash_one(name), |other| listed(other) == name) {
-            cloned[idx] = true;
+            cloned[idx as usize] = true;
             matched[pos as usize] = true;
         }
     }
