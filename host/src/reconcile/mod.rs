@@ -142,7 +142,8 @@ pub fn reconcile(desired: &DesiredRepos, routes: &[ShardIdx], actual: &Actual, c
         if let Some(list) = &listing.cloned {
             let owned = owned.by(shard_idx);
             let counts = &mut plan.shards[shard_idx];
-            mark_listed(desired, routes, shard, owned, list, &mut cloned, counts, &mut plan.orphans);
+            let matched = mark_owned(desired, owned, list, &mut cloned);
+            count_unmatched(desired, routes, shard, list, &matched, counts, &mut plan.orphans);
         }
         for name in listing.cloning.iter() {
             if let Ok(idx) = desired.binary_search(name.as_str()) {
@@ -268,25 +269,14 @@ impl Owned {
     }
 }
 
-/// Marks the repos `shard` owns (`owned`, in name order) that its `list` holds as cloned, and counts the list's other
-/// names on it: misplaced (desired, but owned by another shard) or orphaned (not desired).
+/// Marks the repos a shard owns (`owned`, in name order) that its `list` holds as cloned,
+/// and returns which of the list's names matched one.
 ///
 /// The list is indexed, not the desired set: a shard's list is a fraction of the set, so its
 /// table and names stay in cache while the owned repos' names are read in order. Looking each
 /// listed name up in a table of the whole set cost about three cache misses a name, a quarter
-/// of a second per tick at a million repos. The few names no owned repo matched (orphans,
-/// misplaced clones, a name listed twice) are found in the sorted set by binary search.
-#[allow(clippy::too_many_arguments)]
-fn mark_listed(
-    desired: &DesiredRepos,
-    routes: &[ShardIdx],
-    shard: ShardIdx,
-    owned: &[u32],
-    list: &NameList,
-    cloned: &mut [bool],
-    counts: &mut Counts,
-    orphans: &mut Vec<Orphan>,
-) {
+/// of a second per tick at a million repos.
+fn mark_owned(desired: &DesiredRepos, owned: &[u32], list: &NameList, cloned: &mut [bool]) -> Vec<bool> {
     let hasher = hashbrown::DefaultHashBuilder::default();
     let listed = |pos: &u32| list.get(*pos as usize);
     let mut table = hashbrown::HashTable::<u32>::with_capacity(list.len());
@@ -305,8 +295,22 @@ fn mark_listed(
             matched[pos as usize] = true;
         }
     }
-    drop(table);
-    for (name, _) in list.iter().zip(matched).filter(|&(_, matched)| !matched) {
+    matched
+}
+
+/// Counts the names of `shard`'s list that no repo it owns matched: misplaced (desired, but
+/// owned by another shard) or orphaned (not desired, the first [`ORPHAN_SAMPLE`] kept by
+/// name). They are few, so each is found in the sorted set by binary search.
+fn count_unmatched(
+    desired: &DesiredRepos,
+    routes: &[ShardIdx],
+    shard: ShardIdx,
+    list: &NameList,
+    matched: &[bool],
+    counts: &mut Counts,
+    orphans: &mut Vec<Orphan>,
+) {
+    for (name, _) in list.iter().zip(matched).filter(|&(_, &matched)| !matched) {
         match desired.binary_search(name) {
             // Listed twice: the first is the one matched.
             Ok(idx) if routes[idx] == shard => {}
