@@ -243,22 +243,19 @@ struct Owned {
 impl Owned {
     fn new(routes: &[ShardIdx], n_shards: usize) -> Owned {
         let mut starts = vec![0usize; n_shards + 1];
-        for &route in routes {
-            // A route past the shards (none the machine makes) owns nothing here.
-            if let Some(count) = starts.get_mut(usize::from(route) + 1).filter(|_| usize::from(route) < n_shards) {
-                *count += 1;
-            }
+        // A route past the shards (none the machine makes) owns nothing here.
+        let in_range = |route: ShardIdx| Some(usize::from(route)).filter(|&shard| shard < n_shards);
+        for shard in routes.iter().filter_map(|&route| in_range(route)) {
+            starts[shard + 1] += 1;
         }
         for shard in 1..starts.len() {
             starts[shard] += starts[shard - 1];
         }
         let mut next = starts.clone();
         let mut indices = vec![0u32; starts[n_shards]];
-        for (idx, &route) in routes.iter().enumerate() {
-            if let Some(at) = next.get_mut(usize::from(route)).filter(|_| usize::from(route) < n_shards) {
-                indices[*at] = u32::try_from(idx).expect("fewer than 4 billion desired repos");
-                *at += 1;
-            }
+        for (idx, shard) in routes.iter().enumerate().filter_map(|(idx, &route)| Some((idx, in_range(route)?))) {
+            indices[next[shard]] = u32::try_from(idx).expect("fewer than 4 billion desired repos");
+            next[shard] += 1;
         }
         Owned { starts, indices }
     }

@@ -90,9 +90,13 @@ pub(super) struct Builder {
 
 impl Builder {
     pub(super) fn new(shape: SchemaShape, columns: RepoColumns) -> Builder {
+        Builder::with_layout(shape, Layout::new(shape, columns, false))
+    }
+
+    fn with_layout(shape: SchemaShape, layout: Layout) -> Builder {
         Builder {
             shape,
-            layout: Layout::new(shape, columns, false),
+            layout,
             repos: DesiredReposBuilder::default(),
             changed_repos: Vec::new(),
             problems: Vec::new(),
@@ -106,8 +110,7 @@ impl Builder {
     /// A builder for an incremental read on top of a set whose recorded shards are
     /// `recorded_shards`: the indices of those stay as they are.
     pub(super) fn for_changes(shape: SchemaShape, columns: RepoColumns, recorded_shards: &[Arc<str>]) -> Builder {
-        let mut builder = Builder::new(shape, columns);
-        builder.layout = Layout::new(shape, columns, true);
+        let mut builder = Builder::with_layout(shape, Layout::new(shape, columns, true));
         for shard in recorded_shards {
             builder.recorded_shard(shard);
         }
