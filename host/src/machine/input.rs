@@ -7,9 +7,7 @@ use crate::model::{ListTooLarge, NameList, RepoName, ShardIdx, Timestamp};
 use crate::routing::ShardMap;
 use crate::sources::repo_db::{DesiredChanges, DesiredSet};
 
-/// From this many repos a full read's routing (and its sort by name, `repo_db`) runs on every
-/// core; below it the thread pool costs more than it saves.
-pub const PARALLEL_FROM: usize = 50_000;
+pub use crate::model::PARALLEL_FROM;
 
 /// The desired set with each repo's owning shard, shared read-only between the tick loop,
 /// the dispatcher and the admin API.
@@ -32,6 +30,17 @@ impl Snapshot {
             (0..desired.repos.len()).map(route).collect()
         };
         Snapshot { desired, routes }
+    }
+
+    /// A full read's snapshot from the routes the reader computed as the rows arrived
+    /// (`RepoDb::load_desired_routed`), one per repo in the set's order; the set is routed
+    /// here if they are not that.
+    pub fn with_routes(desired: DesiredSet, routes: Vec<ShardIdx>, shards: &ShardMap) -> Snapshot {
+        if routes.len() == desired.repos.len() {
+            Snapshot { desired, routes }
+        } else {
+            Snapshot::routed(desired, shards)
+        }
     }
 
     /// Whether the next read may be incremental: the last full read is younger than

@@ -14,7 +14,7 @@ use gitserver_api::canonical_repo_name;
 mod desired_repos;
 mod name_list;
 
-pub use desired_repos::{DesiredRepos, DesiredReposBuilder, DesiredRow, DesiredValues, NameClash};
+pub use desired_repos::{DesiredRepos, DesiredReposBuilder, DesiredRow, DesiredValues, NameClash, Router, SortedRepos};
 pub use name_list::{ListTooLarge, NameList, NameListBuilder};
 
 /// Milliseconds since the Unix epoch.
@@ -99,6 +99,11 @@ impl fmt::Debug for RepoName {
         fmt::Debug::fmt(&*self.0, f)
     }
 }
+
+/// From this many repos the work over a whole set (a full read's routing and its sort by name,
+/// reconcile's per-shard lookups) runs on every core; below it the thread pool costs more than
+/// it saves.
+pub const PARALLEL_FROM: usize = 50_000;
 
 /// Index of a shard in the configured address list. The order of that list is part of the
 /// routing scheme, so an index is stable for the life of a configuration.

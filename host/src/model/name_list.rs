@@ -31,6 +31,17 @@ impl NameList {
         &self.text[start..self.ends[idx] as usize]
     }
 
+    /// The list whose name `i` is `text[ends[i - 1]..ends[i]]` (from 0 for the first), for a
+    /// builder in this crate that fills the ends itself: they must rise to the text's end on
+    /// character boundaries (checked in debug builds; [`NameList::get`] panics otherwise).
+    pub(crate) fn from_parts(text: String, ends: Vec<u32>) -> NameList {
+        debug_assert!(ends
+            .iter()
+            .try_fold(0, |start, &end| (start <= end && text.is_char_boundary(end as usize)).then_some(end))
+            .is_some_and(|last| last as usize == text.len()));
+        NameList { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+    }
+
     /// Bytes of all names together.
     pub fn text_len(&self) -> usize {
         self.text.len()
@@ -126,6 +137,12 @@ impl NameListBuilder {
     /// Room for `names` names of `bytes` bytes in all.
     pub fn with_capacity(names: usize, bytes: usize) -> NameListBuilder {
         NameListBuilder { text: String::with_capacity(bytes), ends: Vec::with_capacity(names) }
+    }
+
+    /// Room for `names` more names of `bytes` more bytes in all.
+    pub fn reserve(&mut self, names: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(names);
     }
 
     /// Appends `name`, unless the text would pass what a `u32` offset addresses.

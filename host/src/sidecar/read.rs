@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::error_chain::error_chain;
 use crate::machine::Snapshot;
-use crate::model::{RepoColumns, Timestamp};
+use crate::model::{RepoColumns, Router, ShardIdx, Timestamp};
 use crate::sources::repo_db::{DesiredChanges, DesiredSet, ReadMark, RepoDbError};
 
 use super::observe::Sources;
@@ -86,7 +86,11 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
         };
         let read = match changes {
             Some(changes) => Read::Changes(changes),
-            None => Read::Full(Box::new(sources.repo_db.load_desired_reading(columns).await?)),
+            None => {
+                let shards = sources.shards.clone();
+                let router: Router = Box::new(move |name| shards.shard_for(name));
+                Read::Full(Box::new(sources.repo_db.load_desired_routed(columns, Some(router)).await?))
+            }
         };
         Ok::<_, RepoDbError>((mark, read))
     };
@@ -109,7 +113,10 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
     let shards = sources.shards.clone();
     let previous = Arc::clone(previous);
     let snapshot = tokio::task::spawn_blocking(move || match read {
-        Read::Full(desired) => Ok(Arc::new(Snapshot::routed(*desired, &shards))),
+        Read::Full(read) => {
+            let (desired, routes) = *read;
+            Ok(Arc::new(Snapshot::with_routes(desired, routes, &shards)))
+        }
         Read::Changes(changes) => {
             let rows = changes.ids.len();
             let snapshot = Snapshot::after_changes(&previous, changes, &shards)?;
@@ -147,7 +154,8 @@ pub async fn read_desired(sources: &Sources, previous: &Arc<Snapshot>) -> Result
 }
 
 enum Read {
-    /// Boxed: a set of columns is a few hundred bytes of handles.
-    Full(Box<DesiredSet>),
+    /// The set and each repo's route (computed as the rows arrived). Boxed: a set of columns
+    /// is a few hundred bytes of handles.
+    Full(Box<(DesiredSet, Vec<ShardIdx>)>),
     Changes(DesiredChanges),
 }

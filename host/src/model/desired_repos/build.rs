@@ -3,7 +3,8 @@
 
 use super::{DesiredRepos, DesiredRow, UrlForm, ARCHIVED, FORK, HAS_STARS, NO_TIME, PRIVATE};
 use crate::model::{
-    CloneUrl, DesiredRepo, ListTooLarge, NameListBuilder, RecordedState, RepoName, ServiceType, Timestamp,
+    CloneUrl, DesiredRepo, ListTooLarge, NameList, NameListBuilder, RecordedState, RepoName, ServiceType, ShardIdx,
+    Timestamp,
 };
 
 /// Builds a [`DesiredRepos`] a row at a time: in name order ([`finish_in_order`]) or in any
@@ -17,6 +18,23 @@ pub struct DesiredReposBuilder {
     repos: DesiredRepos,
     /// The last service type looked up and its index: rows come in runs of one type.
     last_service_type: Option<(ServiceType, u16)>,
+    /// Routes each row as it is pushed, when set ([`DesiredReposBuilder::route_with`]).
+    router: Option<Router>,
+    /// `routes[i]` owns row `i`, when routed.
+    routes: Vec<ShardIdx>,
+}
+
+/// A row's owning shard from its name: what [`DesiredReposBuilder::route_with`] calls per row.
+pub type Router = Box<dyn Fn(&str) -> ShardIdx + Send + Sync>;
+
+/// A set sorted by [`DesiredReposBuilder::finish_sorted`].
+#[derive(Debug)]
+pub struct SortedRepos {
+    pub repos: DesiredRepos,
+    /// The rows left out because a row with a lower id had their name.
+    pub clashes: Vec<NameClash>,
+    /// `routes[i]` owns `repos[i]`; empty unless the builder routed its rows.
+    pub routes: Vec<ShardIdx>,
 }
 
 /// What a clashing row became when [`DesiredReposBuilder::finish_sorted`] kept the lower id.
@@ -32,13 +50,31 @@ pub struct NameClash {
 impl DesiredReposBuilder {
     /// Room for `rows` rows whose names take `name_bytes` in all.
     pub fn with_capacity(rows: usize, name_bytes: usize) -> DesiredReposBuilder {
-        let mut builder = DesiredReposBuilder {
-            names: NameListBuilder::with_capacity(rows, name_bytes),
-            ..DesiredReposBuilder::default()
-        };
-        builder.repos.ids.reserve(rows);
-        builder.repos.urls.reserve(rows);
+        let mut builder = DesiredReposBuilder::default();
+        builder.reserve(rows, name_bytes);
         builder
+    }
+
+    /// Room for `rows` more rows whose names take `name_bytes` more in all.
+    pub fn reserve(&mut self, rows: usize, name_bytes: usize) {
+        self.names.reserve(rows, name_bytes);
+        self.repos.ids.reserve(rows);
+        self.repos.urls.reserve(rows);
+        if self.router.is_some() {
+            self.routes.reserve(rows);
+        }
+    }
+
+    /// Routes every row as it is pushed, so a full read's md5 per name runs while the repo DB
+    /// is still sending rows (the reader waits on the server most of the time) instead of
+    /// after the last one; [`DesiredReposBuilder::finish_sorted`] returns the routes in the
+    /// set's order. Set before the first row: a builder that holds rows already returns no
+    /// routes.
+    pub fn route_with(&mut self, router: Router) {
+        if self.is_empty() {
+            self.routes.reserve(self.repos.ids.capacity());
+            self.router = Some(router);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -97,6 +133,9 @@ impl DesiredReposBuilder {
     pub fn push_values(&mut self, values: DesiredValues<'_>) -> Result<(), ListTooLarge> {
         let row = self.len();
         self.names.try_push(values.name)?;
+        if let Some(route) = &self.router {
+            self.routes.push(route(values.name));
+        }
         let repos = &mut self.repos;
         repos.ids.push(values.id);
         let form = match values.url {
@@ -158,72 +197,122 @@ impl DesiredReposBuilder {
 
     /// The set, sorted by name; of rows with one name, the lowest id is kept and the others
     /// are returned. Sorts on every core from `parallel_from` rows.
-    pub fn finish_sorted(self, parallel_from: usize) -> (DesiredRepos, Vec<NameClash>) {
+    pub fn finish_sorted(mut self, parallel_from: usize) -> SortedRepos {
+        let routes = std::mem::take(&mut self.routes);
         let repos = self.finish_in_order();
-        let mut order = name_order(&repos, parallel_from);
-        let mut clashes = Vec::new();
-        order.dedup_by(|later, kept| {
-            let (later, kept) = (*later as usize, *kept as usize);
-            if repos.names.get(later) != repos.names.get(kept) {
-                return false;
-            }
-            clashes.push(NameClash {
-                id: repos.ids[later],
-                name: RepoName::from_normalized(repos.names.get(later)),
-                kept_id: repos.ids[kept],
-            });
-            true
-        });
-        (repos.into_permuted(&order), clashes)
+        let order = name_order(&repos, routes, parallel_from);
+        let clashes = order
+            .left_out
+            .iter()
+            .map(|&(row, kept)| NameClash {
+                id: repos.ids[row as usize],
+                name: RepoName::from_normalized(repos.names.get(row as usize)),
+                kept_id: repos.ids[kept as usize],
+            })
+            .collect();
+        SortedRepos { repos: repos.into_permuted(order.rows), clashes, routes: order.routes }
     }
 }
 
-/// The rows of `repos` by name, then id.
+/// The rows of a set by name, then id, as [`name_order`] finds them.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct NameOrder {
+    /// The rows kept, in name order: of rows with one name, the lowest id.
+    pub rows: Vec<u32>,
+    /// Their routes, in the same order: empty unless routes were given.
+    pub routes: Vec<ShardIdx>,
+    /// (row left out, row kept) for each row whose name a kept row has.
+    pub left_out: Vec<(u32, u32)>,
+}
+
+/// A row as the sort by name sees it: the 16 bytes of its name after the prefix every name
+/// shares, as two big-endian numbers (where a `u128` would pad each entry to 32 bytes), its
+/// row and its route.
+#[derive(Copy, Clone)]
+struct Keyed {
+    high: u64,
+    low: u64,
+    row: u32,
+    route: ShardIdx,
+}
+
+/// The rows of `repos` by name, then id; `routes` (one per row, or empty) follow their rows.
 ///
 /// Sorting a million indices by the names they point to spends its time fetching names from
 /// all over the buffer. So each row is sorted with a key held beside its index: the 16 bytes of
-/// its name that follow the prefix every name shares (`github.com/` in most deployments), as
-/// two big-endian numbers. Keys compare as the names do (Postgres text holds no NUL byte, so the
-/// zero padding of a short name sorts it first, as a prefix sorts before a longer name), so only
-/// rows whose keys tie are compared by name. The keyed rows are freed before the caller copies
-/// the columns into order, which is where the read peaks.
-pub(super) fn name_order(repos: &DesiredRepos, parallel_from: usize) -> Vec<u32> {
+/// its name that follow the prefix every name shares (`github.com/` in most deployments). Keys
+/// compare as the names do (Postgres text holds no NUL byte, so the zero padding of a short
+/// name sorts it first, as a prefix sorts before a longer name), so only rows whose keys tie
+/// are compared by name, in the sort and when rows of one name are left out. The keyed rows
+/// are freed before the caller copies the columns into order, which is where the read peaks.
+pub(super) fn name_order(repos: &DesiredRepos, routes: Vec<ShardIdx>, parallel_from: usize) -> NameOrder {
+    use rayon::prelude::*;
     let names = &repos.names;
-    let shared = match names.iter().next() {
-        Some(first) => names.iter().fold(first.len(), |shared, name| {
-            first.as_bytes()[..shared].iter().zip(name.as_bytes()).take_while(|(a, b)| a == b).count()
-        }),
-        None => 0,
-    };
-    let key = |name: &str| {
-        let rest = name.as_bytes().get(shared..).unwrap_or_default();
+    let parallel = names.len() >= parallel_from;
+    let shared = shared_prefix(names, parallel);
+    let routed = !routes.is_empty() && routes.len() == names.len();
+    let keyed_row = |row: u32| {
+        let rest = names.get(row as usize).as_bytes().get(shared..).unwrap_or_default();
         let mut key = [0u8; 16];
         let len = rest.len().min(16);
         key[..len].copy_from_slice(&rest[..len]);
-        u128::from_be_bytes(key)
+        let key = u128::from_be_bytes(key);
+        let route = if routed { routes[row as usize] } else { 0 };
+        Keyed { high: (key >> 64) as u64, low: key as u64, row, route }
     };
     let rows = u32::try_from(repos.len()).unwrap_or(u32::MAX);
-    // (high half, low half, row): 8-byte alignment, where a `u128` would pad each to 32 bytes.
-    let mut keyed: Vec<(u64, u64, u32)> = names
-        .iter()
-        .zip(0..rows)
-        .map(|(name, row)| {
-            let key = key(name);
-            ((key >> 64) as u64, key as u64, row)
-        })
-        .collect();
-    let by_key_name_id = |a: &(u64, u64, u32), b: &(u64, u64, u32)| {
-        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
-            let (a, b) = (a.2 as usize, b.2 as usize);
+    let mut keyed: Vec<Keyed> =
+        if parallel { (0..rows).into_par_iter().map(keyed_row).collect() } else { (0..rows).map(keyed_row).collect() };
+    drop(routes);
+    let same_name = |a: &Keyed, b: &Keyed| {
+        (a.high, a.low) == (b.high, b.low) && names.get(a.row as usize) == names.get(b.row as usize)
+    };
+    let by_key_name_id = |a: &Keyed, b: &Keyed| {
+        (a.high, a.low).cmp(&(b.high, b.low)).then_with(|| {
+            let (a, b) = (a.row as usize, b.row as usize);
             names.get(a).cmp(names.get(b)).then(repos.ids[a].cmp(&repos.ids[b]))
         })
     };
-    if keyed.len() >= parallel_from {
-        rayon::slice::ParallelSliceMut::par_sort_unstable_by(&mut keyed[..], by_key_name_id);
+    if parallel {
+        keyed.par_sort_unstable_by(by_key_name_id);
     } else {
         keyed.sort_unstable_by(by_key_name_id);
     }
-    keyed.into_iter().map(|(_, _, row)| row).collect()
+    let mut order = NameOrder {
+        rows: Vec::with_capacity(keyed.len()),
+        routes: Vec::with_capacity(if routed { keyed.len() } else { 0 }),
+        left_out: Vec::new(),
+    };
+    let mut kept: Option<&Keyed> = None;
+    for entry in &keyed {
+        if let Some(kept) = kept.filter(|kept| same_name(kept, entry)) {
+            order.left_out.push((entry.row, kept.row));
+            continue;
+        }
+        order.rows.push(entry.row);
+        if routed {
+            order.routes.push(entry.route);
+        }
+        kept = Some(entry);
+    }
+    order
+}
+
+/// The length of the prefix every name shares (0 for no names).
+fn shared_prefix(names: &NameList, parallel: bool) -> usize {
+    use rayon::prelude::*;
+    if names.is_empty() {
+        return 0;
+    }
+    let first = names.get(0).as_bytes();
+    let within = |shared: usize, row: usize| {
+        first[..shared].iter().zip(names.get(row).as_bytes()).take_while(|(a, b)| a == b).count()
+    };
+    if parallel {
+        (1..names.len()).into_par_iter().fold(|| first.len(), within).reduce(|| first.len(), usize::min)
+    } else {
+        (1..names.len()).fold(first.len(), within)
+    }
 }
 
 /// One row's values, borrowed, as [`DesiredReposBuilder::push_values`] takes them: the fields
@@ -274,30 +363,23 @@ impl DesiredRepos {
     }
 
     /// The rows `order` names, in that order. Column by column, each old one freed before the
-    /// next is copied: the set is never held twice over.
-    fn into_permuted(mut self, order: &[u32]) -> DesiredRepos {
-        let names = {
-            let bytes = order.iter().map(|&row| self.names.get(row as usize).len()).sum();
-            let mut names = NameListBuilder::with_capacity(order.len(), bytes);
-            for &row in order {
-                names.push(self.names.get(row as usize));
-            }
-            names.finish()
-        };
-        self.names = names;
+    /// next is copied: the set is never held twice over. The names come last, so `order`
+    /// itself can become their new ends: the copy of the names, the largest column and where a
+    /// full read peaks, has one index array beside it rather than two.
+    fn into_permuted(mut self, order: Vec<u32>) -> DesiredRepos {
         fn permute<T: Copy>(column: &mut Vec<T>, order: &[u32]) {
             if !column.is_empty() {
                 *column = order.iter().map(|&row| column[row as usize]).collect();
             }
         }
-        permute(&mut self.ids, order);
-        permute(&mut self.urls, order);
-        permute(&mut self.service_type, order);
-        permute(&mut self.created_at, order);
-        permute(&mut self.updated_at, order);
-        permute(&mut self.stars, order);
-        permute(&mut self.flags, order);
-        permute(&mut self.recorded, order);
+        permute(&mut self.ids, &order);
+        permute(&mut self.urls, &order);
+        permute(&mut self.service_type, &order);
+        permute(&mut self.created_at, &order);
+        permute(&mut self.updated_at, &order);
+        permute(&mut self.stars, &order);
+        permute(&mut self.flags, &order);
+        permute(&mut self.recorded, &order);
         if !self.other_urls.is_empty() {
             let mut others = std::mem::take(&mut self.other_urls);
             others.sort_unstable_by_key(|(row, _)| *row);
@@ -311,6 +393,15 @@ impl DesiredRepos {
             }
             self.other_urls = moved;
         }
+        // The new text is no longer than the old (the same names, less any left out), whose
+        // ends are u32.
+        let mut text = String::with_capacity(self.names.text_len());
+        let mut ends = order;
+        for slot in &mut ends {
+            text.push_str(self.names.get(*slot as usize));
+            *slot = u32::try_from(text.len()).expect("the names' text is no longer than before");
+        }
+        self.names = NameList::from_parts(text, ends);
         self
     }
 }

@@ -17,7 +17,7 @@ mod build;
 #[cfg(test)]
 mod tests;
 
-pub use build::{DesiredReposBuilder, DesiredValues, NameClash};
+pub use build::{DesiredReposBuilder, DesiredValues, NameClash, Router, SortedRepos};
 
 /// `created_at` and `updated_at` when unknown: no timestamp a database returns is this far back
 /// (chrono's range ends at ±262,000 years).

@@ -1,7 +1,7 @@
 //! Tests of the columnar desired set: values, memory, the sorted build.
 use super::build::name_order;
 use super::*;
-use crate::model::{CloneStatus, RecordedShard};
+use crate::model::{CloneStatus, RecordedShard, ShardIdx};
 
 fn record(id: i64, name: &str, url: &str) -> DesiredRepo {
     DesiredRepo::new(id, RepoName::normalize(name).expect("a name"), url)
@@ -87,7 +87,8 @@ fn the_keyed_order_is_the_order_of_the_names() {
         for (id, name) in names.iter().enumerate().rev() {
             builder.push(&DesiredRepo::new(id as i64, RepoName::from_normalized(name.as_str()), "")).expect("room");
         }
-        let (set, clashes) = builder.finish_sorted(parallel_from);
+        let SortedRepos { repos: set, clashes, routes } = builder.finish_sorted(parallel_from);
+        assert!(routes.is_empty(), "no routes without a router");
         let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
         want.sort_unstable();
         want.dedup();
@@ -95,13 +96,19 @@ fn the_keyed_order_is_the_order_of_the_names() {
         assert_eq!(clashes.len(), names.len() - want.len());
     }
     let one = DesiredRepos::from_records(vec![record(1, "x/y", "")]);
-    assert_eq!(name_order(&one, 1), vec![0]);
-    assert!(name_order(&DesiredRepos::default(), 1).is_empty());
+    assert_eq!(name_order(&one, Vec::new(), 1).rows, vec![0]);
+    assert_eq!(name_order(&DesiredRepos::default(), Vec::new(), 1), Default::default());
+}
+
+/// A route that differs from name to name, to see that each stays with its row.
+fn route_of(name: &str) -> ShardIdx {
+    name.bytes().fold(7u16, |hash, byte| hash.wrapping_mul(31).wrapping_add(u16::from(byte)))
 }
 
 #[test]
 fn an_unsorted_build_sorts_keeps_the_lower_id_and_moves_every_column_with_its_row() {
     let mut builder = DesiredReposBuilder::default();
+    builder.route_with(Box::new(route_of));
     let mut rows = Vec::new();
     for id in (0..200).rev() {
         let mut repo = record(id, &format!("github.com/o/r-{}", id % 150), &format!("https://x/{id}"));
@@ -111,8 +118,9 @@ fn an_unsorted_build_sorts_keeps_the_lower_id_and_moves_every_column_with_its_ro
         builder.push(&repo).expect("room");
         rows.push(repo);
     }
-    let (set, clashes) = builder.finish_sorted(50);
+    let SortedRepos { repos: set, clashes, routes } = builder.finish_sorted(50);
     assert_eq!(set.len(), 150);
+    assert_eq!(routes, set.names().map(route_of).collect::<Vec<_>>(), "each route follows its row");
     assert_eq!(clashes.len(), 50);
     assert!(clashes.iter().all(|c| c.kept_id == c.id - 150));
     assert!(set.names().collect::<Vec<_>>().windows(2).all(|w| w[0] < w[1]));

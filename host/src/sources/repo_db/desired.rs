@@ -14,7 +14,7 @@ use gitserver_api::{canonical_repo_name, is_canonical_repo_name};
 
 use crate::model::{
     CloneStatus, CloneUrl, DesiredRepo, DesiredReposBuilder, DesiredValues, RecordedShard, RecordedState, RepoColumns,
-    RepoName, ServiceType, Timestamp,
+    RepoName, Router, ServiceType, ShardIdx, Timestamp,
 };
 
 use super::query::{Layout, CLONE_URL, CREATED_AT, ID, NAME};
@@ -121,7 +121,7 @@ impl Builder {
     /// Room for about `rows` repos.
     pub(super) fn reserve(&mut self, rows: usize) {
         // Names average ~32 bytes; the buffer grows if they are longer.
-        self.repos = DesiredReposBuilder::with_capacity(rows, rows.saturating_mul(32));
+        self.repos.reserve(rows, rows.saturating_mul(32));
     }
 
     /// Adds one row. Fails only when the row has no readable id, which means the query and
@@ -250,14 +250,19 @@ impl Builder {
         DesiredChanges { ids: changes.unwrap_or_default(), repos: changed_repos, problems, recorded_shards }
     }
 
+    /// Routes each row of a full read as it arrives (see [`DesiredReposBuilder::route_with`]).
+    pub(super) fn route_with(&mut self, router: Router) {
+        self.repos.route_with(router);
+    }
+
     /// A full read's set: sorted by name, the lowest id of each name kept and the others
-    /// reported.
-    pub(super) fn finish(self) -> DesiredSet {
+    /// reported; with each repo's route, in the set's order, when the rows were routed.
+    pub(super) fn finish(self) -> (DesiredSet, Vec<ShardIdx>) {
         let Builder { repos, mut problems, recorded_shards, .. } = self;
-        let (repos, clashes) = repos.finish_sorted(crate::machine::PARALLEL_FROM);
-        problems.extend(clashes.iter().map(|clash| clash_problem(clash.id, clash.name.as_str(), clash.kept_id)));
+        let sorted = repos.finish_sorted(crate::machine::PARALLEL_FROM);
+        problems.extend(sorted.clashes.iter().map(|clash| clash_problem(clash.id, clash.name.as_str(), clash.kept_id)));
         problems.sort_by_key(|problem| problem.repo_id);
-        DesiredSet { repos, problems, recorded_shards }
+        (DesiredSet { repos: sorted.repos, problems, recorded_shards }, sorted.routes)
     }
 
     fn recorded(&mut self, id: i64, raw_name: &str, row: &impl QueryRow) -> RecordedState {

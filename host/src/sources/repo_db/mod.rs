@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 
 use crate::db::refusal::Refused;
 use crate::db::Database;
-use crate::model::{CloneStatus, DesiredRepos, RepoColumns, RepoName};
+use crate::model::{CloneStatus, DesiredRepos, RepoColumns, RepoName, Router, ShardIdx};
 
 mod changes;
 mod desired;
@@ -199,6 +199,18 @@ impl RepoDb {
     /// repos cost their names and ~23 B each. Names are normalised; rows that cannot be
     /// used as they are become [`RowProblem`]s instead of failing the load.
     pub async fn load_desired_reading(&self, columns: RepoColumns) -> Result<DesiredSet, RepoDbError> {
+        Ok(self.load_desired_routed(columns, None).await?.0)
+    }
+
+    /// [`RepoDb::load_desired_reading`], routing each row with `router` as it arrives: the
+    /// routes come back one per repo, in the set's order (none without a router). At a million
+    /// rows the md5 of each name then costs the time the reader spends waiting on the repo DB
+    /// rather than time after the last row.
+    pub async fn load_desired_routed(
+        &self,
+        columns: RepoColumns,
+        router: Option<Router>,
+    ) -> Result<(DesiredSet, Vec<ShardIdx>), RepoDbError> {
         let sql = self.desired_sql(columns);
         let started = Instant::now();
         let mut builder = desired::Builder::new(self.shape, columns);
@@ -213,26 +225,32 @@ impl RepoDb {
                         .await
                         .map_err(load_error)?;
                 builder.reserve(estimate.map_or(0, |rows| rows.clamp(0.0, 20_000_000.0) as usize));
+                if let Some(router) = router {
+                    builder.route_with(router);
+                }
                 let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
             }
             Database::Sqlite(pool) => {
+                if let Some(router) = router {
+                    builder.route_with(router);
+                }
                 let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
             }
         }
-        let set = builder.finish();
+        let (set, routes) = builder.finish();
         tracing::debug!(
             repos = set.repos.len(),
             problems = set.problems.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Loaded the desired repos."
         );
-        Ok(set)
+        Ok((set, routes))
     }
 
     /// A mark for an incremental read after the read that follows this call: taken before

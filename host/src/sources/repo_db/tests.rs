@@ -8,6 +8,7 @@ use expect_test::{expect, Expect};
 use super::*;
 use crate::db::test_support::{PgTestDb, SqliteTestDb};
 use crate::model::{RecordedState, RepoColumns};
+use crate::routing::{Routing, ShardMap};
 
 /// Runs a script of several statements.
 async fn run(db: &Database, sql: &str) {
@@ -477,6 +478,17 @@ async fn postgres_streams_twenty_thousand_generated_rows() {
     assert!(set.repos.names().collect::<Vec<_>>().windows(2).all(|pair| pair[0] < pair[1]));
     let stars: u64 = set.repos.iter().filter_map(|repo| repo.stars()).map(u64::from).sum();
     assert_eq!(stars, 20_000 * 20_001 / 2);
+
+    // Routed as the rows arrive: each route stays with its repo through the sort by name.
+    let shards = ShardMap::new((0..8).map(|i| format!("shard-{i}")).collect(), Routing::Md5).expect("eight shards");
+    let router = shards.clone();
+    let (routed, routes) = repo_db
+        .load_desired_routed(RepoColumns::default(), Some(Box::new(move |name| router.shard_for(name))))
+        .await
+        .expect("loading, routed");
+    assert_eq!(routed.repos.len(), 20_000);
+    assert_eq!(routes, routed.repos.names().map(|name| shards.shard_for(name)).collect::<Vec<_>>());
+    assert!(routes.iter().any(|&route| route != routes[0]), "the routes differ from repo to repo");
 }
 
 #[tokio::test]
