@@ -202,3 +202,39 @@ fn a_confirmed_dispatch_whose_clone_never_shows_is_lost_after_the_grace() {
     assert_eq!(f.due(&plan), "x/a x/b");
     assert_eq!(plan.totals.uncloned, 2, "lost repos count as uncloned");
 }
+
+#[test]
+fn a_large_set_is_reconciled_on_every_core_as_shard_by_shard() {
+    // Above PARALLEL_FROM the shards' lookups run at once; what each shard finds must not
+    // depend on that: states, counts, and the orphan sample in shard order, then list order.
+    let n = PARALLEL_FROM + 10_000;
+    let repos: Vec<DesiredRepo> = (0..n).map(|i| repo(i as i64 + 1, &format!("x/r-{i:06}"))).collect();
+    let routes: Vec<ShardIdx> = (0..n).map(|i| (i % 4) as ShardIdx).collect();
+    let mut lists: Vec<Vec<RepoName>> = vec![Vec::new(); 4];
+    for i in (0..n).filter(|i| i % 3 != 0) {
+        lists[i % 4].push(name(&format!("x/r-{i:06}")));
+    }
+    // Misplaced: repo 3 (shard 3, unlisted there) listed on shard 1; orphans on every shard.
+    lists[1].push(name("x/r-000003"));
+    for (shard, list) in lists.iter_mut().enumerate() {
+        list.extend((0..40).map(|o| name(&format!("gone/{shard}-{o:02}"))));
+    }
+    let shards = lists
+        .into_iter()
+        .map(|list| ShardActual { reachable: true, cloned: Some(Arc::new(list.into())), cloning: Arc::new([]) })
+        .collect();
+    let (attempts, in_flight) = (HashMap::new(), HashSet::new());
+    let ctx = Context { attempts: &attempts, in_flight: &in_flight, now: t(0) };
+    let plan = reconcile(&DesiredRepos::in_given_order(&repos), &routes, &Actual { shards }, &ctx);
+
+    for (i, state) in plan.states.iter().enumerate() {
+        let want = if i % 3 != 0 { RepoState::Cloned } else { RepoState::Uncloned };
+        assert_eq!(*state, want, "repo {i}");
+    }
+    assert_eq!(plan.totals.cloned, (0..n).filter(|i| i % 3 != 0).count() as u64);
+    assert_eq!((plan.shards[1].misplaced, plan.totals.misplaced, plan.totals.orphaned), (1, 1, 160));
+    let sample: Vec<String> = plan.orphans.iter().map(|o| format!("{}:{}", o.shard, o.name)).collect();
+    let want: Vec<String> =
+        (0..4).flat_map(|s| (0..40).map(move |o| format!("{s}:gone/{s}-{o:02}"))).take(100).collect();
+    assert_eq!(sample, want);
+}
