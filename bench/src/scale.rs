@@ -65,7 +65,7 @@ pub fn run(scale_repos: usize, runs: usize) -> Section {
         format!("{growth:.1}× for {:.0}× the repos", sizes[1].repos as f64 / sizes[0].repos as f64),
         "linear would be the repo ratio",
     );
-    section.notes.push("The tick here is the decision machine alone (reconcile, the built-in order of every due repo, the scheduler's queue), on one core, with nothing read: at 10M repos it takes seconds on its own, before the repo DB read (≈ 10 × the 1M figures of the sections above) and the 9M listed names; the inputs row is what the process holds for them. docs/scale-out.md designs how replicas would split the shards with a lease per shard when one process is no longer enough.".to_string());
+    section.notes.push("The tick here is the decision machine alone (reconcile, the built-in order of every due repo, the scheduler's queue), with nothing read (reconcile's per-shard lookups run on every core, the rest on one): at 10M repos it takes seconds on its own, before the repo DB read (≈ 10 × the 1M figures of the sections above) and the 9M listed names; the inputs row is what the process holds for them. docs/scale-out.md designs how replicas would split the shards with a lease per shard when one process is no longer enough.".to_string());
     section
 }
 
