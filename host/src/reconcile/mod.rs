@@ -3,7 +3,8 @@
 //!
 //! **Architecture invariant:** this module does no I/O, reads no clock, spawns nothing and
 //! never fails. Time is the `now` parameter; a bad row is a [`Problem`], not an error. A
-//! tidy test fails if this directory mentions an I/O crate.
+//! tidy test fails if this directory mentions an I/O crate. A large set's per-shard lookups
+//! borrow rayon's thread pool, and give what one shard after another would.
 //!
 //! **Invariant:** a shard that has never been listed is unknown, never empty: an empty list
 //! would make every repo it owns look uncloned and re-dispatch all of them.
