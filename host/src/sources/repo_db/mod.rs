@@ -214,6 +214,9 @@ impl RepoDb {
         let sql = self.desired_sql(columns);
         let started = Instant::now();
         let mut builder = desired::Builder::new(self.shape, columns);
+        if let Some(router) = router {
+            builder.route_with(router);
+        }
         let load_error = |source| RepoDbError::Load { db: self.db.describe(), shape: self.shape, source };
         match &self.db {
             Database::Postgres(pool) => {
@@ -225,18 +228,12 @@ impl RepoDb {
                         .await
                         .map_err(load_error)?;
                 builder.reserve(estimate.map_or(0, |rows| rows.clamp(0.0, 20_000_000.0) as usize));
-                if let Some(router) = router {
-                    builder.route_with(router);
-                }
                 let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
                 }
             }
             Database::Sqlite(pool) => {
-                if let Some(router) = router {
-                    builder.route_with(router);
-                }
                 let mut rows = sqlx::query(&sql).fetch(pool);
                 while let Some(row) = rows.try_next().await.map_err(load_error)? {
                     builder.accept(&row).map_err(load_error)?;
